@@ -1,0 +1,495 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// CompilerVersionSpec pins a Go toolchain, the plugin built with it, the pods that run it and how
+// the plugin is rolled out to them.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.plugin.source.git) || has(self.plugin.package)",message="spec.plugin.package is required with spec.plugin.source.git: name the plugin's main package directory in the repository, e.g. ./plugins/greeter",fieldPath=".plugin.package"
+// +kubebuilder:validation:XValidation:rule="!has(self.plugin.source.git) || has(self.plugin.repository)",message="spec.plugin.repository is required with spec.plugin.source.git: name the OCI repository the built artifact is pushed to, e.g. registry.example.com/team/greeter-plugin",fieldPath=".plugin.repository"
+type CompilerVersionSpec struct {
+	// goVersion is the exact Go release every plugin and every targeted host must be built with,
+	// such as "1.26.8". Go loads plugins only into hosts built by the identical toolchain, so a
+	// minor version ("1.26"), a "go" prefix or "latest" is refused.
+	// +required
+	// +kubebuilder:validation:MinLength=5
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="self.matches('^1\\\\.(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)$')",message="spec.goVersion must be an exact Go release such as 1.26.8 (not 1.26, go1.26.8 or latest)"
+	GoVersion string `json:"goVersion"`
+
+	// plugin says where the plugin comes from and how hosts find it.
+	// +required
+	Plugin PluginSpec `json:"plugin"`
+
+	// selector selects the pods, in this CompilerVersion's namespace, whose hosts load the plugin.
+	// It must not be empty: an empty selector would target every pod in the namespace.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="spec.selector must not be empty: set matchLabels or matchExpressions to the labels of the pods that load this plugin"
+	Selector metav1.LabelSelector `json:"selector"`
+
+	// strategy is how the plugin reaches the selected pods.
+	// +optional
+	// +kubebuilder:default={type: RollingPatch}
+	Strategy RolloutStrategy `json:"strategy,omitempty"`
+
+	// maxLoadedVersions is how many plugin versions a host may hold before it re-execs itself
+	// (same PID, listeners handed over) and loads only the current one. Go never unloads a
+	// plugin: each version costs about 1.4 MB of RSS and memory every GC cycle scans.
+	// +optional
+	// +kubebuilder:default=8
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=100
+	MaxLoadedVersions *int32 `json:"maxLoadedVersions,omitempty"`
+}
+
+// PluginSpec describes the plugin.
+type PluginSpec struct {
+	// source is where the plugin comes from: a git revision that Splice builds, or an artifact
+	// that is already built.
+	// +required
+	Source PluginSource `json:"source"`
+
+	// package is the directory of the plugin's main package inside the git repository, relative
+	// to its root (for example "./plugins/greeter"). Required with a git source.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.contains('..')",message="spec.plugin.package must be a path inside the repository, relative to its root, without '..' (e.g. ./plugins/greeter)"
+	Package string `json:"package,omitempty"`
+
+	// symbol is the exported name the host looks up in the plugin (plugin.Lookup).
+	// +optional
+	// +kubebuilder:default=Plugin
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Z][A-Za-z0-9_]*$')",message="spec.plugin.symbol must be an exported Go identifier such as Plugin"
+	Symbol string `json:"symbol,omitempty"`
+
+	// apiVersion is the semantic version of the contract between host and plugin (the shared
+	// interface package), such as "1.4.0". RollingPatch refuses a change of major version.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^v?(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$')",message="spec.plugin.apiVersion must be a semantic version such as 1.4.0"
+	APIVersion string `json:"apiVersion,omitempty"`
+
+	// tags are the build tags the plugin is built with. Hosts and plugins must agree on tags that
+	// add files to shared packages.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9_.]+$`
+	Tags []string `json:"tags,omitempty"`
+
+	// repository is the OCI repository built artifacts are pushed to, without tag or digest (for
+	// example "registry.example.com/team/greeter-plugin"). Required with a git source.
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]+([._-][a-z0-9]+)*(\\\\.[a-z0-9-]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$')",message="spec.plugin.repository must be an OCI repository such as registry.example.com/team/plugin, in lower case, without tag or digest"
+	Repository string `json:"repository,omitempty"`
+
+	// pushSecretRef names a Secret of type kubernetes.io/dockerconfigjson, in this namespace,
+	// with credentials to push to repository.
+	// +optional
+	PushSecretRef *LocalObjectReference `json:"pushSecretRef,omitempty"`
+}
+
+// PluginSource is exactly one of git or artifact.
+// +kubebuilder:validation:XValidation:rule="has(self.git) != has(self.artifact)",message="spec.plugin.source must set exactly one of git (build from a revision) or artifact (a prebuilt OCI reference)"
+type PluginSource struct {
+	// git builds the plugin from a revision of a git repository.
+	// +optional
+	Git *GitSource `json:"git,omitempty"`
+
+	// artifact is a prebuilt plugin artifact, pinned by digest:
+	// "registry.example.com/team/plugin@sha256:<64 hex digits>". A tag is refused because it
+	// could point at another build tomorrow.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[^@\\\\s]+@sha256:[a-f0-9]{64}$')",message="spec.plugin.source.artifact must be pinned by digest: registry/repository@sha256:<64 lower-case hex digits>, not a tag"
+	Artifact string `json:"artifact,omitempty"`
+}
+
+// GitSource is a revision of a git repository.
+type GitSource struct {
+	// url is the repository's clone URL (https://, ssh://, git://, file:// or user@host:path).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(https?|ssh|git|file)://[^\\\\s]+$') || self.matches('^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\\\\s]+$')",message="spec.plugin.source.git.url must be a clone URL such as https://git.example.com/team/plugins.git or git@git.example.com:team/plugins.git"
+	URL string `json:"url"`
+
+	// revision is the commit, tag or branch to build. A full commit SHA makes the build
+	// reproducible; a branch is resolved once per build.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9][A-Za-z0-9._/-]*$')",message="spec.plugin.source.git.revision must be a commit SHA, tag or branch name without spaces"
+	Revision string `json:"revision"`
+
+	// secretRef names a Secret in this namespace with git credentials (keys "username" and
+	// "password", or "ssh-privatekey" and optionally "known_hosts").
+	// +optional
+	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
+}
+
+// LocalObjectReference names an object in the CompilerVersion's namespace.
+type LocalObjectReference struct {
+	// name of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// StrategyType names a rollout policy.
+// +kubebuilder:validation:Enum=Strict;RollingPatch;Canary
+type StrategyType string
+
+const (
+	// StrategyStrict enforces an exact toolchain and package match: incompatible pods are reported
+	// and optionally recreated; any failed swap rolls every pod back.
+	StrategyStrict StrategyType = "Strict"
+	// StrategyRollingPatch swaps in place in batches of maxUnavailable; only for plugin API
+	// changes of minor or patch level.
+	StrategyRollingPatch StrategyType = "RollingPatch"
+	// StrategyCanary runs ordered steps of pod share, in-pod traffic share, pause and analysis.
+	StrategyCanary StrategyType = "Canary"
+)
+
+// RolloutStrategy is the rollout policy and its parameters; only the block matching type may be
+// set.
+// +kubebuilder:validation:XValidation:rule="self.type != 'Canary' || (has(self.canary) && has(self.canary.steps) && size(self.canary.steps) > 0)",message="spec.strategy.canary.steps is required when spec.strategy.type is Canary: list at least one step"
+// +kubebuilder:validation:XValidation:rule="!has(self.canary) || self.type == 'Canary'",message="spec.strategy.canary may only be set when spec.strategy.type is Canary"
+// +kubebuilder:validation:XValidation:rule="!has(self.rollingPatch) || self.type == 'RollingPatch'",message="spec.strategy.rollingPatch may only be set when spec.strategy.type is RollingPatch"
+// +kubebuilder:validation:XValidation:rule="!has(self.strict) || self.type == 'Strict'",message="spec.strategy.strict may only be set when spec.strategy.type is Strict"
+type RolloutStrategy struct {
+	// type is the rollout policy: Strict, RollingPatch (the default) or Canary.
+	// +optional
+	// +kubebuilder:default=RollingPatch
+	Type StrategyType `json:"type,omitempty"`
+
+	// strict holds Strict's parameters.
+	// +optional
+	Strict *StrictStrategy `json:"strict,omitempty"`
+
+	// rollingPatch holds RollingPatch's parameters.
+	// +optional
+	RollingPatch *RollingPatchStrategy `json:"rollingPatch,omitempty"`
+
+	// canary holds Canary's steps.
+	// +optional
+	Canary *CanaryStrategy `json:"canary,omitempty"`
+}
+
+// StrictStrategy parameters.
+type StrictStrategy struct {
+	// recreateIncompatible evicts (through the Eviction API, so PodDisruptionBudgets hold) pods
+	// whose host cannot load the artifact, so their controller recreates them with a matching
+	// image. When false they are only reported Incompatible.
+	// +optional
+	RecreateIncompatible bool `json:"recreateIncompatible,omitempty"`
+}
+
+// RollingPatchStrategy parameters.
+type RollingPatchStrategy struct {
+	// maxUnavailable is how many pods (a number, or a percentage of the targeted pods rounded
+	// up) may be swapping at once; each batch is Ready before the next starts. Default 25%.
+	// +optional
+	// +kubebuilder:default="25%"
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:MaxLength=4
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 1 : self.matches('^([1-9][0-9]?|100)%$')",message="spec.strategy.rollingPatch.maxUnavailable must be a number of pods of at least 1 or a percentage from 1% to 100%"
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+}
+
+// FailurePolicy is what Canary does when an analysis fails.
+// +kubebuilder:validation:Enum=Rollback;Pause
+type FailurePolicy string
+
+const (
+	// FailureRollback returns every pod to the stable artifact.
+	FailureRollback FailurePolicy = "Rollback"
+	// FailurePause freezes the rollout where it is until a person resumes or aborts it.
+	FailurePause FailurePolicy = "Pause"
+)
+
+// CanaryStrategy parameters.
+type CanaryStrategy struct {
+	// steps run in order; the rollout is complete after the last one.
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=20
+	Steps []CanaryStep `json:"steps"`
+
+	// onFailure is what happens when an analysis fails: Rollback (the default) or Pause.
+	// +optional
+	// +kubebuilder:default=Rollback
+	OnFailure FailurePolicy `json:"onFailure,omitempty"`
+}
+
+// CanaryStep is one step of a canary.
+type CanaryStep struct {
+	// setWeight is the share of targeted pods, in percent, that run the new artifact in this step.
+	// Pods are chosen by a stable hash of their name, so membership survives reschedules.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	SetWeight int32 `json:"setWeight"`
+
+	// trafficPercent is the share of requests, in percent, that updated pods route to the new
+	// version while keeping the stable one loaded (by a hash of a request key). Unset means all.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	TrafficPercent *int32 `json:"trafficPercent,omitempty"`
+
+	// pause holds the rollout after this step: for duration, or until promoted when duration is
+	// empty. Unset means no pause.
+	// +optional
+	Pause *CanaryPause `json:"pause,omitempty"`
+
+	// analysis gates the step on what the agents report.
+	// +optional
+	Analysis *CanaryAnalysis `json:"analysis,omitempty"`
+}
+
+// CanaryPause is a timed or indefinite pause.
+type CanaryPause struct {
+	// duration of the pause, such as "5m"; empty waits until the rollout is promoted.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) <= duration('168h')",message="pause.duration must be a Go duration such as 30s or 5m, at most 168h"
+	Duration *metav1.Duration `json:"duration,omitempty"`
+}
+
+// CanaryAnalysis bounds what a step may observe before it fails.
+type CanaryAnalysis struct {
+	// maxFailedSwaps is how many pods may fail to swap in this step before it fails.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	MaxFailedSwaps *int32 `json:"maxFailedSwaps,omitempty"`
+
+	// maxErrorRatePercent is the highest share of plugin calls, in percent, that may return an
+	// error or panic on the new version.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	MaxErrorRatePercent *int32 `json:"maxErrorRatePercent,omitempty"`
+
+	// maxSwapLatency is the longest a pod's swap may take, such as "500ms".
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$')",message="analysis.maxSwapLatency must be a Go duration such as 500ms or 2s"
+	MaxSwapLatency *metav1.Duration `json:"maxSwapLatency,omitempty"`
+}
+
+// Phase is the CompilerVersion's place in its life cycle.
+// +kubebuilder:validation:Enum=Pending;Building;BuildFailed;Progressing;Paused;Completed;Degraded;RolledBack
+type Phase string
+
+const (
+	// PhasePending: no artifact to roll out yet, or no pods selected.
+	PhasePending Phase = "Pending"
+	// PhaseBuilding: a build Job is running.
+	PhaseBuilding Phase = "Building"
+	// PhaseBuildFailed: the last build failed; see the Built condition.
+	PhaseBuildFailed Phase = "BuildFailed"
+	// PhaseProgressing: pods are being moved to the artifact.
+	PhaseProgressing Phase = "Progressing"
+	// PhasePaused: the rollout waits for a promotion, a resume, or an analysis decision.
+	PhasePaused Phase = "Paused"
+	// PhaseCompleted: every targeted pod runs the artifact, which is now stable.
+	PhaseCompleted Phase = "Completed"
+	// PhaseDegraded: pods failed or are incompatible and the rollout cannot go on by itself.
+	PhaseDegraded Phase = "Degraded"
+	// PhaseRolledBack: the rollout failed and every pod was returned to the stable artifact.
+	PhaseRolledBack Phase = "RolledBack"
+)
+
+// Condition types. Each is documented with exactly when it is True.
+const (
+	// ConditionReady is True when every targeted pod runs status.artifact and reports Ready.
+	ConditionReady = "Ready"
+	// ConditionBuilt is True when status.artifact holds a built (or resolved prebuilt) artifact
+	// for the current spec.
+	ConditionBuilt = "Built"
+	// ConditionProgressing is True while pods are being moved to status.artifact.
+	ConditionProgressing = "Progressing"
+	// ConditionAvailable is True when every targeted pod serves some artifact and passes readiness.
+	ConditionAvailable = "Available"
+	// ConditionPaused is True while the rollout is paused.
+	ConditionPaused = "Paused"
+	// ConditionDegraded is True when pods failed to swap or are incompatible.
+	ConditionDegraded = "Degraded"
+)
+
+// Condition reasons.
+const (
+	// ReasonNoTargetPods: the selector matches no pod in the namespace.
+	ReasonNoTargetPods = "NoTargetPods"
+	// ReasonAwaitingArtifact: there is no artifact for the current spec yet.
+	ReasonAwaitingArtifact = "AwaitingArtifact"
+	// ReasonInvalidSelector: the selector could not be turned into a label selector.
+	ReasonInvalidSelector = "InvalidSelector"
+	// ReasonAllPodsReady: every targeted pod runs the artifact.
+	ReasonAllPodsReady = "AllPodsReady"
+	// ReasonPodsNotUpdated: some targeted pods do not run the artifact yet.
+	ReasonPodsNotUpdated = "PodsNotUpdated"
+)
+
+// ArtifactStatus identifies a plugin artifact.
+type ArtifactStatus struct {
+	// ref is the artifact's OCI reference, pinned by digest.
+	// +required
+	// +kubebuilder:validation:MaxLength=512
+	Ref string `json:"ref"`
+	// digest is the artifact's manifest digest, "sha256:<64 hex>".
+	// +required
+	// +kubebuilder:validation:MaxLength=71
+	Digest string `json:"digest"`
+	// goVersion is the Go release the plugin was built with, e.g. "go1.26.8".
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	GoVersion string `json:"goVersion,omitempty"`
+	// apiVersion is the plugin's declared API version.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	APIVersion string `json:"apiVersion,omitempty"`
+	// builtAt is when the artifact was built.
+	// +optional
+	BuiltAt *metav1.Time `json:"builtAt,omitempty"`
+}
+
+// PodFailure is a recent failure of one pod.
+type PodFailure struct {
+	// pod is the pod's name.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Pod string `json:"pod"`
+	// digest is the artifact the pod failed with.
+	// +optional
+	// +kubebuilder:validation:MaxLength=71
+	Digest string `json:"digest,omitempty"`
+	// state is the pod's reported state (Failed, Incompatible or RolledBack).
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	State SwapState `json:"state,omitempty"`
+	// reason is a CamelCase cause.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Reason string `json:"reason,omitempty"`
+	// message says what went wrong and what to fix.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+	// time is when the failure was reported.
+	// +optional
+	Time *metav1.Time `json:"time,omitempty"`
+}
+
+// MaxRecentFailures bounds status.recentFailures.
+const MaxRecentFailures = 10
+
+// CompilerVersionStatus is what Splice observed and did.
+type CompilerVersionStatus struct {
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// phase summarizes the life cycle.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// artifact is the artifact built for (or named by) the current spec.
+	// +optional
+	Artifact *ArtifactStatus `json:"artifact,omitempty"`
+
+	// stableArtifact is the last artifact that completed a rollout; rollbacks return to it.
+	// +optional
+	StableArtifact *ArtifactStatus `json:"stableArtifact,omitempty"`
+
+	// currentStepIndex is the canary step in progress.
+	// +optional
+	CurrentStepIndex *int32 `json:"currentStepIndex,omitempty"`
+
+	// targeted is the number of pods the selector matches.
+	// +optional
+	Targeted int32 `json:"targeted"`
+	// updated is the number of targeted pods that run status.artifact.
+	// +optional
+	Updated int32 `json:"updated"`
+	// ready is the number of targeted pods whose plugin-ready condition is True.
+	// +optional
+	Ready int32 `json:"ready"`
+	// failed is the number of targeted pods whose last swap failed or rolled back.
+	// +optional
+	Failed int32 `json:"failed"`
+	// incompatible is the number of targeted pods whose host cannot load the artifact.
+	// +optional
+	Incompatible int32 `json:"incompatible"`
+
+	// progress is "updated/targeted", for display.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	Progress string `json:"progress,omitempty"`
+
+	// recentFailures are the latest pod failures, newest first, at most 10.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	RecentFailures []PodFailure `json:"recentFailures,omitempty"`
+
+	// conditions: Ready, Built, Progressing, Available, Paused, Degraded.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// CompilerVersion pins the Go toolchain a plugin is built with, the pods that load it, and the
+// policy that rolls it out to them without restarting them.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=cv,categories=splice
+// +kubebuilder:printcolumn:name="Go",type=string,JSONPath=`.spec.goVersion`
+// +kubebuilder:printcolumn:name="Strategy",type=string,JSONPath=`.spec.strategy.type`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Updated",type=string,JSONPath=`.status.progress`,description="updated/targeted pods"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Artifact",type=string,JSONPath=`.status.artifact.digest`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type CompilerVersion struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec CompilerVersionSpec `json:"spec"`
+
+	// +optional
+	Status CompilerVersionStatus `json:"status,omitempty"`
+}
+
+// CompilerVersionList is a list of CompilerVersions.
+//
+// +kubebuilder:object:root=true
+type CompilerVersionList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []CompilerVersion `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&CompilerVersion{}, &CompilerVersionList{})
+}

@@ -1,0 +1,216 @@
+package v1alpha1
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The pod protocol: how the rollout controller, the admission webhook and the agent sidecar talk
+// through the Pod object itself. The controller writes the desired state into annotations; the
+// agent, which may only get/watch/patch its own pod, answers with a report annotation and the
+// plugin-ready condition that backs the readiness gate.
+const (
+	// LabelInject opts a pod ("true") or a namespace ("true") into agent injection; "false" on a
+	// pod opts it out even inside an opted-in namespace.
+	LabelInject = "splice.dev/inject"
+
+	// AnnotationDesiredArtifact is written by the rollout controller: the artifact the pod must
+	// run, as an OCI reference pinned by digest ("registry/repo@sha256:<64 hex>").
+	AnnotationDesiredArtifact = "splice.dev/desired-artifact"
+	// AnnotationStableArtifact is written by the rollout controller next to the desired artifact
+	// while a request-level canary runs: the version that keeps the rest of the traffic.
+	AnnotationStableArtifact = "splice.dev/stable-artifact"
+	// AnnotationTrafficPercent is the share (0-100) of in-pod requests the desired artifact
+	// receives while the stable one is still loaded; absent means 100.
+	AnnotationTrafficPercent = "splice.dev/traffic-percent"
+	// AnnotationCompilerVersion names the CompilerVersion that manages the pod.
+	AnnotationCompilerVersion = "splice.dev/compiler-version"
+	// AnnotationGoVersion is the Go release the managing CompilerVersion pins; the agent's
+	// /readyz fails while the host was built with another one.
+	AnnotationGoVersion = "splice.dev/go-version"
+	// AnnotationAppContainers lists (comma-separated) the containers that link the host library
+	// and get the shared volume; the default is the pod's first container.
+	AnnotationAppContainers = "splice.dev/app-containers"
+	// AnnotationReport is written by the agent: a JSON PodReport.
+	AnnotationReport = "splice.dev/report"
+
+	// PodConditionPluginReady is True when the pod runs its desired artifact; it backs the
+	// readiness gate the webhook injects.
+	PodConditionPluginReady corev1.PodConditionType = "splice.dev/plugin-ready"
+
+	// MaxReportBytes bounds the report annotation; the API server caps all annotations of an
+	// object at 256 KiB together, and a report is a few hundred bytes.
+	MaxReportBytes = 16 << 10
+)
+
+// SwapState is where a pod stands with its desired artifact.
+type SwapState string
+
+const (
+	// SwapPending: the agent has seen the desired artifact and not yet started.
+	SwapPending SwapState = "Pending"
+	// SwapPulling: the artifact is being pulled and its digest verified.
+	SwapPulling SwapState = "Pulling"
+	// SwapIncompatible: the preflight predicts that plugin.Open would fail or load an unsupported
+	// build (toolchain, GOAMD64, package hashes); nothing was loaded.
+	SwapIncompatible SwapState = "Incompatible"
+	// SwapSwapping: the host is loading and swapping.
+	SwapSwapping SwapState = "Swapping"
+	// SwapReady: the host serves the desired artifact.
+	SwapReady SwapState = "Ready"
+	// SwapFailed: the pull, the load or the swap failed; the host keeps serving what it had.
+	SwapFailed SwapState = "Failed"
+	// SwapRolledBack: the host swapped, then rolled back on its own (panics past its threshold).
+	SwapRolledBack SwapState = "RolledBack"
+)
+
+var swapStates = map[SwapState]bool{
+	SwapPending: true, SwapPulling: true, SwapIncompatible: true, SwapSwapping: true,
+	SwapReady: true, SwapFailed: true, SwapRolledBack: true,
+}
+
+// Terminal reports whether the state is an outcome (no further progress without a new desired
+// artifact).
+func (s SwapState) Terminal() bool {
+	switch s {
+	case SwapIncompatible, SwapReady, SwapFailed, SwapRolledBack:
+		return true
+	}
+	return false
+}
+
+// RuntimeSnapshot is a host's runtime/metrics reading, taken around a swap.
+// +kubebuilder:object:generate=true
+type RuntimeSnapshot struct {
+	// gcCycles is /gc/cycles/total:gc-cycles.
+	GCCycles uint64 `json:"gcCycles"`
+	// heapLiveBytes is /gc/heap/live:bytes.
+	HeapLiveBytes uint64 `json:"heapLiveBytes"`
+	// heapGoalBytes is /gc/heap/goal:bytes.
+	HeapGoalBytes uint64 `json:"heapGoalBytes"`
+	// scanGlobalsBytes is /gc/scan/globals:bytes: it grows with every plugin loaded.
+	ScanGlobalsBytes uint64 `json:"scanGlobalsBytes"`
+	// goroutines is /sched/goroutines:goroutines.
+	Goroutines uint64 `json:"goroutines"`
+	// gcPauses is the number of stop-the-world GC pauses counted in /sched/pauses/total/gc:seconds.
+	GCPauses uint64 `json:"gcPauses"`
+	// gcPauseP99Seconds is the 99th percentile of those pauses (bucket upper bound).
+	GCPauseP99Seconds float64 `json:"gcPauseP99Seconds"`
+	// rssBytes is the host's resident set size, from /proc/self/statm.
+	RSSBytes uint64 `json:"rssBytes,omitempty"`
+}
+
+// PodReport is the JSON the agent writes into AnnotationReport.
+// +kubebuilder:object:generate=false
+type PodReport struct {
+	// Artifact is the desired artifact this report is about (ref pinned by digest).
+	Artifact string `json:"artifact"`
+	// Digest is the artifact's manifest digest ("sha256:<64 hex>").
+	Digest string `json:"digest"`
+	// State is where the pod stands with Artifact.
+	State SwapState `json:"state"`
+	// Reason is a CamelCase machine-readable cause for Incompatible, Failed and RolledBack.
+	Reason string `json:"reason,omitempty"`
+	// Error is the human-readable failure, naming what to fix.
+	Error string `json:"error,omitempty"`
+	// Running is the digest the host serves now (may differ from Digest while failed).
+	Running string `json:"running,omitempty"`
+	// HostGoVersion is the Go release the host binary was built with ("go1.26.8").
+	HostGoVersion string `json:"hostGoVersion,omitempty"`
+	// SwapLatencySeconds is the time from the agent asking for the load to the new version
+	// serving.
+	SwapLatencySeconds float64 `json:"swapLatencySeconds,omitempty"`
+	// Before and After are the host's runtime snapshots around the swap.
+	Before *RuntimeSnapshot `json:"before,omitempty"`
+	After  *RuntimeSnapshot `json:"after,omitempty"`
+	// GCDuringSwap is true when a GC cycle completed between Before and After.
+	GCDuringSwap bool `json:"gcDuringSwap,omitempty"`
+	// LoadedVersions is how many plugin versions the host holds (nothing is ever unloaded).
+	LoadedVersions int `json:"loadedVersions,omitempty"`
+	// Calls, Errors and Panics count plugin calls made through the host library on Running.
+	Calls  uint64 `json:"calls,omitempty"`
+	Errors uint64 `json:"errors,omitempty"`
+	Panics uint64 `json:"panics,omitempty"`
+	// TrafficPercent is the share of in-pod requests the desired artifact receives while a
+	// request-level canary routes between it and the stable artifact.
+	TrafficPercent *int32 `json:"trafficPercent,omitempty"`
+	// ObservedAt is when the agent wrote the report.
+	ObservedAt metav1.Time `json:"observedAt"`
+}
+
+var (
+	digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+	reasonRE = regexp.MustCompile(`^[A-Z][A-Za-z0-9]{0,63}$`)
+)
+
+// DigestPattern is the pattern every artifact digest must match.
+const DigestPattern = `^sha256:[a-f0-9]{64}$`
+
+// Validate checks a report as the controller must before trusting it: the agent runs in the
+// user's pod, so the annotation is untrusted input.
+func (r *PodReport) Validate() error {
+	if !digestRE.MatchString(r.Digest) {
+		return fmt.Errorf("report.digest %q must match %s", r.Digest, DigestPattern)
+	}
+	if !swapStates[r.State] {
+		return fmt.Errorf("report.state %q must be one of Pending, Pulling, Incompatible, Swapping, Ready, Failed, RolledBack", r.State)
+	}
+	if r.Reason != "" && !reasonRE.MatchString(r.Reason) {
+		return fmt.Errorf("report.reason %q must be CamelCase, at most 64 characters", r.Reason)
+	}
+	if r.Running != "" && !digestRE.MatchString(r.Running) {
+		return fmt.Errorf("report.running %q must match %s", r.Running, DigestPattern)
+	}
+	if r.SwapLatencySeconds < 0 || r.SwapLatencySeconds > float64(time.Hour/time.Second) {
+		return fmt.Errorf("report.swapLatencySeconds %v must be between 0 and 3600", r.SwapLatencySeconds)
+	}
+	if r.TrafficPercent != nil && (*r.TrafficPercent < 0 || *r.TrafficPercent > 100) {
+		return fmt.Errorf("report.trafficPercent %d must be between 0 and 100", *r.TrafficPercent)
+	}
+	if len(r.Error) > 4096 {
+		return fmt.Errorf("report.error is %d bytes; at most 4096", len(r.Error))
+	}
+	return nil
+}
+
+// DecodeReport parses and validates the report annotation. It refuses oversized input, unknown
+// fields and trailing data, so a malformed or hostile annotation never reaches status.
+func DecodeReport(s string) (*PodReport, error) {
+	if len(s) > MaxReportBytes {
+		return nil, fmt.Errorf("report is %d bytes; at most %d", len(s), MaxReportBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
+	dec.DisallowUnknownFields()
+	var r PodReport
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("decode report: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("decode report: trailing data after the JSON object")
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Encode renders the report for the annotation.
+func (r *PodReport) Encode() (string, error) {
+	if err := r.Validate(); err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return "", err
+	}
+	if len(b) > MaxReportBytes {
+		return "", fmt.Errorf("report is %d bytes; at most %d", len(b), MaxReportBytes)
+	}
+	return string(b), nil
+}

@@ -1,0 +1,201 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	wq "k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+)
+
+// CompilerVersionReconciler keeps a CompilerVersion's status in step with the pods it targets.
+type CompilerVersionReconciler struct {
+	client.Client
+	Recorder recorder.EventRecorder
+	// Clock is the time source; tests may pin it.
+	Clock clock.PassiveClock
+}
+
+type workqueue = wq.TypedRateLimitingInterface[reconcile.Request]
+
+// scope carries what one reconcile observed, from phase to phase.
+type scope struct {
+	cv *splicev1.CompilerVersion
+	// pods are the targeted pods' states, sorted by name.
+	pods []podState
+	// selectorErr is set when spec.selector cannot be used; pods is then empty.
+	selectorErr error
+}
+
+// +kubebuilder:rbac:groups=splice.dev,resources=compilerversions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=splice.dev,resources=compilerversions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile reads the CompilerVersion and its pods, computes status and writes it once.
+func (r *CompilerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	cv := &splicev1.CompilerVersion{}
+	if err := r.Get(ctx, req.NamespacedName, cv); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	log := logf.FromContext(ctx).WithValues("compilerversion", klog.KObj(cv), "generation", cv.Generation)
+	ctx = logf.IntoContext(ctx, log)
+
+	s := &scope{cv: cv}
+	if err := r.observeTargets(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, r.writeStatus(ctx, s)
+}
+
+// observeTargets resolves the selector to the targeted pods.
+func (r *CompilerVersionReconciler) observeTargets(ctx context.Context, s *scope) error {
+	sel, err := metav1.LabelSelectorAsSelector(&s.cv.Spec.Selector)
+	if err == nil && sel.Empty() {
+		err = fmt.Errorf("the selector is empty and would target every pod")
+	}
+	if err != nil {
+		// The schema cannot check everything (an operator's spelling, a value's syntax); say
+		// so in status and an Event, and wait for the user to fix the spec.
+		s.selectorErr = err
+		r.Recorder.Eventf(s.cv, nil, corev1.EventTypeWarning, splicev1.ReasonInvalidSelector, "ResolveTargets",
+			"spec.selector cannot be used: %v", err)
+		return nil
+	}
+	var list corev1.PodList
+	if err := r.List(ctx, &list, client.InNamespace(s.cv.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return fmt.Errorf("list pods matching %s: %w", sel, err)
+	}
+	for i := range list.Items {
+		if targetable(&list.Items[i]) {
+			s.pods = append(s.pods, observePod(&list.Items[i]))
+		}
+	}
+	logf.FromContext(ctx).V(1).Info("resolved targets", "selector", sel.String(), "pods", len(s.pods))
+	return nil
+}
+
+// writeStatus patches status once, with optimistic locking so a concurrent writer causes a
+// conflict (retried by the workqueue) instead of a lost update; an unchanged status is not
+// written at all.
+func (r *CompilerVersionReconciler) writeStatus(ctx context.Context, s *scope) error {
+	now := metav1.NewTime(r.Clock.Now())
+	next := computeStatus(s.cv, s.pods, s.selectorErr, now)
+	if equality.Semantic.DeepEqual(s.cv.Status, next) {
+		return nil
+	}
+	orig := s.cv.DeepCopy()
+	prevReady := apimetaReady(orig)
+	s.cv.Status = next
+	if err := r.Status().Patch(ctx, s.cv, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsConflict(err) {
+			logf.FromContext(ctx).V(1).Info("status conflict; retrying")
+		}
+		return fmt.Errorf("patch status: %w", err)
+	}
+	if cur := apimetaReady(s.cv); cur != nil && (prevReady == nil || prevReady.Status != cur.Status || prevReady.Reason != cur.Reason) {
+		r.Recorder.Eventf(s.cv, nil, eventType(cur), cur.Reason, "UpdateStatus", "%s", cur.Message)
+	}
+	logf.FromContext(ctx).V(1).Info("status written", "targeted", next.Targeted, "updated", next.Updated, "ready", next.Ready)
+	return nil
+}
+
+func apimetaReady(cv *splicev1.CompilerVersion) *metav1.Condition {
+	for i := range cv.Status.Conditions {
+		if cv.Status.Conditions[i].Type == splicev1.ConditionReady {
+			return &cv.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func eventType(c *metav1.Condition) string {
+	if c.Status == metav1.ConditionTrue || c.Reason == splicev1.ReasonAwaitingArtifact || c.Reason == splicev1.ReasonPodsNotUpdated {
+		return corev1.EventTypeNormal
+	}
+	return corev1.EventTypeWarning
+}
+
+// SetupWithManager registers the reconciler. The CompilerVersion watch is filtered to spec
+// (generation) and annotation changes, so status writes do not loop; pods are watched and
+// mapped to the CompilerVersions whose selectors match them, before and after a label change.
+func (r *CompilerVersionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("compilerversion").
+		For(&splicev1.CompilerVersion{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Watches(&corev1.Pod{}, handler.Funcs{
+			CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue) {
+				r.enqueueFor(ctx, q, e.Object.(*corev1.Pod))
+			},
+			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue) {
+				oldPod, newPod := e.ObjectOld.(*corev1.Pod), e.ObjectNew.(*corev1.Pod)
+				if !podChangeMatters(oldPod, newPod) {
+					return
+				}
+				r.enqueueFor(ctx, q, oldPod, newPod)
+			},
+			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue) {
+				if pod, ok := e.Object.(*corev1.Pod); ok {
+					r.enqueueFor(ctx, q, pod)
+				}
+			},
+		}).
+		Complete(r)
+}
+
+// podChangeMatters filters pod updates to what status depends on: labels (membership), phase and
+// deletion (targetable), the plugin-ready condition and the report annotation.
+func podChangeMatters(oldPod, newPod *corev1.Pod) bool {
+	if !labels.Equals(oldPod.Labels, newPod.Labels) || targetable(oldPod) != targetable(newPod) {
+		return true
+	}
+	if oldPod.Annotations[splicev1.AnnotationReport] != newPod.Annotations[splicev1.AnnotationReport] {
+		return true
+	}
+	return observePod(oldPod).ready != observePod(newPod).ready
+}
+
+// enqueueFor queues every CompilerVersion in the pods' namespace whose selector matches any of
+// them (old and new label sets, so a pod leaving a selection is seen too).
+func (r *CompilerVersionReconciler) enqueueFor(ctx context.Context, q workqueue, pods ...*corev1.Pod) {
+	var list splicev1.CompilerVersionList
+	if err := r.List(ctx, &list, client.InNamespace(pods[0].Namespace)); err != nil {
+		logf.FromContext(ctx).Error(err, "list CompilerVersions for a pod event", "pod", klog.KObj(pods[0]))
+		return
+	}
+	for i := range list.Items {
+		cv := &list.Items[i]
+		sel, err := metav1.LabelSelectorAsSelector(&cv.Spec.Selector)
+		if err != nil {
+			continue
+		}
+		for _, p := range pods {
+			if sel.Matches(labels.Set(p.Labels)) {
+				q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: cv.Namespace, Name: cv.Name}})
+				break
+			}
+		}
+	}
+}
