@@ -12,8 +12,9 @@ ETCD_VERSION ?= 3.6.16
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 K8S_BIN ?= $(LOCALBIN)/k8s
-# Packages controller-gen reads: the API and everything that carries RBAC or webhook markers.
-GEN_PATHS := paths=./api/... paths=./controllers/... paths=./webhooks/... paths=./sidecar/...
+# Packages controller-gen reads for the manager: the API and the packages whose RBAC and webhook
+# markers describe the manager. (The agent's much smaller Role is kept apart, under config/rbac.)
+GEN_PATHS := paths=./api/... paths=./controllers/... paths=./webhooks/...
 
 export KUBEBUILDER_ASSETS := $(K8S_BIN)
 
