@@ -397,6 +397,60 @@ type PodFailure struct {
 // MaxRecentFailures bounds status.recentFailures.
 const MaxRecentFailures = 10
 
+// MaxPodSummaries bounds status.pods.
+const MaxPodSummaries = 25
+
+// ObservedControls records which control nonces were handled.
+type ObservedControls struct {
+	// promote is the last splice.dev/promote value acted on.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Promote string `json:"promote,omitempty"`
+	// promoteFull is the last splice.dev/promote-full value acted on.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	PromoteFull string `json:"promoteFull,omitempty"`
+	// retry is the last splice.dev/retry value acted on.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Retry string `json:"retry,omitempty"`
+}
+
+// PodSwapSummary is the headline of one pod's latest swap.
+type PodSwapSummary struct {
+	// pod is the pod's name.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Pod string `json:"pod"`
+	// digest is the artifact the swap was about.
+	// +optional
+	// +kubebuilder:validation:MaxLength=71
+	Digest string `json:"digest,omitempty"`
+	// state is the pod's reported state.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	State SwapState `json:"state,omitempty"`
+	// swapLatency is how long the swap took, as the agent measured it.
+	// +optional
+	SwapLatency *metav1.Duration `json:"swapLatency,omitempty"`
+	// gcCyclesDuringSwap is how many GC cycles completed while the swap ran.
+	// +optional
+	GCCyclesDuringSwap int64 `json:"gcCyclesDuringSwap,omitempty"`
+	// heapLiveDeltaBytes is the change of the live heap across the swap.
+	// +optional
+	HeapLiveDeltaBytes int64 `json:"heapLiveDeltaBytes,omitempty"`
+	// scanGlobalsDeltaBytes is the change of the globals every GC cycle scans: it grows with
+	// each plugin loaded and never shrinks.
+	// +optional
+	ScanGlobalsDeltaBytes int64 `json:"scanGlobalsDeltaBytes,omitempty"`
+	// loadedVersions is how many plugin versions the host holds.
+	// +optional
+	LoadedVersions int32 `json:"loadedVersions,omitempty"`
+	// time is when the pod reported.
+	// +optional
+	Time *metav1.Time `json:"time,omitempty"`
+}
+
 // CompilerVersionStatus is what Splice observed and did.
 type CompilerVersionStatus struct {
 	// observedGeneration is the spec generation the status describes.
@@ -418,6 +472,21 @@ type CompilerVersionStatus struct {
 	// currentStepIndex is the canary step in progress.
 	// +optional
 	CurrentStepIndex *int32 `json:"currentStepIndex,omitempty"`
+
+	// stepStartTime is when the current step (or, for RollingPatch and Strict, the rollout)
+	// began.
+	// +optional
+	StepStartTime *metav1.Time `json:"stepStartTime,omitempty"`
+
+	// pauseStartTime is when the current step's pause began: its pods were all swapped and its
+	// analysis passed. Unset while no pause runs.
+	// +optional
+	PauseStartTime *metav1.Time `json:"pauseStartTime,omitempty"`
+
+	// observedControls are the nonces of the edge-triggered control annotations (promote,
+	// promote-full, retry) the controller has already acted on.
+	// +optional
+	ObservedControls ObservedControls `json:"observedControls,omitempty"`
 
 	// targeted is the number of pods the selector matches.
 	// +optional
@@ -445,6 +514,12 @@ type CompilerVersionStatus struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=10
 	RecentFailures []PodFailure `json:"recentFailures,omitempty"`
+
+	// pods summarizes the latest swaps, newest first, at most 25.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=25
+	Pods []PodSwapSummary `json:"pods,omitempty"`
 
 	// conditions: Ready, Built, Progressing, Available, Paused, Degraded.
 	// +optional

@@ -111,7 +111,9 @@ type RuntimeSnapshot struct {
 type PodReport struct {
 	// Artifact is the desired artifact this report is about (ref pinned by digest).
 	Artifact string `json:"artifact"`
-	// Digest is the artifact's manifest digest ("sha256:<64 hex>").
+	// Digest is the artifact's manifest digest ("sha256:<64 hex>"). It is empty only in a
+	// Failed report about a desired-artifact annotation that names no digest at all (a tag,
+	// or garbage): the agent must still be able to say so.
 	Digest string `json:"digest"`
 	// State is where the pod stands with Artifact.
 	State SwapState `json:"state"`
@@ -155,8 +157,8 @@ const DigestPattern = `^sha256:[a-f0-9]{64}$`
 // Validate checks a report as the controller must before trusting it: the agent runs in the
 // user's pod, so the annotation is untrusted input.
 func (r *PodReport) Validate() error {
-	if !digestRE.MatchString(r.Digest) {
-		return fmt.Errorf("report.digest %q must match %s", r.Digest, DigestPattern)
+	if !digestRE.MatchString(r.Digest) && !(r.Digest == "" && r.State == SwapFailed) {
+		return fmt.Errorf("report.digest %q must match %s (it may be empty only when the state is Failed)", r.Digest, DigestPattern)
 	}
 	if !swapStates[r.State] {
 		return fmt.Errorf("report.state %q must be one of Pending, Pulling, Incompatible, Swapping, Ready, Failed, RolledBack", r.State)
@@ -214,3 +216,24 @@ func (r *PodReport) Encode() (string, error) {
 	}
 	return string(b), nil
 }
+
+// Rollout controls. People (and `kubectl splice`) steer a rollout by annotating the
+// CompilerVersion, never by editing its spec, so GitOps tools that own the spec do not revert
+// them (they do not remove annotations they never set). Edge-triggered controls carry a nonce:
+// the controller acts once per new value and records the value it handled in
+// status.observedControls, so a restarted manager never acts twice.
+const (
+	// AnnotationPromote (nonce): end the current step's pause (or a failed analysis held by
+	// onFailure: Pause) and go on to the next step.
+	AnnotationPromote = "splice.dev/promote"
+	// AnnotationPromoteFull (nonce): skip every remaining step and move all pods at once.
+	AnnotationPromoteFull = "splice.dev/promote-full"
+	// AnnotationRetry (nonce): start a failed, rolled-back or aborted rollout again from its
+	// first step.
+	AnnotationRetry = "splice.dev/retry"
+	// AnnotationPaused ("true", level): hold the rollout where it is while present.
+	AnnotationPaused = "splice.dev/paused"
+	// AnnotationAbort ("true", level): return every pod to the stable artifact and hold while
+	// present. While a rollout is aborted, goVersion and the source may change.
+	AnnotationAbort = "splice.dev/abort"
+)

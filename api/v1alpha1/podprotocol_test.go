@@ -46,6 +46,17 @@ func TestDecodeReport(t *testing.T) {
 	}
 }
 
+// TestDecodeReportWithoutDigest: only a Failed report may lack a digest — the agent's answer to
+// a desired-artifact annotation that names none.
+func TestDecodeReportWithoutDigest(t *testing.T) {
+	if _, err := splicev1.DecodeReport(`{"artifact":"r.example.com/p:latest","digest":"","state":"Failed","reason":"InvalidDesiredArtifact","error":"not pinned","observedAt":"2026-11-25T10:00:00Z"}`); err != nil {
+		t.Fatalf("Failed report without a digest: %v", err)
+	}
+	if _, err := splicev1.DecodeReport(`{"digest":"","state":"Ready","observedAt":"2026-11-25T10:00:00Z"}`); err == nil || !strings.Contains(err.Error(), "report.digest") {
+		t.Fatalf("Ready report without a digest: %v; want report.digest refused", err)
+	}
+}
+
 func TestSwapStateTerminal(t *testing.T) {
 	for s, want := range map[splicev1.SwapState]bool{
 		splicev1.SwapPending: false, splicev1.SwapPulling: false, splicev1.SwapSwapping: false,
