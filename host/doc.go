@@ -1,0 +1,26 @@
+// Package host is the library an application links to run its business logic as Go plugins
+// (`go build -buildmode=plugin`) and swap them without restarting.
+//
+// A Slot[T] holds the versions of one plugin interface T. Load opens and verifies a plugin
+// file (serialized; each path tried at most once; the preflight checked against the host and
+// every file opened before; symbols type-checked; plugin API semver enforced). Swap makes a
+// loaded version current with one atomic store; Call reads it with one atomic load, recovers
+// the plugin's panics, counts calls, errors and panics per version, and rolls back past a
+// threshold. Route splits calls between the current version and a canary by a stable hash of
+// a key. Every routing change records runtime/metrics snapshots around it.
+//
+// Nothing loaded is ever unloaded (Go cannot), so memory grows with every version. A Handoff
+// bounds it: past Options.MaxVersions or Options.MaxExtraRSSBytes the host re-execs itself in
+// place — same PID — hands its listening sockets to the new image with a drain that fails no
+// request, and the new image loads only what served. See Handoff for the sequence.
+//
+// NewControlHandler serves the control endpoint (HTTP+JSON on a 0600 unix socket in the
+// directory shared with the agent sidecar); package host/control holds its wire types and a
+// client.
+//
+// What this package may not touch: it imports only the standard library, preflight, logr and
+// host/control — applications link it, and must not pull in Kubernetes libraries (the agent
+// converts Snapshot to api/v1alpha1.RuntimeSnapshot). It never casts plugin symbols through
+// unsafe, never re-opens a path, never opens a file the preflight refuses, and never
+// closes a connection it accepted during a hand-off before it is answered.
+package host

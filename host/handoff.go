@@ -1,0 +1,636 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/splice-dev/splice/host/control"
+)
+
+// HandoffEnv is the environment variable that carries the hand-off from one image to the
+// next: which inherited descriptor is which listener, and each slot's serving versions. The
+// new image removes it from its environment as soon as NewHandoff reads it.
+const HandoffEnv = "SPLICE_HANDOFF"
+
+// HandoffOptions configure a Handoff.
+type HandoffOptions struct {
+	// Logger receives the hand-off's progress. Default: discard.
+	Logger logr.Logger
+	// DrainTimeout bounds the wait for open connections before an exec. When it expires the
+	// re-exec is abandoned and the old image serves on (dropping connections is never the
+	// fallback). Default 30 seconds.
+	DrainTimeout time.Duration
+}
+
+// Handoff re-executes the host in place — same PID, so the container does not restart — and
+// hands its listening sockets to the new image without failing a request:
+//
+//  1. keep-alives are switched off on every server: idle connections close, and every
+//     response from now on carries "Connection: close";
+//  2. the servers' listeners are closed, but the kernel socket stays open through a
+//     duplicate descriptor the Handoff has held since Listen: connections that arrive from
+//     now on wait in the socket's backlog;
+//  3. the accept loops are waited for (so every accepted connection is counted), then the
+//     count of open connections is waited down to zero;
+//  4. every registered slot is frozen and its serving versions recorded; the duplicates lose
+//     close-on-exec and the process execs /proc/self/exe with the same arguments and
+//     HandoffEnv describing descriptors and state;
+//  5. the new image's NewHandoff adopts the descriptors, each slot's New loads only what
+//     served, and Serve accepts the connections that queued in the backlog meanwhile.
+//
+// If anything before the exec fails (drain timeout, exec error), the servers resume on the
+// same sockets and the error is returned.
+//
+// Why not cloudflare/tableflip: its hand-off starts a child process (a new PID; when the
+// host is PID 1 of its container, the old one exiting stops the container), and its inherited
+// descriptors sit at fixed numbers (3, 4, 5...) that, arranged in place before an exec, would
+// overwrite the Go runtime's own epoll and event descriptors while other threads still use
+// them. Its registry cannot be built outside its Upgrader either. What is kept from it: names
+// "network:address" for descriptors, F_DUPFD_CLOEXEC duplicates that never touch the
+// listener's blocking mode, and unix sockets that survive their listener's Close.
+type Handoff struct {
+	log          logr.Logger
+	drainTimeout time.Duration
+
+	running     atomic.Bool
+	conns       connCounter
+	servingOnce sync.Once
+
+	mu        sync.Mutex
+	payload   *handoffPayload // what the previous image passed; nil in a fresh process
+	inherited map[string]int  // descriptors passed in and not yet claimed by Listen
+	listeners []*handedListener
+	byLn      map[net.Listener]*handedListener
+	servers   []*served
+	providers map[string]stateProvider
+	attempt   *attempt
+	status    control.HandoffStatus
+	closed    bool
+}
+
+// stateProvider is a slot as the Handoff sees it.
+type stateProvider interface {
+	freeze(target *ReexecTarget) ([]byte, error)
+	thaw()
+}
+
+type handoffPayload struct {
+	Version      int                        `json:"v"`
+	Generation   int                        `json:"generation"`
+	Reason       string                     `json:"reason"`
+	ExecUnixNano int64                      `json:"execUnixNano"`
+	DrainSeconds float64                    `json:"drainSeconds"`
+	Listeners    []inheritedFD              `json:"listeners"`
+	State        map[string]json.RawMessage `json:"state,omitempty"`
+}
+
+type inheritedFD struct {
+	Name string `json:"name"`
+	FD   int    `json:"fd"`
+}
+
+type handedListener struct {
+	name     string
+	fd       int    // duplicate kept for the next image; close-on-exec except during exec
+	unixPath string // socket file to remove on Shutdown
+}
+
+type served struct {
+	srv     *http.Server
+	hl      *handedListener
+	ln      net.Listener
+	closing bool     // its listener was closed by the running hand-off attempt
+	counted *attempt // the attempt waiting for this accept loop to return
+}
+
+type attempt struct {
+	stopped sync.WaitGroup // accept loops that returned
+	done    chan struct{}  // closed when the attempt failed and servers may resume
+}
+
+// NewHandoff creates the process's Handoff. In an image started by a re-exec it adopts the
+// descriptors and state the previous image passed in HandoffEnv. Create one per process,
+// before the slots and listeners that use it.
+func NewHandoff(opts HandoffOptions) (*Handoff, error) {
+	log := opts.Logger
+	if log.GetSink() == nil {
+		log = logr.Discard()
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 30 * time.Second
+	}
+	h := &Handoff{
+		log:          log.WithName("handoff"),
+		drainTimeout: opts.DrainTimeout,
+		inherited:    map[string]int{},
+		byLn:         map[net.Listener]*handedListener{},
+		providers:    map[string]stateProvider{},
+	}
+	raw, ok := os.LookupEnv(HandoffEnv)
+	if !ok {
+		return h, nil
+	}
+	// Not for our children, nor for the image after next.
+	os.Unsetenv(HandoffEnv)
+	var p handoffPayload
+	if err := json.Unmarshal([]byte(raw), &p); err != nil || p.Version != 1 {
+		return nil, fmt.Errorf("read %s from the previous image (version %d): %v; unset it to start fresh", HandoffEnv, p.Version, err)
+	}
+	for _, l := range p.Listeners {
+		if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(l.FD), syscall.F_GETFD, 0); errno != 0 {
+			return nil, fmt.Errorf("inherited listener %s: descriptor %d is not open: %v", l.Name, l.FD, errno)
+		}
+		syscall.CloseOnExec(l.FD)
+		h.inherited[l.Name] = l.FD
+	}
+	h.payload = &p
+	h.status = control.HandoffStatus{Generation: p.Generation, Reason: p.Reason, DrainSeconds: p.DrainSeconds}
+	h.log.Info("adopted hand-off from the previous image", "generation", p.Generation, "reason", p.Reason, "listeners", len(p.Listeners))
+	return h, nil
+}
+
+// Inherited reports whether this image was started by a re-exec hand-off.
+func (h *Handoff) Inherited() bool { return h.payload != nil }
+
+// Status reports the re-exec history.
+func (h *Handoff) Status() control.HandoffStatus {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.status
+}
+
+// register adds a slot and returns the state the previous image left for it, if any.
+func (h *Handoff) register(name string, p stateProvider) (json.RawMessage, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, dup := h.providers[name]; dup {
+		return nil, fmt.Errorf("host.New: a slot named %q is already registered with this Handoff; give each slot its own Options.Name", name)
+	}
+	h.providers[name] = p
+	if h.payload == nil {
+		return nil, nil
+	}
+	return h.payload.State[name], nil
+}
+
+// Listen returns a listener that survives re-execs: the one inherited from the previous image
+// under the same network and address, or a new one. Unix sockets are created with mode 0600
+// (a stale socket file left by a dead process is replaced; a live one is an error) and are
+// removed by Shutdown. Call Listen for every listener before the first Serve: inherited
+// listeners nobody claimed by then are closed.
+func (h *Handoff) Listen(network, addr string) (net.Listener, error) {
+	name := network + ":" + addr
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, fmt.Errorf("listen %s: the Handoff is shut down", name)
+	}
+	for _, l := range h.listeners {
+		if l.name == name {
+			return nil, fmt.Errorf("listen %s: already listening through this Handoff", name)
+		}
+	}
+	hl := &handedListener{name: name}
+	if network == "unix" {
+		hl.unixPath = addr
+	}
+	if fd, ok := h.inherited[name]; ok {
+		delete(h.inherited, name)
+		ln, err := listenerFromFD(fd, name)
+		if err != nil {
+			syscall.Close(fd)
+			return nil, fmt.Errorf("listen %s: adopt inherited descriptor %d: %w", name, fd, err)
+		}
+		hl.fd = fd
+		h.listeners = append(h.listeners, hl)
+		h.byLn[ln] = hl
+		h.log.V(1).Info("listener inherited", "listener", name, "fd", fd)
+		return ln, nil
+	}
+	var ln net.Listener
+	var err error
+	if network == "unix" {
+		ln, err = listenUnixPrivate(addr)
+	} else {
+		ln, err = net.Listen(network, addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", name, err)
+	}
+	fd, err := dupListener(ln)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listen %s: keep a descriptor for hand-off: %w", name, err)
+	}
+	hl.fd = fd
+	h.listeners = append(h.listeners, hl)
+	h.byLn[ln] = hl
+	return ln, nil
+}
+
+// Serve serves srv on ln, which must come from Listen, and keeps doing so across failed
+// re-exec attempts; a successful one replaces the process image, so Serve never returns
+// from it. It returns srv.Serve's error once the server is shut down (Shutdown, or the
+// application's own srv.Shutdown/Close). It counts srv's connections (chaining any ConnState
+// the application set) and switches srv's keep-alives off during a hand-off.
+func (h *Handoff) Serve(srv *http.Server, ln net.Listener) error {
+	h.mu.Lock()
+	hl := h.byLn[ln]
+	if hl == nil {
+		h.mu.Unlock()
+		return fmt.Errorf("serve on %v: the listener did not come from Handoff.Listen, so it cannot be handed over", ln.Addr())
+	}
+	if at := h.attempt; at != nil {
+		// A hand-off is draining: the new image will serve this listener.
+		h.mu.Unlock()
+		<-at.done
+		h.mu.Lock()
+	}
+	s := &served{srv: srv, hl: hl, ln: ln}
+	h.servers = append(h.servers, s)
+	prev := srv.ConnState
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			h.conns.add(1)
+		case http.StateHijacked, http.StateClosed:
+			h.conns.add(-1)
+		}
+		if prev != nil {
+			prev(c, st)
+		}
+	}
+	h.mu.Unlock()
+	h.servingOnce.Do(h.markServing)
+
+	defer func() {
+		h.mu.Lock()
+		h.servers = slices.DeleteFunc(h.servers, func(x *served) bool { return x == s })
+		h.mu.Unlock()
+	}()
+	for {
+		h.mu.Lock()
+		cur := s.ln
+		h.mu.Unlock()
+		if cur == nil {
+			return fmt.Errorf("serve %s: the listener could not be recreated after a failed hand-off", hl.name)
+		}
+		err := srv.Serve(cur)
+		h.mu.Lock()
+		at, closing, counted, replaced := h.attempt, s.closing, s.counted, s.ln != cur
+		s.counted = nil
+		h.mu.Unlock()
+		if counted != nil {
+			counted.stopped.Done()
+		}
+		switch {
+		case closing && at != nil:
+			<-at.done // only a failed attempt gets here; a successful one replaced the image
+		case replaced:
+			// An abandoned attempt already gave this server a new listener.
+		default:
+			return err
+		}
+	}
+}
+
+// markServing runs when the first server starts: the hand-off, if any, is complete.
+func (h *Handoff) markServing() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for name, fd := range h.inherited {
+		h.log.Info("closing inherited listener nobody claimed", "listener", name)
+		syscall.Close(fd)
+	}
+	h.inherited = map[string]int{}
+	if h.payload != nil {
+		h.status.ExecToServeSeconds = time.Since(time.Unix(0, h.payload.ExecUnixNano)).Seconds()
+		h.log.Info("serving again after re-exec", "generation", h.payload.Generation,
+			"execToServeSeconds", h.status.ExecToServeSeconds, "drainSeconds", h.payload.DrainSeconds)
+	}
+}
+
+// Reexec re-executes the host in place with the slots' serving versions. It returns only when
+// the hand-off did not happen (another one is running, the drain timed out, exec failed);
+// the host then keeps serving.
+func (h *Handoff) Reexec(ctx context.Context, reason string) error {
+	return h.reexec(ctx, reason, nil)
+}
+
+func (h *Handoff) reexec(ctx context.Context, reason string, targets map[string]*ReexecTarget) error {
+	if !h.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: a hand-off is already running", ErrNoHandoff)
+	}
+	defer h.running.Store(false)
+	start := time.Now()
+
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return fmt.Errorf("%w: the Handoff is shut down", ErrNoHandoff)
+	}
+	at := &attempt{done: make(chan struct{})}
+	h.attempt = at
+	servers := slices.Clone(h.servers)
+	listeners := slices.Clone(h.listeners)
+	providers := make(map[string]stateProvider, len(h.providers))
+	for k, v := range h.providers {
+		providers[k] = v
+	}
+	h.status.InProgress = true
+	generation := h.status.Generation + 1
+	h.mu.Unlock()
+	log := h.log.WithValues("generation", generation, "reason", reason)
+	log.Info("re-exec: draining")
+
+	fail := func(err error) error {
+		h.mu.Lock()
+		for _, s := range servers {
+			if s.closing {
+				ln, lerr := listenerFromFD(s.hl.fd, s.hl.name)
+				if lerr != nil {
+					log.Error(lerr, "re-exec abandoned and a listener could not be recreated", "listener", s.hl.name)
+				}
+				s.ln, s.closing = ln, false
+			}
+			s.srv.SetKeepAlivesEnabled(true)
+		}
+		h.attempt = nil
+		h.status.InProgress = false
+		h.status.LastError = err.Error()
+		h.mu.Unlock()
+		close(at.done)
+		log.Error(err, "re-exec abandoned; serving on")
+		return err
+	}
+
+	// 1. Idle connections close; responses carry "Connection: close" from now on.
+	for _, s := range servers {
+		s.srv.SetKeepAlivesEnabled(false)
+	}
+	// 2. Stop accepting. The socket stays open through hl.fd; new connections queue.
+	h.mu.Lock()
+	for _, s := range servers {
+		s.closing, s.counted = true, at
+		at.stopped.Add(1)
+		s.ln.Close()
+	}
+	h.mu.Unlock()
+
+	dctx, cancel := context.WithTimeout(ctx, h.drainTimeout)
+	defer cancel()
+	// 3. Every accept loop has returned, so every accepted connection is counted; then wait
+	// for them to finish.
+	if err := waitGroupCtx(dctx, &at.stopped); err != nil {
+		return fail(fmt.Errorf("re-exec: accept loops did not stop: %w", err))
+	}
+	if err := h.conns.waitZero(dctx); err != nil {
+		return fail(fmt.Errorf("re-exec: drain: %w (raise HandoffOptions.DrainTimeout, or find the client holding connections open)", err))
+	}
+	drain := time.Since(start)
+
+	// 4. Freeze the slots and record what serves.
+	states := map[string]json.RawMessage{}
+	var frozen []stateProvider
+	thaw := func() {
+		for _, p := range frozen {
+			p.thaw()
+		}
+	}
+	for name, p := range providers {
+		b, err := p.freeze(targets[name])
+		if err != nil {
+			thaw()
+			return fail(fmt.Errorf("re-exec: %w", err))
+		}
+		frozen = append(frozen, p)
+		states[name] = b
+	}
+	payload := handoffPayload{
+		Version:      1,
+		Generation:   generation,
+		Reason:       reason,
+		DrainSeconds: drain.Seconds(),
+		State:        states,
+	}
+	for _, l := range listeners {
+		payload.Listeners = append(payload.Listeners, inheritedFD{Name: l.name, FD: l.fd})
+	}
+	exe := "/proc/self/exe" // the very image running, even if its file was replaced since
+	if _, err := os.Stat(exe); err != nil {
+		if exe, err = os.Executable(); err != nil {
+			thaw()
+			return fail(fmt.Errorf("re-exec: find the executable: %w", err))
+		}
+	}
+	for _, l := range listeners {
+		if err := setCloseOnExec(l.fd, false); err != nil {
+			thaw()
+			return fail(fmt.Errorf("re-exec: pass listener %s: %w", l.name, err))
+		}
+	}
+	log.Info("re-exec: drained; exec", "drainSeconds", drain.Seconds(), "listeners", len(listeners))
+	payload.ExecUnixNano = time.Now().UnixNano()
+	env, err := handoffEnviron(payload)
+	if err == nil {
+		err = syscall.Exec(exe, os.Args, env)
+	}
+	// Only a failed exec gets here.
+	for _, l := range listeners {
+		setCloseOnExec(l.fd, true)
+	}
+	thaw()
+	return fail(fmt.Errorf("re-exec: exec %s: %w", exe, err))
+}
+
+func handoffEnviron(p handoffPayload) ([]string, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode hand-off: %w", err)
+	}
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, HandoffEnv+"=") })
+	return append(env, HandoffEnv+"="+string(b)), nil
+}
+
+// Shutdown stops the servers for good with the same drain as a hand-off: no new
+// connections, responses with "Connection: close", then wait for open connections to close or
+// ctx to end. Unix socket files are removed. Serve calls return.
+func (h *Handoff) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	servers := slices.Clone(h.servers)
+	listeners := slices.Clone(h.listeners)
+	h.mu.Unlock()
+	for _, s := range servers {
+		s.srv.SetKeepAlivesEnabled(false)
+		s.ln.Close()
+	}
+	for _, l := range listeners {
+		syscall.Close(l.fd)
+		if l.unixPath != "" {
+			os.Remove(l.unixPath)
+		}
+	}
+	if err := h.conns.waitZero(ctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// connCounter counts open connections and wakes waiters when the count reaches zero.
+type connCounter struct {
+	mu      sync.Mutex
+	n       int
+	waiters []chan struct{}
+}
+
+func (c *connCounter) add(d int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n += d
+	if c.n == 0 {
+		for _, w := range c.waiters {
+			close(w)
+		}
+		c.waiters = nil
+	}
+}
+
+func (c *connCounter) waitZero(ctx context.Context) error {
+	c.mu.Lock()
+	if c.n == 0 {
+		c.mu.Unlock()
+		return nil
+	}
+	w := make(chan struct{})
+	c.waiters = append(c.waiters, w)
+	c.mu.Unlock()
+	select {
+	case <-w:
+		return nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		n := c.n
+		c.mu.Unlock()
+		return fmt.Errorf("%d connections still open: %w", n, ctx.Err())
+	}
+}
+
+func waitGroupCtx(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// dupListener duplicates ln's descriptor (close-on-exec) without going through File(), which
+// would switch the socket to blocking mode.
+func dupListener(ln net.Listener) (int, error) {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("%T has no descriptor", ln)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var dupErr error
+	if err := raw.Control(func(s uintptr) { fd, dupErr = dupCloexec(int(s)) }); err != nil {
+		return -1, err
+	}
+	return fd, dupErr
+}
+
+func dupCloexec(fd int) (int, error) {
+	r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		return -1, fmt.Errorf("fcntl(F_DUPFD_CLOEXEC): %w", errno)
+	}
+	return int(r), nil
+}
+
+func setCloseOnExec(fd int, on bool) error {
+	var flag uintptr
+	if on {
+		flag = syscall.FD_CLOEXEC
+	}
+	if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_SETFD, flag); errno != 0 {
+		return fmt.Errorf("fcntl(F_SETFD): %w", errno)
+	}
+	return nil
+}
+
+// listenerFromFD makes a Go listener on a duplicate of fd, leaving fd itself to the Handoff.
+func listenerFromFD(fd int, name string) (net.Listener, error) {
+	d, err := dupCloexec(fd)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(d), name)
+	defer f.Close() // FileListener holds its own duplicate
+	return net.FileListener(f)
+}
+
+// listenUnixPrivate creates a unix socket that is never reachable with looser permissions than
+// 0600: it is bound inside a fresh 0700 directory, chmodded, then renamed into place.
+func listenUnixPrivate(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket; remove it", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another process is serving on it", path)
+		}
+		// Left by a process that died (the shared volume outlives containers).
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(path), ".splice-sock-")
+	if err != nil {
+		return nil, fmt.Errorf("create socket staging directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	staged := filepath.Join(tmp, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: staged, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	// The Handoff decides when the file goes: never on a hand-off, on Shutdown otherwise.
+	ln.SetUnlinkOnClose(false)
+	if err := os.Chmod(staged, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("chmod control socket: %w", err)
+	}
+	if err := os.Rename(staged, path); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("move socket into place: %w", err)
+	}
+	return ln, nil
+}

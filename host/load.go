@@ -1,0 +1,245 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"plugin"
+	"slices"
+	"time"
+
+	"github.com/splice-dev/splice/host/control"
+	"github.com/splice-dev/splice/preflight"
+)
+
+// Load opens a plugin file and verifies it, without routing any call to it. In order:
+//   - the path is resolved (symlinks, cleaned) and must name a regular file;
+//   - a path presented before in this process is refused (ErrPathTried), whatever happened
+//     to it: reopening a failed path can hang forever and a loaded one returns the old plugin;
+//   - the digest must not name another version already (ErrDigestInUse);
+//   - the preflight compares the file's build facts with the host's and with every file
+//     opened so far, failed ones included (ErrPreflight);
+//   - plugin.Open runs, its init panics recovered (ErrLoad; the path is dead from then on);
+//   - the API version symbol must be a string variable holding a semantic version whose major
+//     matches Options.APIVersion when set (ErrAPIMajor);
+//   - the constructor symbol must be exactly func() T; it is called once, under recover.
+//
+// Loads are serialized. A failed load is listed in Status with its error.
+func (s *Slot[T]) Load(ctx context.Context, path, digest string) (control.VersionStatus, error) {
+	if !control.ValidDigest(digest) {
+		return control.VersionStatus{}, fmt.Errorf("load %s: digest %q must match %s", path, digest, control.DigestPattern)
+	}
+	real, err := regularFile(path)
+	if err != nil {
+		return control.VersionStatus{}, fmt.Errorf("load %s: %w", path, err)
+	}
+	if err := s.lockLoad(ctx); err != nil {
+		return control.VersionStatus{}, fmt.Errorf("load %s: waiting for an earlier load: %w", real, err)
+	}
+	unlock := true
+	defer func() {
+		if unlock {
+			s.loadMu.Unlock()
+		}
+	}()
+
+	s.mu.Lock()
+	if d, ok := s.tried[real]; ok {
+		s.mu.Unlock()
+		return control.VersionStatus{}, fmt.Errorf("load %s: %w (under digest %s); write every version to a file of its own", real, ErrPathTried, d)
+	}
+	if v := s.byDigest[digest]; v != nil {
+		s.mu.Unlock()
+		return control.VersionStatus{}, fmt.Errorf("load %s: %w: %s was loaded from %s", real, ErrDigestInUse, digest, v.path)
+	}
+	s.tried[real] = digest
+	v := newVersion(digest, real)
+	s.versions = append(s.versions, v)
+	s.byDigest[digest] = v
+	opened := slices.Clone(s.opened)
+	s.mu.Unlock()
+
+	start := time.Now()
+	impl, stuck, err := s.open(ctx, v, opened)
+	if stuck {
+		// plugin.Open has not returned; it releases loadMu when it does.
+		unlock = false
+	}
+	v.loadDur = time.Since(start)
+	v.loadedAt = time.Now()
+
+	s.mu.Lock()
+	if err != nil {
+		v.state, v.err = control.StateFailed, err.Error()
+	} else {
+		s.entries[digest] = &entry[T]{v: v, impl: impl}
+	}
+	vs := v.status()
+	s.mu.Unlock()
+
+	if err != nil {
+		s.log.Error(err, "plugin load failed", "digest", digest, "path", real)
+		return vs, fmt.Errorf("load %s: %w", real, err)
+	}
+	s.log.Info("plugin loaded", "digest", digest, "path", real, "pluginPath", v.pluginPath, "apiVersion", v.apiVersion, "seconds", v.loadDur.Seconds())
+	return vs, nil
+}
+
+// lockLoad takes loadMu unless ctx ends first.
+func (s *Slot[T]) lockLoad(ctx context.Context) error {
+	if s.loadMu.TryLock() {
+		return nil
+	}
+	got := make(chan struct{})
+	go func() {
+		s.loadMu.Lock()
+		select {
+		case got <- struct{}{}:
+		case <-ctx.Done():
+			s.loadMu.Unlock()
+		}
+	}()
+	select {
+	case <-got:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// open runs preflight, plugin.Open and the symbol checks for v. stuck reports that Open did
+// not return within the timeout; loadMu then stays held until it does.
+func (s *Slot[T]) open(ctx context.Context, v *Version, opened []*preflight.Facts) (impl T, stuck bool, err error) {
+	fd, err := control.FileDigest(v.path)
+	if err != nil {
+		return impl, false, fmt.Errorf("%w: %v", ErrLoad, err)
+	}
+	v.fileDigest = fd
+	facts, err := preflight.ReadFacts(v.path)
+	if err != nil {
+		return impl, false, fmt.Errorf("%w: read build facts of %s (is it a Go plugin built with -buildmode=plugin?): %v", ErrPreflight, v.path, err)
+	}
+	v.facts = facts
+	v.pluginPath = facts.PluginPath
+	if verdict := preflight.Check(s.hostFacts, facts, opened); !verdict.OK {
+		return impl, false, fmt.Errorf("%w: %s", ErrPreflight, verdict.Error())
+	}
+
+	// From here the file's packages may be in the process whatever the outcome, so every
+	// later preflight must compare against it.
+	s.mu.Lock()
+	s.opened = append(s.opened, facts)
+	s.mu.Unlock()
+
+	type result struct {
+		p   *plugin.Plugin
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		p, err := openPlugin(v.path)
+		done <- result{p, err}
+	}()
+	timer := time.NewTimer(s.opts.OpenTimeout)
+	defer timer.Stop()
+	var r result
+	select {
+	case r = <-done:
+	case <-timer.C:
+		go func() { <-done; s.loadMu.Unlock() }()
+		return impl, true, fmt.Errorf("%w: plugin.Open(%s) has not returned after %v (an init that blocks?); loads wait until it does", ErrLoad, v.path, s.opts.OpenTimeout)
+	}
+	if r.err != nil {
+		return impl, false, r.err
+	}
+
+	apiv, err := lookupAPIVersion(r.p, s.opts.APIVersionSymbol)
+	if err != nil {
+		return impl, false, err
+	}
+	v.apiVersion = apiv
+	if s.opts.APIVersion != "" {
+		if err := checkAPIChange(s.opts.APIVersion, apiv, true); err != nil {
+			return impl, false, fmt.Errorf("host API %s, plugin API %s: %w", s.opts.APIVersion, apiv, err)
+		}
+	}
+	impl, err = lookupImpl[T](r.p, s.opts.Symbol, s.typ)
+	return impl, false, err
+}
+
+// openPlugin is plugin.Open with the plugin's init panics recovered: they surface here, on
+// the goroutine that called Open.
+func openPlugin(path string) (p *plugin.Plugin, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("%w: init of %s panicked: %v (the path is dead in this process: reopening it would hang)", ErrLoad, path, r)
+		}
+	}()
+	p, err = plugin.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrLoad, err)
+	}
+	return p, nil
+}
+
+func lookupAPIVersion(p *plugin.Plugin, name string) (string, error) {
+	sym, err := p.Lookup(name)
+	if err != nil {
+		return "", fmt.Errorf("%w: the plugin declares no API version: export `var %s = \"MAJOR.MINOR.PATCH\"`: %v", ErrLoad, name, err)
+	}
+	ptr, ok := sym.(*string)
+	if !ok {
+		return "", fmt.Errorf("%w: symbol %s has type %T; want a string variable (`var %s = \"1.0.0\"`; a constant is not a symbol)", ErrLoad, name, sym, name)
+	}
+	if _, err := parseAPIVersion(*ptr); err != nil {
+		return "", fmt.Errorf("%w: symbol %s: %v", ErrLoad, name, err)
+	}
+	return *ptr, nil
+}
+
+func lookupImpl[T any](p *plugin.Plugin, name string, typ interface{ String() string }) (impl T, err error) {
+	sym, err := p.Lookup(name)
+	if err != nil {
+		return impl, fmt.Errorf("%w: export `func %s() %s`: %v", ErrLoad, name, typ, err)
+	}
+	ctor, ok := sym.(func() T)
+	if !ok {
+		return impl, fmt.Errorf("%w: symbol %s has type %T; want func() %s", ErrLoad, name, sym, typ)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s() panicked: %v", ErrLoad, name, r)
+		}
+	}()
+	impl = ctor()
+	if any(impl) == nil {
+		return impl, fmt.Errorf("%w: %s() returned a nil %s", ErrLoad, name, typ)
+	}
+	return impl, nil
+}
+
+// regularFile resolves symlinks and requires a regular file.
+func regularFile(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrPathNotFound, err)
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("%w: %s", ErrPathNotFound, abs)
+		}
+		return "", fmt.Errorf("%w: resolve %s: %v", ErrPathNotFound, abs, err)
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrPathNotFound, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%w: %s is not a regular file (%v)", ErrPathNotFound, real, fi.Mode().Type())
+	}
+	return real, nil
+}

@@ -1,0 +1,315 @@
+package preflight
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Reasons a Problem gives. Each names one condition under which Check
+// refuses a plugin.
+const (
+	// MissingFacts: the host's or the plugin's facts are nil, so nothing
+	// can be compared. Read them with ReadFacts.
+	MissingFacts = "MissingFacts"
+	// NotAHost: the facts given as the host describe a plugin.
+	NotAHost = "NotAHost"
+	// NotAPlugin: the facts given as the plugin describe a binary that was
+	// not built with -buildmode=plugin; plugin.Open fails on it.
+	NotAPlugin = "NotAPlugin"
+	// GoVersionMismatch: host and plugin were built by different Go
+	// toolchains, patch releases included. A plugin from another minor
+	// release can kill the host inside plugin.Open ("fatal error: runtime:
+	// no plugin module data"); one from another patch release may even
+	// load, but Go supports plugins only from the host's exact toolchain.
+	GoVersionMismatch = "GoVersionMismatch"
+	// PlatformMismatch: GOOS or GOARCH differ.
+	PlatformMismatch = "PlatformMismatch"
+	// GOAMD64Mismatch: both are amd64 but were built for different
+	// micro-architecture levels. plugin.Open loads such a plugin silently;
+	// it is still unsupported, and code for a higher level faults on CPUs
+	// without its instructions.
+	GOAMD64Mismatch = "GOAMD64Mismatch"
+	// CgoDisabled: the host or the plugin was built with CGO_ENABLED=0.
+	// Such a host answers every plugin.Open with "plugin: not implemented".
+	CgoDisabled = "CgoDisabled"
+	// DuplicatePluginPath: a plugin with the same plugin path was already
+	// opened in the process. plugin.Open answers "plugin already loaded",
+	// returns the old plugin, or crashes, depending on how the file relates
+	// to the loaded one.
+	DuplicatePluginPath = "DuplicatePluginPath"
+	// PackageHashMismatch: a package the plugin links is already in the
+	// process — in the host, or in a plugin opened earlier — with another
+	// fingerprint. plugin.Open fails with "plugin was built with a
+	// different version of package <Package>".
+	PackageHashMismatch = "PackageHashMismatch"
+)
+
+// Verdict is Check's answer. OK is true only when plugin.Open would
+// succeed and the result is a build Go supports.
+type Verdict struct {
+	OK       bool      `json:"ok"`
+	Problems []Problem `json:"problems,omitempty"`
+}
+
+// Problem is one reason a plugin is refused.
+type Problem struct {
+	// Reason is one of the reason constants of this package.
+	Reason string `json:"reason"`
+	// Package is the offending package, for PackageHashMismatch.
+	Package string `json:"package,omitempty"`
+	// Want is the value in the process (host or loaded plugin), Got the
+	// plugin's.
+	Want string `json:"want,omitempty"`
+	Got  string `json:"got,omitempty"`
+	// Message says what differs and how to fix it.
+	Message string `json:"message"`
+}
+
+// Error returns one line per problem, or "" for a passing verdict.
+func (v Verdict) Error() string {
+	lines := make([]string, 0, len(v.Problems))
+	for _, p := range v.Problems {
+		lines = append(lines, p.Reason+": "+p.Message)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Err returns nil for a passing verdict and the verdict itself otherwise,
+// so callers can write `if err := preflight.Check(...).Err(); err != nil`.
+func (v Verdict) Err() error {
+	if v.OK {
+		return nil
+	}
+	return v
+}
+
+// Check predicts whether plugin.Open of the plugin would succeed in a host
+// process, and whether the result would be a supported build.
+//
+// loaded lists every plugin plugin.Open was already called on in that
+// process, in the order of the calls, including those whose Open failed:
+// a failed Open leaves the library mapped and its packages visible.
+//
+// Package hashes are compared the way the process will: for each package
+// the plugin links, against the first copy in the process — the host's,
+// else that of the earliest loaded plugin that links it — because that is
+// the definition the dynamic linker binds the plugin's check to. They are
+// compared only when toolchain and platform agree; otherwise every package
+// differs for that one reason, and it alone is reported.
+func Check(host *Facts, plugin *Facts, loaded []*Facts) Verdict {
+	var v Verdict
+	add := func(p Problem) { v.Problems = append(v.Problems, p) }
+
+	if host == nil || plugin == nil {
+		which := "host"
+		if host != nil {
+			which = "plugin"
+		}
+		add(Problem{Reason: MissingFacts, Message: fmt.Sprintf("no build facts for the %s; read them with preflight.ReadFacts or `splice facts`", which)})
+		return v
+	}
+
+	if host.Kind != KindHost {
+		add(Problem{Reason: NotAHost, Want: KindHost, Got: host.Kind,
+			Message: fmt.Sprintf("%s is a %s (-buildmode=%s), not a host binary; give the program that calls plugin.Open", describe(host), host.Kind, host.BuildMode)})
+	}
+	if plugin.Kind != KindPlugin {
+		add(Problem{Reason: NotAPlugin, Want: KindPlugin, Got: plugin.Kind,
+			Message: fmt.Sprintf("%s is a %s (-buildmode=%s), not a plugin; build it with `go build -buildmode=plugin`", describe(plugin), plugin.Kind, plugin.BuildMode)})
+	}
+
+	sameToolchain := host.GoVersion == plugin.GoVersion
+	if !sameToolchain {
+		consequence := "a plugin from another Go release can kill the host inside plugin.Open"
+		if releaseLine(host.GoVersion) == releaseLine(plugin.GoVersion) {
+			consequence = "plugin.Open may even load a plugin from another patch release, but Go supports only identical toolchains"
+		}
+		add(Problem{Reason: GoVersionMismatch, Want: host.GoVersion, Got: plugin.GoVersion,
+			Message: fmt.Sprintf("the host was built with %s, the plugin with %s: %s; rebuild the plugin with %s (GOTOOLCHAIN=%s)",
+				host.GoVersion, plugin.GoVersion, consequence, host.GoVersion, strings.Fields(host.GoVersion + " ")[0])})
+	}
+
+	samePlatform := host.GOOS == plugin.GOOS && host.GOARCH == plugin.GOARCH
+	if !samePlatform {
+		want, got := host.GOOS+"/"+host.GOARCH, plugin.GOOS+"/"+plugin.GOARCH
+		add(Problem{Reason: PlatformMismatch, Want: want, Got: got,
+			Message: fmt.Sprintf("the host is %s, the plugin %s; rebuild the plugin with GOOS=%s GOARCH=%s", want, got, host.GOOS, host.GOARCH)})
+	} else if host.GOARCH == "amd64" && amd64Level(host) != amd64Level(plugin) {
+		add(Problem{Reason: GOAMD64Mismatch, Want: amd64Level(host), Got: amd64Level(plugin),
+			Message: fmt.Sprintf("the host was built with GOAMD64=%s, the plugin with GOAMD64=%s: plugin.Open would load it, but Go supports only plugins built with the host's settings; rebuild the plugin with GOAMD64=%s",
+				amd64Level(host), amd64Level(plugin), amd64Level(host))})
+	}
+
+	if !host.CGO {
+		add(Problem{Reason: CgoDisabled, Want: "CGO_ENABLED=1", Got: "CGO_ENABLED=0",
+			Message: fmt.Sprintf("%s was built with CGO_ENABLED=0, so its plugin.Open answers \"plugin: not implemented\"; rebuild the host with CGO_ENABLED=1", describe(host))})
+	}
+	if !plugin.CGO {
+		add(Problem{Reason: CgoDisabled, Want: "CGO_ENABLED=1", Got: "CGO_ENABLED=0",
+			Message: fmt.Sprintf("%s was built with CGO_ENABLED=0; plugins need cgo: rebuild it with CGO_ENABLED=1", describe(plugin))})
+	}
+
+	duplicate := false
+	for _, l := range loaded {
+		if l != nil && plugin.PluginPath != "" && l.PluginPath == plugin.PluginPath {
+			duplicate = true
+			add(Problem{Reason: DuplicatePluginPath, Package: plugin.PluginPath, Want: "a plugin path not loaded yet", Got: plugin.PluginPath,
+				Message: fmt.Sprintf("plugin path %s is already loaded in the process, from %s; a process can hold only one plugin per path: build every version under its own plugin path (for example a versioned package import path)",
+					plugin.PluginPath, orUnknown(l.Path))})
+			break
+		}
+	}
+
+	if sameToolchain && samePlatform && host.Kind == KindHost && plugin.Kind == KindPlugin {
+		for _, pkg := range sortedKeys(plugin.Packages) {
+			if duplicate && pkg == plugin.PluginPath {
+				continue // the same root cause, reported above
+			}
+			got := plugin.Packages[pkg]
+			want, owner := firstDefinition(pkg, host, loaded)
+			if owner == nil || want == got {
+				continue
+			}
+			add(Problem{Reason: PackageHashMismatch, Package: pkg, Want: want, Got: got,
+				Message: fmt.Sprintf("package %s differs from its copy in %s: %s", pkg, ownerName(owner, host), mismatchHint(pkg, owner, plugin))})
+		}
+	}
+
+	v.OK = len(v.Problems) == 0
+	return v
+}
+
+// firstDefinition returns the fingerprint of pkg the plugin will be checked
+// against, and whose it is: the host's, else the earliest loaded plugin's.
+func firstDefinition(pkg string, host *Facts, loaded []*Facts) (string, *Facts) {
+	if h, ok := host.Packages[pkg]; ok {
+		return h, host
+	}
+	for _, l := range loaded {
+		if l == nil {
+			continue
+		}
+		if h, ok := l.Packages[pkg]; ok {
+			return h, l
+		}
+	}
+	return "", nil
+}
+
+// mismatchHint names the recorded differences between two builds that
+// explain a differing package, or the ones that cannot be recorded.
+func mismatchHint(pkg string, owner, plugin *Facts) string {
+	var causes []string
+	if om, ok := moduleOf(owner, pkg); ok {
+		if pm, ok := moduleOf(plugin, pkg); ok && !sameModule(om, pm) {
+			causes = append(causes, fmt.Sprintf("module %s is %s there and %s in the plugin: build the plugin against the host's go.mod and go.sum",
+				om.Path, moduleVersion(om), moduleVersion(pm)))
+		}
+	}
+	if owner.Trimpath != plugin.Trimpath {
+		causes = append(causes, fmt.Sprintf("-trimpath is %t there and %t in the plugin", owner.Trimpath, plugin.Trimpath))
+	}
+	if owner.Race != plugin.Race {
+		causes = append(causes, fmt.Sprintf("-race is %t there and %t in the plugin", owner.Race, plugin.Race))
+	}
+	if owner.GCFlags != plugin.GCFlags {
+		causes = append(causes, fmt.Sprintf("-gcflags is %q there and %q in the plugin", owner.GCFlags, plugin.GCFlags))
+	}
+	if t1, t2 := strings.Join(sortedCopy(owner.Tags), ","), strings.Join(sortedCopy(plugin.Tags), ","); t1 != t2 {
+		causes = append(causes, fmt.Sprintf("-tags is %q there and %q in the plugin", t1, t2))
+	}
+	if len(causes) > 0 {
+		return strings.Join(causes, "; ") + "; rebuild the plugin with the same settings"
+	}
+	if !owner.Trimpath && !plugin.Trimpath {
+		return "no recorded setting differs, so its source differs: build the plugin from the same module versions and the same checkout directory (without -trimpath the directory is part of every package)"
+	}
+	return "no recorded setting differs, so its source differs: build the plugin from the same module versions"
+}
+
+// moduleOf returns the module of f that provides pkg (longest path prefix).
+func moduleOf(f *Facts, pkg string) (Module, bool) {
+	var best Module
+	found := false
+	for _, m := range append([]Module{f.MainModule}, f.Modules...) {
+		if m.Path == "" || !(pkg == m.Path || strings.HasPrefix(pkg, m.Path+"/")) {
+			continue
+		}
+		if !found || len(m.Path) > len(best.Path) {
+			best, found = m, true
+		}
+	}
+	return best, found
+}
+
+func sameModule(a, b Module) bool { return moduleVersion(a) == moduleVersion(b) && a.Sum == b.Sum }
+
+func moduleVersion(m Module) string {
+	v := m.Version
+	if v == "" {
+		v = "(no version)"
+	}
+	if m.Replace != nil {
+		v += " => " + strings.TrimSpace(m.Replace.Path+" "+m.Replace.Version)
+	}
+	return v
+}
+
+func ownerName(owner, host *Facts) string {
+	if owner == host {
+		return describe(host)
+	}
+	return fmt.Sprintf("already-loaded plugin %s (%s)", owner.PluginPath, orUnknown(owner.Path))
+}
+
+func describe(f *Facts) string {
+	if f.Path == "" {
+		return "the " + f.Kind
+	}
+	return fmt.Sprintf("the %s %s", f.Kind, f.Path)
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown file"
+	}
+	return s
+}
+
+// amd64Level defaults an unrecorded level to v1, the go command's default.
+func amd64Level(f *Facts) string {
+	if f.GOAMD64 == "" {
+		return "v1"
+	}
+	return f.GOAMD64
+}
+
+// releaseLine returns "go1.26" for "go1.26.8" (and for "go1.26rc1").
+func releaseLine(v string) string {
+	v = strings.Fields(v + " ")[0]
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return v
+	}
+	minor := parts[1]
+	if i := strings.IndexFunc(minor, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		minor = minor[:i]
+	}
+	return parts[0] + "." + minor
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
