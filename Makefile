@@ -25,9 +25,10 @@ help: ## Show the targets.
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC under config/ from kubebuilder markers.
-	$(CONTROLLER_GEN) crd rbac:roleName=splice-manager $(GEN_PATHS) \
-		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+manifests: $(CONTROLLER_GEN) ## Generate the CRD, RBAC and webhook configurations under config/ from kubebuilder markers.
+	$(CONTROLLER_GEN) crd rbac:roleName=splice-manager webhook $(GEN_PATHS) \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
+		output:webhook:artifacts:config=config/webhook
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.

@@ -3,10 +3,12 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -41,8 +43,12 @@ type scope struct {
 	cv *splicev1.CompilerVersion
 	// pods are the targeted pods' states, sorted by name.
 	pods []podState
+	// podObjects are the targeted pods by name, as listed.
+	podObjects map[string]*corev1.Pod
 	// selectorErr is set when spec.selector cannot be used; pods is then empty.
 	selectorErr error
+	// plan is the rollout decision; nil when the selector is unusable.
+	plan *rolloutPlan
 }
 
 // +kubebuilder:rbac:groups=splice.dev,resources=compilerversions,verbs=get;list;watch
@@ -59,11 +65,28 @@ func (r *CompilerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	log := logf.FromContext(ctx).WithValues("compilerversion", klog.KObj(cv), "generation", cv.Generation)
 	ctx = logf.IntoContext(ctx, log)
 
-	s := &scope{cv: cv}
+	s := &scope{cv: cv, podObjects: map[string]*corev1.Pod{}}
 	if err := r.observeTargets(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{}, r.writeStatus(ctx, s)
+	var result ctrl.Result
+	if s.selectorErr == nil {
+		r.planRollout(s)
+		requeue, err := r.applyRollout(ctx, s)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		result.RequeueAfter = minPositive(requeue, s.plan.requeueAfter)
+	}
+	return result, r.writeStatus(ctx, s)
+}
+
+// minPositive returns the shorter of two requeue delays, ignoring zeros.
+func minPositive(a, b time.Duration) time.Duration {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // observeTargets resolves the selector to the targeted pods.
@@ -87,6 +110,7 @@ func (r *CompilerVersionReconciler) observeTargets(ctx context.Context, s *scope
 	for i := range list.Items {
 		if targetable(&list.Items[i]) {
 			s.pods = append(s.pods, observePod(&list.Items[i]))
+			s.podObjects[list.Items[i].Name] = &list.Items[i]
 		}
 	}
 	logf.FromContext(ctx).V(1).Info("resolved targets", "selector", sel.String(), "pods", len(s.pods))
@@ -98,18 +122,26 @@ func (r *CompilerVersionReconciler) observeTargets(ctx context.Context, s *scope
 // written at all.
 func (r *CompilerVersionReconciler) writeStatus(ctx context.Context, s *scope) error {
 	now := metav1.NewTime(r.Clock.Now())
-	next := computeStatus(s.cv, s.pods, s.selectorErr, now)
+	next := computeStatus(s.cv, s.pods, s.selectorErr, s.plan, now)
 	if equality.Semantic.DeepEqual(s.cv.Status, next) {
 		return nil
 	}
 	orig := s.cv.DeepCopy()
 	prevReady := apimetaReady(orig)
+	prevPhase := orig.Status.Phase
 	s.cv.Status = next
 	if err := r.Status().Patch(ctx, s.cv, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		if apierrors.IsConflict(err) {
 			logf.FromContext(ctx).V(1).Info("status conflict; retrying")
 		}
 		return fmt.Errorf("patch status: %w", err)
+	}
+	if s.plan != nil && next.Phase != prevPhase && s.plan.message != "" {
+		typ := corev1.EventTypeNormal
+		if next.Phase == splicev1.PhaseRolledBack || next.Phase == splicev1.PhaseDegraded {
+			typ = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(s.cv, nil, typ, string(next.Phase), "Rollout", "%s", s.plan.message)
 	}
 	if cur := apimetaReady(s.cv); cur != nil && (prevReady == nil || prevReady.Status != cur.Status || prevReady.Reason != cur.Reason) {
 		r.Recorder.Eventf(s.cv, nil, eventType(cur), cur.Reason, "UpdateStatus", "%s", cur.Message)
@@ -144,7 +176,7 @@ func (r *CompilerVersionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("compilerversion").
 		For(&splicev1.CompilerVersion{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, artifactChanged))).
 		Watches(&corev1.Pod{}, handler.Funcs{
 			CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue) {
 				r.enqueueFor(ctx, q, e.Object.(*corev1.Pod))
@@ -163,6 +195,28 @@ func (r *CompilerVersionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			},
 		}).
 		Complete(r)
+}
+
+// artifactChanged passes the status writes of the build controller that start a rollout: a new
+// artifact, or a change of the Built condition.
+var artifactChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		oldCV, ok1 := e.ObjectOld.(*splicev1.CompilerVersion)
+		newCV, ok2 := e.ObjectNew.(*splicev1.CompilerVersion)
+		if !ok1 || !ok2 {
+			return false
+		}
+		if (oldCV.Status.Artifact == nil) != (newCV.Status.Artifact == nil) ||
+			(newCV.Status.Artifact != nil && oldCV.Status.Artifact.Digest != newCV.Status.Artifact.Digest) {
+			return true
+		}
+		ob := apimeta.FindStatusCondition(oldCV.Status.Conditions, splicev1.ConditionBuilt)
+		nb := apimeta.FindStatusCondition(newCV.Status.Conditions, splicev1.ConditionBuilt)
+		return (ob == nil) != (nb == nil) || (nb != nil && (ob.Status != nb.Status || ob.ObservedGeneration != nb.ObservedGeneration))
+	},
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
 }
 
 // podChangeMatters filters pod updates to what status depends on: labels (membership), phase and

@@ -3,6 +3,8 @@ package controllers
 import (
 	"fmt"
 	"sort"
+	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -14,6 +16,8 @@ import (
 // podState is what one targeted pod says about itself, decoded once.
 type podState struct {
 	name string
+	// target is what the pod's rollout annotations say now.
+	target podTarget
 	// ready is the pod's splice.dev/plugin-ready condition.
 	ready bool
 	// report is the agent's decoded report; nil when absent.
@@ -25,7 +29,16 @@ type podState struct {
 // observePod reads the pod protocol off a pod. A malformed report is kept as an error rather
 // than dropped, so status can say which pod sends garbage.
 func observePod(pod *corev1.Pod) podState {
-	s := podState{name: pod.Name}
+	s := podState{name: pod.Name, target: podTarget{
+		Artifact: pod.Annotations[splicev1.AnnotationDesiredArtifact],
+		Stable:   pod.Annotations[splicev1.AnnotationStableArtifact],
+	}}
+	if v, ok := pod.Annotations[splicev1.AnnotationTrafficPercent]; ok {
+		if n, err := strconv.ParseInt(v, 10, 32); err == nil {
+			t := int32(n)
+			s.target.Traffic = &t
+		}
+	}
 	for _, c := range pod.Status.Conditions {
 		if c.Type == splicev1.PodConditionPluginReady {
 			s.ready = c.Status == corev1.ConditionTrue
@@ -156,8 +169,18 @@ func readyCondition(c podCounts, artifact *splicev1.ArtifactStatus, selectorErr 
 // computeStatus returns the status this reconcile should leave, derived from the current status
 // (what earlier passes and other controllers recorded), the targeted pods and the time. It does
 // not touch the input.
-func computeStatus(cv *splicev1.CompilerVersion, pods []podState, selectorErr error, now metav1.Time) splicev1.CompilerVersionStatus {
+func computeStatus(cv *splicev1.CompilerVersion, pods []podState, selectorErr error, pl *rolloutPlan, now metav1.Time) splicev1.CompilerVersionStatus {
 	st := *cv.Status.DeepCopy()
+	if pl != nil {
+		st.Phase, st.CurrentStepIndex, st.StepStartTime, st.PauseStartTime = pl.phase, pl.step, pl.stepStart, pl.pauseStart
+		st.RolloutDigest, st.StableArtifact = pl.rolloutDigest, pl.stable
+		st.ObservedControls = observedControls(cv)
+		for _, c := range []metav1.Condition{pl.progressing, pl.paused, pl.degr, availableCondition(pods)} {
+			c.ObservedGeneration, c.LastTransitionTime = cv.Generation, now
+			meta.SetStatusCondition(&st.Conditions, c)
+		}
+		st.Pods = podSummaries(pods)
+	}
 	c := countPods(pods, st.Artifact)
 	st.Targeted, st.Updated, st.Ready, st.Failed, st.Incompatible = c.targeted, c.updated, c.ready, c.failed, c.incompatible
 	st.Progress = fmt.Sprintf("%d/%d", c.updated, c.targeted)
@@ -170,4 +193,59 @@ func computeStatus(cv *splicev1.CompilerVersion, pods []podState, selectorErr er
 	meta.SetStatusCondition(&st.Conditions, ready)
 	st.ObservedGeneration = cv.Generation
 	return st
+}
+
+// availableCondition is True when every targeted pod passes its plugin readiness, whatever
+// artifact it serves.
+func availableCondition(pods []podState) metav1.Condition {
+	ready := 0
+	for _, p := range pods {
+		if p.ready {
+			ready++
+		}
+	}
+	c := metav1.Condition{Type: splicev1.ConditionAvailable, Status: metav1.ConditionFalse, Reason: "PodsNotReady",
+		Message: fmt.Sprintf("%d of %d targeted pods pass plugin readiness", ready, len(pods))}
+	if len(pods) > 0 && ready == len(pods) {
+		c.Status, c.Reason = metav1.ConditionTrue, "AllPodsReady"
+	}
+	if len(pods) == 0 {
+		c.Reason = splicev1.ReasonNoTargetPods
+	}
+	return c
+}
+
+// podSummaries turns the pods' latest reports into the bounded status.pods list, newest first.
+func podSummaries(pods []podState) []splicev1.PodSwapSummary {
+	var out []splicev1.PodSwapSummary
+	for _, p := range pods {
+		r := p.report
+		if r == nil {
+			continue
+		}
+		s := splicev1.PodSwapSummary{Pod: p.name, Digest: r.Digest, State: r.State, LoadedVersions: int32(r.LoadedVersions)}
+		if r.SwapLatencySeconds > 0 {
+			s.SwapLatency = &metav1.Duration{Duration: time.Duration(r.SwapLatencySeconds * float64(time.Second))}
+		}
+		if r.Before != nil && r.After != nil {
+			s.GCCyclesDuringSwap = int64(r.After.GCCycles) - int64(r.Before.GCCycles)
+			s.HeapLiveDeltaBytes = int64(r.After.HeapLiveBytes) - int64(r.Before.HeapLiveBytes)
+			s.ScanGlobalsDeltaBytes = int64(r.After.ScanGlobalsBytes) - int64(r.Before.ScanGlobalsBytes)
+		}
+		if !r.ObservedAt.IsZero() {
+			t := r.ObservedAt
+			s.Time = &t
+		}
+		out = append(out, s)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Time.Equal(out[j].Time) {
+			return out[j].Time.Before(out[i].Time)
+		}
+		return out[i].Pod < out[j].Pod
+	})
+	if len(out) > splicev1.MaxPodSummaries {
+		out = out[:splicev1.MaxPodSummaries]
+	}
+	return out
 }

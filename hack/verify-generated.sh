@@ -11,7 +11,7 @@ trap 'rm -rf "$scratch"' EXIT
 cd "$scratch"
 make --no-print-directory -s manifests generate CONTROLLER_GEN="$CONTROLLER_GEN" >/dev/null
 stale=0
-for path in config/crd config/rbac api; do
+for path in config/crd config/rbac config/webhook api; do
   if ! diff -ru "$root/$path" "$scratch/$path" >"$scratch/.diff" 2>&1; then
     stale=1
     cat "$scratch/.diff" | head -40

@@ -469,6 +469,12 @@ type CompilerVersionStatus struct {
 	// +optional
 	StableArtifact *ArtifactStatus `json:"stableArtifact,omitempty"`
 
+	// rolloutDigest is the artifact digest the rollout state (phase, step, times) belongs to.
+	// A new artifact in status.artifact starts a new rollout from the first step.
+	// +optional
+	// +kubebuilder:validation:MaxLength=71
+	RolloutDigest string `json:"rolloutDigest,omitempty"`
+
 	// currentStepIndex is the canary step in progress.
 	// +optional
 	CurrentStepIndex *int32 `json:"currentStepIndex,omitempty"`

@@ -31,6 +31,9 @@ type Options struct {
 	LeaderElectionNamespace string
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Webhooks configure the admission webhooks and the agent they inject (webhooks.go);
+	// disabled unless Webhooks.Enabled.
+	Webhooks WebhookOptions
 	// OnStarted, if set, is called once the manager's caches are synced (used by
 	// cmd/splice-local to start its demo only when the manager is ready).
 	OnStarted func(ctx context.Context)
@@ -41,6 +44,7 @@ func DefaultOptions() Options {
 	return Options{
 		MetricsAddr: ":8080", ProbeAddr: ":8081",
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+		Webhooks: DefaultWebhookOptions(),
 	}
 }
 
@@ -62,6 +66,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("build scheme: %w", err)
 	}
+	wh, err := newWebhookSetup(o.Webhooks)
+	if err != nil {
+		return fmt.Errorf("webhook options: %w", err)
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
@@ -74,6 +82,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		RetryPeriod:             &o.RetryPeriod,
 		// Release the lease on a clean shutdown so a successor takes over at once.
 		LeaderElectionReleaseOnCancel: true,
+		WebhookServer:                 wh.server(),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -83,6 +92,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		Recorder: mgr.GetEventRecorder("splice-manager"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up CompilerVersion controller: %w", err)
+	}
+	if err := wh.setup(ctx, mgr); err != nil {
+		return fmt.Errorf("set up webhooks: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("add health check: %w", err)

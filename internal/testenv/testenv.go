@@ -50,3 +50,23 @@ func New() (*envtest.Environment, error) {
 		ErrorIfCRDPathMissing: true,
 	}, nil
 }
+
+// NewWithWebhooks is New plus Splice's webhook configurations (config/webhook), installed on
+// start so that the API server calls a webhook server on this machine over TLS: envtest points
+// every configuration at https://localhost:<port> and fills in the caBundle of a certificate it
+// writes to WebhookInstallOptions.LocalServingCertDir. The server must listen on
+// WebhookInstallOptions.LocalServingHost:LocalServingPort (127.0.0.1 and a free port, known
+// once Start has returned). The URL says "localhost" rather than the IP so that a certificate
+// issued for DNS names (as Splice's own certificate management does) can match it.
+func NewWithWebhooks() (*envtest.Environment, error) {
+	env, err := New()
+	if err != nil {
+		return nil, err
+	}
+	env.WebhookInstallOptions = envtest.WebhookInstallOptions{
+		Paths:                        []string{filepath.Join(RepoRoot(), "config", "webhook")},
+		LocalServingHost:             "127.0.0.1",
+		LocalServingHostExternalName: "localhost",
+	}
+	return env, nil
+}

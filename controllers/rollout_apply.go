@@ -1,0 +1,157 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+)
+
+// evictionRetry is how soon a blocked eviction (a PodDisruptionBudget said no) is tried again.
+const evictionRetry = 10 * time.Second
+
+// +kubebuilder:rbac:groups="",resources=pods,verbs=patch
+// +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
+
+// rolloutArtifact is the artifact the rollout may act on: status.artifact, but only once the
+// Built condition vouches for it at the current generation, so a stale artifact from an earlier
+// spec is never rolled out.
+func rolloutArtifact(cv *splicev1.CompilerVersion) *splicev1.ArtifactStatus {
+	if cv.Status.Artifact == nil {
+		return nil
+	}
+	built := apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionBuilt)
+	if built == nil || built.Status != metav1.ConditionTrue || built.ObservedGeneration != cv.Generation {
+		return nil
+	}
+	return cv.Status.Artifact
+}
+
+// readControls reads the control annotations against the nonces already handled.
+func readControls(cv *splicev1.CompilerVersion) controls {
+	a, seen := cv.Annotations, cv.Status.ObservedControls
+	fresh := func(key, handled string) bool { v := a[key]; return v != "" && v != handled }
+	return controls{
+		promote:     fresh(splicev1.AnnotationPromote, seen.Promote),
+		promoteFull: fresh(splicev1.AnnotationPromoteFull, seen.PromoteFull),
+		retry:       fresh(splicev1.AnnotationRetry, seen.Retry),
+		paused:      a[splicev1.AnnotationPaused] == "true",
+		aborted:     a[splicev1.AnnotationAbort] == "true",
+	}
+}
+
+// observedControls records every control nonce present now as handled: each one takes effect
+// in the pass that first sees it, whatever the rollout's state.
+func observedControls(cv *splicev1.CompilerVersion) splicev1.ObservedControls {
+	return splicev1.ObservedControls{
+		Promote:     cv.Annotations[splicev1.AnnotationPromote],
+		PromoteFull: cv.Annotations[splicev1.AnnotationPromoteFull],
+		Retry:       cv.Annotations[splicev1.AnnotationRetry],
+	}
+}
+
+// planRollout builds the input from what observeTargets saw and decides.
+func (r *CompilerVersionReconciler) planRollout(s *scope) {
+	cv := s.cv
+	in := &rolloutInput{
+		key: string(cv.UID), strategy: cv.Spec.Strategy, artifact: rolloutArtifact(cv), stable: cv.Status.StableArtifact,
+		pods: s.pods, status: cv.Status, controls: readControls(cv), now: r.Clock.Now(),
+	}
+	s.plan = plan(in)
+}
+
+// applyRollout writes the plan's pod annotations (only where they differ) and evictions.
+func (r *CompilerVersionReconciler) applyRollout(ctx context.Context, s *scope) (time.Duration, error) {
+	log := logf.FromContext(ctx)
+	cv := s.cv
+	for _, pod := range s.podObjects {
+		t, ok := s.plan.targets[pod.Name]
+		if !ok {
+			continue
+		}
+		patch := annotationPatch(pod, t, cv)
+		if patch == nil {
+			continue
+		}
+		if err := r.Patch(ctx, pod, client.RawPatch(types.MergePatchType, patch)); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue // gone since we listed it; the delete event brings us back
+			}
+			return 0, fmt.Errorf("set rollout annotations on pod %s: %w", pod.Name, err)
+		}
+		log.V(1).Info("pod target set", "pod", klog.KObj(pod), "artifact", t.Artifact, "traffic", t.Traffic)
+	}
+	var requeue time.Duration
+	for _, name := range s.plan.evict {
+		pod := s.podObjects[name]
+		if pod == nil || pod.DeletionTimestamp != nil {
+			continue
+		}
+		err := r.SubResource("eviction").Create(ctx, pod, &policyv1.Eviction{
+			ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace}})
+		switch {
+		case err == nil:
+			r.Recorder.Eventf(cv, pod, corev1.EventTypeNormal, "EvictedIncompatible", "Evict",
+				"evicted pod %s: its host cannot load %s", pod.Name, cv.Status.Artifact.Digest)
+		case apierrors.IsTooManyRequests(err):
+			// A PodDisruptionBudget holds it; try again later rather than forcing it.
+			log.Info("eviction blocked by a disruption budget", "pod", klog.KObj(pod))
+			requeue = evictionRetry
+		case apierrors.IsNotFound(err):
+		default:
+			return 0, fmt.Errorf("evict incompatible pod %s: %w", pod.Name, err)
+		}
+	}
+	return requeue, nil
+}
+
+// annotationPatch returns the JSON merge patch that brings a pod's rollout annotations to t, or
+// nil when they already match.
+func annotationPatch(pod *corev1.Pod, t podTarget, cv *splicev1.CompilerVersion) []byte {
+	want := map[string]*string{
+		splicev1.AnnotationDesiredArtifact: strOrNil(t.Artifact),
+		splicev1.AnnotationStableArtifact:  strOrNil(t.Stable),
+		splicev1.AnnotationTrafficPercent:  nil,
+		splicev1.AnnotationCompilerVersion: strOrNil(cv.Name),
+		splicev1.AnnotationGoVersion:       strOrNil(cv.Spec.GoVersion),
+	}
+	if t.Traffic != nil {
+		v := strconv.Itoa(int(*t.Traffic))
+		want[splicev1.AnnotationTrafficPercent] = &v
+	}
+	changes := map[string]*string{}
+	for k, v := range want {
+		cur, has := pod.Annotations[k]
+		switch {
+		case v == nil && has:
+			changes[k] = nil
+		case v != nil && (!has || cur != *v):
+			changes[k] = v
+		}
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": changes}})
+	return b
+}
+
+func strOrNil(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

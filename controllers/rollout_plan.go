@@ -1,0 +1,398 @@
+package controllers
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+)
+
+// The rollout engine is a pure function from what was observed (rolloutInput) to what should be
+// (rolloutPlan). The reconciler reads the world into an input, calls plan, and applies the
+// difference: pod annotations, evictions, status. Each policy lives in its own file with its own
+// table test; this file holds what they share.
+
+// podTarget is what the controller wants a pod's rollout annotations to say. An empty Artifact
+// leaves the pod unmanaged (no desired artifact: the host keeps what it runs).
+type podTarget struct {
+	// Artifact is the desired artifact's ref@digest.
+	Artifact string
+	// Stable is the stable artifact's ref@digest, set only while a request-level canary splits
+	// traffic between the two.
+	Stable string
+	// Traffic is the share of in-pod requests Artifact receives; nil means all of them.
+	Traffic *int32
+}
+
+// controls are the people's requests, read from the CompilerVersion's annotations.
+type controls struct {
+	// promote, promoteFull and retry are true when their nonce is new (not yet acted on).
+	promote, promoteFull, retry bool
+	// paused and aborted are level-triggered.
+	paused, aborted bool
+}
+
+// rolloutInput is everything a plan depends on.
+type rolloutInput struct {
+	// key seeds the stable hash that picks canary members (the CompilerVersion's UID).
+	key      string
+	strategy splicev1.RolloutStrategy
+	// artifact is the artifact to roll out; nil when none is built for the current spec.
+	artifact *splicev1.ArtifactStatus
+	// stable is the last artifact that completed a rollout; nil before the first.
+	stable *splicev1.ArtifactStatus
+	// pods are the targeted pods, with their current annotations and reports.
+	pods []podState
+	// status carries the rollout state recorded so far (phase, step, times, rolloutDigest).
+	status   splicev1.CompilerVersionStatus
+	controls controls
+	now      time.Time
+}
+
+// rolloutPlan is what should be.
+type rolloutPlan struct {
+	// targets holds the wanted annotations of every targeted pod.
+	targets map[string]podTarget
+	// evict lists pods to evict (Strict's incompatible pods), through the Eviction API.
+	evict []string
+	// phase, step and times are the rollout state to record.
+	phase                     splicev1.Phase
+	step                      *int32
+	stepStart, pauseStart     *metav1.Time
+	rolloutDigest             string
+	stable                    *splicev1.ArtifactStatus
+	progressing, paused, degr metav1.Condition
+	// requeueAfter asks for a reconcile at a known future time (a timed pause ending).
+	requeueAfter time.Duration
+	// message says, for a person, what the rollout does now and why; it is the Event note on
+	// a phase change.
+	message string
+}
+
+// Reasons the rollout conditions carry.
+const (
+	ReasonRolloutComplete   = "RolloutComplete"
+	ReasonSwapping          = "Swapping"
+	ReasonWaitingForBuild   = "WaitingForBuild"
+	ReasonNoRollout         = "NoRollout"
+	ReasonPausedByUser      = "PausedByUser"
+	ReasonAwaitingPromotion = "AwaitingPromotion"
+	ReasonPauseStep         = "PauseStep"
+	ReasonAnalysisFailed    = "AnalysisFailed"
+	ReasonSwapFailed        = "SwapFailed"
+	ReasonIncompatiblePods  = "IncompatiblePods"
+	ReasonMajorAPIChange    = "MajorAPIChange"
+	ReasonRolledBack        = "RolledBack"
+	ReasonAborted           = "Aborted"
+	ReasonHealthy           = "Healthy"
+)
+
+// digestOf returns the digest part of "ref@sha256:…", or "" when there is none.
+func digestOf(ref string) string {
+	if i := strings.LastIndex(ref, "@"); i >= 0 {
+		return ref[i+1:]
+	}
+	return ""
+}
+
+// onArtifact reports whether the pod is told to run a.
+func (p podState) onArtifact(a *splicev1.ArtifactStatus) bool {
+	return a != nil && digestOf(p.target.Artifact) == a.Digest
+}
+
+// done reports whether the pod serves a and passes its plugin readiness.
+func (p podState) done(a *splicev1.ArtifactStatus) bool {
+	r := p.report
+	return a != nil && p.ready && r != nil && r.Digest == a.Digest && r.State == splicev1.SwapReady && r.Running == a.Digest
+}
+
+// outcome returns the pod's terminal failure state for a, or "".
+func (p podState) outcome(a *splicev1.ArtifactStatus) splicev1.SwapState {
+	r := p.report
+	if a == nil || r == nil || r.Digest != a.Digest {
+		return ""
+	}
+	switch r.State {
+	case splicev1.SwapFailed, splicev1.SwapRolledBack, splicev1.SwapIncompatible:
+		return r.State
+	}
+	return ""
+}
+
+// memberRank orders pods for membership: a stable hash of the key and the pod name, so the same
+// pods are picked in the same order by every manager, before and after a restart.
+func memberRank(key, pod string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	h.Write([]byte{0})
+	h.Write([]byte(pod))
+	return h.Sum64()
+}
+
+// pickMembers returns the names of the pods that run the artifact: every pod already told to
+// run it (membership is never taken away while a step holds), topped up to want by hash order.
+func pickMembers(in *rolloutInput, want int) map[string]bool {
+	members := map[string]bool{}
+	var others []podState
+	for _, p := range in.pods {
+		if p.onArtifact(in.artifact) {
+			members[p.name] = true
+		} else {
+			others = append(others, p)
+		}
+	}
+	sort.Slice(others, func(i, j int) bool {
+		ri, rj := memberRank(in.key, others[i].name), memberRank(in.key, others[j].name)
+		if ri != rj {
+			return ri < rj
+		}
+		return others[i].name < others[j].name
+	})
+	for _, p := range others {
+		if len(members) >= want {
+			break
+		}
+		members[p.name] = true
+	}
+	return members
+}
+
+// weightCount is how many of n pods a percentage covers, rounded up (10% of 3 pods is 1 pod).
+func weightCount(percent int32, n int) int {
+	if percent <= 0 || n == 0 {
+		return 0
+	}
+	return int(math.Ceil(float64(percent) * float64(n) / 100))
+}
+
+// batchSize resolves maxUnavailable against n pods, rounding a percentage up; at least 1.
+func batchSize(maxUnavailable *intstr.IntOrString, n int) int {
+	v := intstr.FromString("25%")
+	if maxUnavailable != nil {
+		v = *maxUnavailable
+	}
+	size, err := intstr.GetScaledValueFromIntOrPercent(&v, n, true)
+	if err != nil || size < 1 {
+		return 1
+	}
+	return size
+}
+
+// major returns a semantic version's major number, or -1 when v is not one.
+func major(v string) int {
+	v = strings.TrimPrefix(v, "v")
+	m, _, _ := strings.Cut(v, ".")
+	n, err := strconv.Atoi(m)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// toStable is what a pod runs outside the rollout: the stable artifact, or nothing managed.
+func toStable(in *rolloutInput) podTarget {
+	if in.stable == nil {
+		return podTarget{}
+	}
+	return podTarget{Artifact: in.stable.Ref}
+}
+
+// everyPod sets the same target on every pod.
+func everyPod(in *rolloutInput, t podTarget) map[string]podTarget {
+	out := make(map[string]podTarget, len(in.pods))
+	for _, p := range in.pods {
+		out[p.name] = t
+	}
+	return out
+}
+
+// frozen keeps every pod's annotations as they are.
+func frozen(in *rolloutInput) map[string]podTarget {
+	out := make(map[string]podTarget, len(in.pods))
+	for _, p := range in.pods {
+		out[p.name] = p.target
+	}
+	return out
+}
+
+func cond(t string, status bool, reason, msg string) metav1.Condition {
+	s := metav1.ConditionFalse
+	if status {
+		s = metav1.ConditionTrue
+	}
+	return metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg}
+}
+
+// newPlan starts a plan that records the current rollout state unchanged.
+func newPlan(in *rolloutInput) *rolloutPlan {
+	st := in.status
+	return &rolloutPlan{
+		phase: st.Phase, step: st.CurrentStepIndex, stepStart: st.StepStartTime, pauseStart: st.PauseStartTime,
+		rolloutDigest: st.RolloutDigest, stable: in.stable,
+		progressing: cond(splicev1.ConditionProgressing, false, ReasonNoRollout, "no rollout in progress"),
+		paused:      cond(splicev1.ConditionPaused, false, ReasonNoRollout, "not paused"),
+		degr:        cond(splicev1.ConditionDegraded, false, ReasonHealthy, "no targeted pod failed or is incompatible"),
+	}
+}
+
+// failureSummary names the pods whose swap of a failed, for messages.
+func failureSummary(in *rolloutInput, names []string) string {
+	sort.Strings(names)
+	if len(names) > 5 {
+		names = append(names[:5], fmt.Sprintf("and %d more", len(names)-5))
+	}
+	return strings.Join(names, ", ")
+}
+
+// failedPods returns the pods (among those considered) whose last swap of the artifact failed
+// or rolled back, and those whose host cannot load it.
+func failedPods(in *rolloutInput, consider func(podState) bool) (failed, incompatible []string) {
+	for _, p := range in.pods {
+		if !consider(p) {
+			continue
+		}
+		switch p.outcome(in.artifact) {
+		case splicev1.SwapFailed, splicev1.SwapRolledBack:
+			failed = append(failed, p.name)
+		case splicev1.SwapIncompatible:
+			incompatible = append(incompatible, p.name)
+		}
+	}
+	return failed, incompatible
+}
+
+// rollBack sends every pod back to the stable artifact and records why.
+func rollBack(in *rolloutInput, pl *rolloutPlan, reason, msg string) *rolloutPlan {
+	pl.targets = everyPod(in, toStable(in))
+	pl.phase = splicev1.PhaseRolledBack
+	pl.pauseStart = nil
+	if in.stable == nil {
+		msg += "; there is no stable artifact to return to, so pods keep what they run"
+		pl.phase = splicev1.PhaseDegraded
+	} else {
+		msg += fmt.Sprintf("; every pod returns to the stable artifact %s", in.stable.Digest)
+	}
+	pl.progressing = cond(splicev1.ConditionProgressing, false, reason, msg)
+	pl.degr = cond(splicev1.ConditionDegraded, true, reason, msg)
+	pl.message = msg
+	return pl
+}
+
+// complete marks the artifact stable: every pod runs it, and the rollout is over.
+func complete(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
+	pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
+	pl.phase = splicev1.PhaseCompleted
+	pl.stable = in.artifact.DeepCopy()
+	pl.pauseStart = nil
+	pl.message = fmt.Sprintf("all %d targeted pods run %s; it is now the stable artifact", len(in.pods), in.artifact.Digest)
+	pl.progressing = cond(splicev1.ConditionProgressing, false, ReasonRolloutComplete, pl.message)
+	return pl
+}
+
+// plan decides the next state of a rollout. It does not modify its input.
+func plan(in *rolloutInput) *rolloutPlan {
+	pl := newPlan(in)
+	now := metav1.NewTime(in.now)
+
+	// Nothing to roll out: pods run the stable artifact (new pods included).
+	if in.artifact == nil {
+		pl.targets = everyPod(in, toStable(in))
+		if pl.phase == "" {
+			pl.phase = splicev1.PhasePending
+		}
+		pl.progressing = cond(splicev1.ConditionProgressing, false, ReasonWaitingForBuild, "no artifact is built for the current spec yet")
+		return pl
+	}
+	// A new artifact starts a new rollout from the first step; so does a retry.
+	if in.status.RolloutDigest != in.artifact.Digest || in.controls.retry {
+		pl.rolloutDigest = in.artifact.Digest
+		pl.phase = splicev1.PhaseProgressing
+		pl.step = nil
+		if in.strategy.Type == splicev1.StrategyCanary {
+			zero := int32(0)
+			pl.step = &zero
+		}
+		pl.stepStart, pl.pauseStart = &now, nil
+	}
+	if in.stable != nil && in.stable.Digest == in.artifact.Digest {
+		return complete(in, pl)
+	}
+	if in.controls.aborted {
+		pl = rollBack(in, pl, ReasonAborted, "the rollout was aborted (annotation "+splicev1.AnnotationAbort+")")
+		if pl.phase == splicev1.PhaseDegraded {
+			pl.targets = frozen(in)
+		}
+		return pl
+	}
+	// A failed rollout stays rolled back until a retry or a new artifact.
+	if pl.phase == splicev1.PhaseRolledBack {
+		pl = rollBack(in, pl, ReasonRolledBack, "the rollout of "+in.artifact.Digest+" failed and was rolled back; annotate "+
+			splicev1.AnnotationRetry+" to try again")
+		// Keep saying why it failed, not merely that it did.
+		if prev := apimeta.FindStatusCondition(in.status.Conditions, splicev1.ConditionDegraded); prev != nil && prev.Status == metav1.ConditionTrue {
+			pl.degr = cond(splicev1.ConditionDegraded, true, prev.Reason, prev.Message)
+		}
+		if prev := apimeta.FindStatusCondition(in.status.Conditions, splicev1.ConditionProgressing); prev != nil && prev.Status == metav1.ConditionFalse {
+			pl.progressing = cond(splicev1.ConditionProgressing, false, prev.Reason, prev.Message)
+		}
+		return pl
+	}
+	if in.controls.paused {
+		pl.targets = frozen(in)
+		pl.phase = splicev1.PhasePaused
+		pl.message = "paused by annotation " + splicev1.AnnotationPaused
+		pl.paused = cond(splicev1.ConditionPaused, true, ReasonPausedByUser, pl.message)
+		pl.progressing = cond(splicev1.ConditionProgressing, false, ReasonPausedByUser, pl.message)
+		return pl
+	}
+	if in.stable == nil {
+		return planFirst(in, pl)
+	}
+	switch in.strategy.Type {
+	case splicev1.StrategyStrict:
+		return planStrict(in, pl)
+	case splicev1.StrategyCanary:
+		return planCanary(in, pl)
+	default:
+		return planRollingPatch(in, pl)
+	}
+}
+
+// planFirst is the first rollout of a CompilerVersion: there is no stable artifact to keep
+// serving, compare against or roll back to, so every pod moves at once, whatever the policy
+// (as Argo Rollouts does for a first deployment). Failures are reported, not rolled back.
+func planFirst(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
+	pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
+	failed, incompatible := failedPods(in, func(podState) bool { return true })
+	done := 0
+	for _, p := range in.pods {
+		if p.done(in.artifact) {
+			done++
+		}
+	}
+	if len(in.pods) > 0 && done == len(in.pods) {
+		return complete(in, pl)
+	}
+	pl.phase = splicev1.PhaseProgressing
+	pl.message = fmt.Sprintf("first rollout: no stable artifact yet, so every pod moves at once; %d of %d run %s", done, len(in.pods), in.artifact.Digest)
+	pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonSwapping, pl.message)
+	if bad := append(failed, incompatible...); len(bad) > 0 {
+		msg := fmt.Sprintf("first rollout: the swap of %s failed on %s; they keep what they run", in.artifact.Digest, failureSummary(in, bad))
+		if len(incompatible) > 0 && in.strategy.Strict != nil && in.strategy.Strict.RecreateIncompatible {
+			pl.evict = incompatible
+		}
+		pl.phase = splicev1.PhaseDegraded
+		pl.message = msg
+		pl.degr = cond(splicev1.ConditionDegraded, true, ReasonSwapFailed, msg)
+	}
+	return pl
+}

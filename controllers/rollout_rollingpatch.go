@@ -1,0 +1,74 @@
+package controllers
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+)
+
+// planRollingPatch swaps in place in batches of maxUnavailable: a pod joins only when fewer than
+// a batch are still swapping, so each batch is Ready before the next starts. It refuses an
+// artifact whose plugin API differs from the stable one in major version (that needs Strict),
+// and halts at the first failed swap: the failed pod keeps serving its old version, and the
+// rollout waits for a retry or an abort.
+func planRollingPatch(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
+	if in.stable != nil && in.stable.APIVersion != "" && in.artifact.APIVersion != "" &&
+		major(in.stable.APIVersion) != major(in.artifact.APIVersion) {
+		msg := fmt.Sprintf("RollingPatch refuses plugin API %s over the stable %s: a major version change needs spec.strategy.type Strict",
+			in.artifact.APIVersion, in.stable.APIVersion)
+		pl.targets = everyPod(in, toStable(in))
+		pl.phase = splicev1.PhaseDegraded
+		pl.message = msg
+		pl.progressing = cond(splicev1.ConditionProgressing, false, ReasonMajorAPIChange, msg)
+		pl.degr = cond(splicev1.ConditionDegraded, true, ReasonMajorAPIChange, msg)
+		return pl
+	}
+	onNew := func(p podState) bool { return p.onArtifact(in.artifact) }
+	failed, incompatible := failedPods(in, onNew)
+	if bad := append(failed, incompatible...); len(bad) > 0 {
+		msg := fmt.Sprintf("RollingPatch halted: the swap of %s failed on %s; annotate %s to try again or %s to roll back",
+			in.artifact.Digest, failureSummary(in, bad), splicev1.AnnotationRetry, splicev1.AnnotationAbort)
+		pl.targets = frozen(in)
+		pl.phase = splicev1.PhaseDegraded
+		pl.message = msg
+		pl.progressing = cond(splicev1.ConditionProgressing, false, ReasonSwapFailed, msg)
+		pl.degr = cond(splicev1.ConditionDegraded, true, ReasonSwapFailed, msg)
+		return pl
+	}
+	batch := batchSize(maxUnavailableOf(in), len(in.pods))
+	inFlight, done := 0, 0
+	for _, p := range in.pods {
+		switch {
+		case p.done(in.artifact):
+			done++
+		case onNew(p):
+			inFlight++
+		}
+	}
+	if len(in.pods) > 0 && done == len(in.pods) {
+		return complete(in, pl)
+	}
+	members := pickMembers(in, done+inFlight+max(batch-inFlight, 0))
+	pl.targets = map[string]podTarget{}
+	for _, p := range in.pods {
+		if members[p.name] {
+			pl.targets[p.name] = podTarget{Artifact: in.artifact.Ref}
+		} else {
+			pl.targets[p.name] = toStable(in)
+		}
+	}
+	pl.phase = splicev1.PhaseProgressing
+	pl.message = fmt.Sprintf("RollingPatch: %d of %d pods run %s, %d swapping (batch %d)", done, len(in.pods), in.artifact.Digest,
+		len(members)-done, batch)
+	pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonSwapping, pl.message)
+	return pl
+}
+
+func maxUnavailableOf(in *rolloutInput) *intstr.IntOrString {
+	if in.strategy.RollingPatch == nil {
+		return nil
+	}
+	return in.strategy.RollingPatch.MaxUnavailable
+}

@@ -1,0 +1,371 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/klog/v2"
+
+	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+)
+
+// AgentOptions configure an Agent.
+type AgentOptions struct {
+	// PodName and PodNamespace name the agent's own pod. Required.
+	PodName      string
+	PodNamespace string
+	// Kube is the API client; the agent gets, watches and patches its pod and patches its
+	// pod's status, nothing else. Required.
+	Kube kubernetes.Interface
+	// Swapper runs the pipeline against the host. Required.
+	Swapper *Swapper
+	// Logger receives structured logs. Default: discard.
+	Logger logr.Logger
+	// Metrics, when set, counts syncs and observed rollbacks (pass the Swapper's).
+	Metrics *Metrics
+	// PollInterval is how often the host's status is read when nothing happens on the pod:
+	// automatic rollbacks and counters are visible only there. Default 10s.
+	PollInterval time.Duration
+	// CountersInterval is the shortest time between report writes caused only by changed
+	// call counters. Default 1m; negative: counters are written only with other changes.
+	CountersInterval time.Duration
+	// MinBackoff and MaxBackoff bound the retry delay after a transient failure (default 1s
+	// and 2m, doubling, with jitter).
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+	// ProbeTimeout bounds the host request behind /readyz and /livez (default 5s).
+	ProbeTimeout time.Duration
+	// WedgeAfter: /livez fails once a load, swap or route request has waited this long
+	// (default 5m, past every bound the host library puts on a load).
+	WedgeAfter time.Duration
+}
+
+// Agent is the sidecar: it watches its own pod, brings the host to the target the pod's
+// annotations name through its Swapper, and writes the outcome back (the report annotation
+// and the plugin-ready condition). It serves /readyz, /livez and /metrics through Handler.
+type Agent struct {
+	opts AgentOptions
+	log  logr.Logger
+	sw   *Swapper
+	pods typedcorev1.PodInterface
+
+	pod  atomic.Pointer[corev1.Pod] // the newest pod seen by Get or the watch
+	wake chan struct{}
+
+	// lastWritten is the report this agent last wrote. Its own write may reach the watch
+	// after the next sync; deciding from it rather than from a stale annotation keeps a
+	// finished outcome from being redone. Only the sync loop touches it.
+	lastWritten *splicev1.PodReport
+	countersAt  time.Time
+	syncs       atomic.Int64
+}
+
+// NewAgent checks the options and returns an Agent.
+func NewAgent(o AgentOptions) (*Agent, error) {
+	if o.PodName == "" || o.PodNamespace == "" {
+		return nil, fmt.Errorf("sidecar.NewAgent: the pod's name and namespace are required (flags --%s and --%s, or $%s and $%s from the downward API)",
+			FlagPodName, FlagPodNamespace, EnvPodName, EnvPodNamespace)
+	}
+	if o.Kube == nil || o.Swapper == nil {
+		return nil, errors.New("sidecar.NewAgent: Kube and Swapper are required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.PollInterval, 10*time.Second)
+	def(&o.CountersInterval, time.Minute)
+	def(&o.MinBackoff, time.Second)
+	def(&o.MaxBackoff, 2*time.Minute)
+	def(&o.ProbeTimeout, 5*time.Second)
+	def(&o.WedgeAfter, 5*time.Minute)
+	log := o.Logger
+	if log.GetSink() == nil {
+		log = logr.Discard()
+	}
+	log = log.WithValues("pod", klog.KRef(o.PodNamespace, o.PodName))
+	return &Agent{
+		opts: o, log: log, sw: o.Swapper,
+		pods: o.Kube.CoreV1().Pods(o.PodNamespace),
+		wake: make(chan struct{}, 1),
+	}, nil
+}
+
+// Syncs is how many times the agent has compared its pod with the host.
+func (a *Agent) Syncs() int64 { return a.syncs.Load() }
+
+// Run watches the pod and syncs until ctx ends. It returns nil then; it never gives up on
+// errors, which it retries with backoff and reports on the pod.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx = logr.NewContext(ctx, a.log)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); a.watchPod(ctx) }()
+	defer wg.Wait()
+
+	ticker := time.NewTicker(a.opts.PollInterval)
+	defer ticker.Stop()
+	var (
+		retry   <-chan time.Time
+		backoff = a.newBackoff()
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.wake:
+		case <-retry:
+		case <-ticker.C:
+			if retry != nil {
+				continue // a retry is scheduled; polling must not shorten its backoff
+			}
+		}
+		pod := a.pod.Load()
+		if pod == nil {
+			continue
+		}
+		if a.sync(ctx, pod) {
+			d := backoff()
+			a.log.V(1).Info("retrying", "after", d)
+			retry = time.After(d)
+		} else {
+			backoff = a.newBackoff()
+			retry = nil
+		}
+	}
+}
+
+// newBackoff returns successive retry delays: doubling from MinBackoff to MaxBackoff, each
+// with up to 20% jitter so that a fleet of agents does not retry a registry in lockstep.
+func (a *Agent) newBackoff() func() time.Duration {
+	d := a.opts.MinBackoff
+	return func() time.Duration {
+		cur := d
+		d = min(2*d, a.opts.MaxBackoff)
+		return cur + time.Duration(rand.Int64N(int64(cur)/5+1))
+	}
+}
+
+// sync compares the pod with the host and acts. It reports whether to retry soon.
+func (a *Agent) sync(ctx context.Context, pod *corev1.Pod) (retry bool) {
+	a.syncs.Add(1)
+	t, desired, terr := TargetFromAnnotations(pod.Annotations)
+	st, serr := a.sw.Status(ctx)
+	log := a.log.WithValues("target", t.Ref)
+
+	switch {
+	case !desired:
+		if serr != nil {
+			log.Info("host does not answer", "error", serr.Error())
+			return true
+		}
+		return a.setCondition(ctx, pod, conditionNoDesired(st)) != nil
+	case terr != nil:
+		log.Info("desired-state annotations are malformed", "error", terr.Error())
+		return a.write(ctx, pod, newReport(t, splicev1.SwapFailed, ReasonInvalidDesiredArtifact, terr, st)) != nil
+	}
+
+	last := a.lastReport(pod)
+	if serr != nil {
+		log.Info("host does not answer on its control socket; retrying", "error", serr.Error())
+		if !sameTarget(t, last) {
+			// A new target: say why nothing happens yet. An outcome already reported for
+			// this target stands through a blip of the host.
+			a.write(ctx, pod, newReport(t, splicev1.SwapPending, ReasonHostUnavailable, serr, nil))
+		}
+		return true
+	}
+
+	act, reason, msg := decide(t, st, last)
+	switch act {
+	case actKeep:
+		return a.write(ctx, pod, keptReport(last, st)) != nil
+	case actReady:
+		return a.write(ctx, pod, readyReport(t, st, last)) != nil
+	case actRolledBack:
+		log.Info("the host no longer serves the desired version", "reason", reason, "detail", msg)
+		if a.opts.Metrics != nil {
+			a.opts.Metrics.Rollbacks.Inc()
+		}
+		return a.write(ctx, pod, newReport(t, splicev1.SwapRolledBack, reason, errors.New(msg), st)) != nil
+	}
+
+	log.Info("bringing the host to the desired target", "want", t.String(), "running", st.Current)
+	out := a.sw.Apply(ctx, t, func(state splicev1.SwapState) {
+		a.write(ctx, pod, newReport(t, state, "", nil, st))
+	})
+	r := outcomeReport(out)
+	if out.Err != nil {
+		log.Info("target not reached", "state", out.State, "reason", out.Reason, "retry", out.Retry, "error", out.Err.Error())
+	}
+	werr := a.write(ctx, pod, r)
+	return out.Retry || werr != nil
+}
+
+// lastReport is the report this agent last wrote, else the pod's (after a restart).
+func (a *Agent) lastReport(pod *corev1.Pod) *splicev1.PodReport {
+	if a.lastWritten != nil {
+		return a.lastWritten
+	}
+	raw, ok := pod.Annotations[splicev1.AnnotationReport]
+	if !ok {
+		return nil
+	}
+	r, err := splicev1.DecodeReport(raw)
+	if err != nil {
+		a.log.Info("ignoring the pod's malformed report annotation", "error", err.Error())
+		return nil
+	}
+	return r
+}
+
+// write puts the report on the pod, then the condition that goes with it, each only when it
+// differs from what the pod carries.
+func (a *Agent) write(ctx context.Context, pod *corev1.Pod, r *splicev1.PodReport) error {
+	now := time.Now()
+	r.ObservedAt = metav1.NewTime(now)
+	withCounters := a.opts.CountersInterval > 0 && now.Sub(a.countersAt) >= a.opts.CountersInterval
+	var cur *splicev1.PodReport
+	if raw, ok := pod.Annotations[splicev1.AnnotationReport]; ok {
+		cur, _ = splicev1.DecodeReport(raw)
+	}
+	// cur may predate our last write (the watch lags the patch): then an identical report is
+	// written once more, which is harmless, and a report someone else changed is restored.
+	if cur == nil || !sameReport(cur, r, withCounters) {
+		enc, err := r.Encode()
+		if err != nil {
+			// A bug, not a condition of the world: the agent builds reports itself.
+			a.log.Error(err, "refusing to write an invalid report", "report", fmt.Sprintf("%+v", r))
+			return err
+		}
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{splicev1.AnnotationReport: enc}}})
+		if _, err := a.pods.Patch(ctx, a.opts.PodName, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}); err != nil {
+			a.log.Error(err, "write the report annotation", "state", r.State)
+			return fmt.Errorf("patch the report annotation of pod %s/%s: %w", a.opts.PodNamespace, a.opts.PodName, err)
+		}
+		a.lastWritten = r
+		a.countersAt = now
+		a.log.V(1).Info("report written", "state", r.State, "reason", r.Reason)
+	}
+	return a.setCondition(ctx, pod, conditionFor(r))
+}
+
+// fieldManager names the agent in managedFields.
+const fieldManager = "splice-agent"
+
+// setCondition writes the plugin-ready condition through the status subresource when its
+// status, reason or message differ; the transition time moves only with the status.
+func (a *Agent) setCondition(ctx context.Context, pod *corev1.Pod, c corev1.PodCondition) error {
+	now := metav1.Now()
+	c.LastTransitionTime = now
+	for _, old := range pod.Status.Conditions {
+		if old.Type != c.Type {
+			continue
+		}
+		if old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
+			return nil
+		}
+		if old.Status == c.Status {
+			c.LastTransitionTime = old.LastTransitionTime
+		}
+	}
+	// A strategic merge patch merges conditions by type, so the kubelet's own conditions
+	// are left alone.
+	patch, _ := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.PodCondition{c}}})
+	if _, err := a.pods.Patch(ctx, a.opts.PodName, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}, "status"); err != nil {
+		a.log.Error(err, "write the plugin-ready condition", "status", c.Status, "reason", c.Reason)
+		return fmt.Errorf("patch condition %s of pod %s/%s: %w", c.Type, a.opts.PodNamespace, a.opts.PodName, err)
+	}
+	a.log.V(1).Info("condition written", "status", c.Status, "reason", c.Reason)
+	return nil
+}
+
+// watchPod keeps a.pod current: a GET, then a watch of that one pod (by field selector) from
+// the GET's resourceVersion, again from a fresh GET whenever the watch ends. GET and WATCH,
+// never LIST: the agent's Role grants no list.
+func (a *Agent) watchPod(ctx context.Context) {
+	backoff := a.newBackoff()
+	sel := fields.OneTermEqualSelector("metadata.name", a.opts.PodName).String()
+	lw := &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		o.FieldSelector = sel
+		return a.pods.Watch(ctx, o)
+	}}
+	for ctx.Err() == nil {
+		pod, err := a.pods.Get(ctx, a.opts.PodName, metav1.GetOptions{})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d := backoff()
+			if apierrors.IsNotFound(err) {
+				a.log.Info("own pod not found (yet?); check --pod-name/--pod-namespace", "retryAfter", d)
+			} else {
+				a.log.Error(err, "get own pod", "retryAfter", d)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+			}
+			continue
+		}
+		backoff = a.newBackoff()
+		a.observe(pod)
+		rw, err := watchtools.NewRetryWatcherWithContext(ctx, pod.ResourceVersion, lw)
+		if err != nil {
+			a.log.Error(err, "watch own pod")
+			continue
+		}
+		a.consume(ctx, rw)
+		rw.Stop()
+	}
+}
+
+// consume applies watch events until the watch ends (410 Gone, or ctx).
+func (a *Agent) consume(ctx context.Context, rw *watchtools.RetryWatcher) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-rw.ResultChan():
+			if !ok {
+				return
+			}
+			switch ev.Type {
+			case watch.Added, watch.Modified:
+				if pod, ok := ev.Object.(*corev1.Pod); ok {
+					a.observe(pod)
+				}
+			case watch.Error:
+				a.log.V(1).Info("pod watch ended; reading the pod again", "status", apierrors.FromObject(ev.Object).Error())
+				return
+			}
+		}
+	}
+}
+
+func (a *Agent) observe(pod *corev1.Pod) {
+	a.pod.Store(pod)
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,134 @@
+package sidecar
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/splice-dev/splice/artifact"
+	"github.com/splice-dev/splice/host/control"
+)
+
+// The agent's command line, as the admission webhook injects it. The names are constants so
+// the webhook builds its container args from them rather than from copies.
+const (
+	// FlagSharedDir: the volume shared with the app container (control socket, plugin files).
+	FlagSharedDir = "shared-dir"
+	// FlagSocket: the host's control socket; default <shared-dir>/splice-host.sock.
+	FlagSocket = "socket"
+	// FlagHTTPAddress: where /readyz, /livez and /metrics are served.
+	FlagHTTPAddress = "http-address"
+	// FlagPodName and FlagPodNamespace: the agent's own pod; default $POD_NAME and
+	// $POD_NAMESPACE, which the webhook sets from the downward API.
+	FlagPodName      = "pod-name"
+	FlagPodNamespace = "pod-namespace"
+	// FlagRegistryInsecure: talk plain HTTP to the registry (in-cluster registries without
+	// TLS). Loopback and RFC 1918 addresses use HTTP regardless (go-containerregistry's rule).
+	FlagRegistryInsecure = "registry-insecure"
+	// FlagMaxPluginBytes: the largest plugin layer pulled.
+	FlagMaxPluginBytes = "max-plugin-bytes"
+	// FlagAllowMinor: consent to plugin API minor version changes (the rollout policy has
+	// decided already; major changes are always refused by the host).
+	FlagAllowMinor = "allow-minor-api-change"
+	// FlagPollInterval: how often the host's status is read between pod events.
+	FlagPollInterval = "host-poll-interval"
+	// FlagHostTimeout, FlagLoadTimeout, FlagPullTimeout, FlagProbeTimeout: deadlines of a
+	// control request, of a load/swap/route, of a pull, and of the host request behind a probe.
+	FlagHostTimeout  = "host-timeout"
+	FlagLoadTimeout  = "load-timeout"
+	FlagPullTimeout  = "pull-timeout"
+	FlagProbeTimeout = "probe-timeout"
+	// FlagWedgeAfter: /livez fails once a load/swap/route has waited this long.
+	FlagWedgeAfter = "wedge-after"
+	// FlagCountersInterval: the shortest time between report writes caused only by call
+	// counters.
+	FlagCountersInterval = "report-counters-interval"
+
+	// EnvPodName and EnvPodNamespace are the downward-API variables the pod flags default to.
+	EnvPodName      = "POD_NAME"
+	EnvPodNamespace = "POD_NAMESPACE"
+
+	// DefaultSharedDir is where the webhook mounts the shared volume in both containers.
+	DefaultSharedDir = "/var/run/splice"
+	// DefaultHTTPAddress is the probes' and metrics' address.
+	DefaultHTTPAddress = ":9440"
+	// PathReadyz, PathLivez and PathMetrics are the HTTP endpoints.
+	PathReadyz  = "/readyz"
+	PathLivez   = "/livez"
+	PathMetrics = "/metrics"
+)
+
+// Config is the agent's configuration, bound to its flags.
+type Config struct {
+	SharedDir        string
+	Socket           string
+	HTTPAddress      string
+	PodName          string
+	PodNamespace     string
+	RegistryInsecure bool
+	MaxPluginBytes   int64
+	AllowMinor       bool
+	PollInterval     time.Duration
+	HostTimeout      time.Duration
+	LoadTimeout      time.Duration
+	PullTimeout      time.Duration
+	ProbeTimeout     time.Duration
+	WedgeAfter       time.Duration
+	CountersInterval time.Duration
+}
+
+// BindFlags registers the agent's flags on fs, with their defaults.
+func (c *Config) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.SharedDir, FlagSharedDir, DefaultSharedDir, "directory shared with the app container: the host's control socket and the plugin files")
+	fs.StringVar(&c.Socket, FlagSocket, "", "the host's control socket (default <shared-dir>/"+control.SocketName+")")
+	fs.StringVar(&c.HTTPAddress, FlagHTTPAddress, DefaultHTTPAddress, "address serving "+PathReadyz+", "+PathLivez+" and "+PathMetrics)
+	fs.StringVar(&c.PodName, FlagPodName, os.Getenv(EnvPodName), "this pod's name (default $"+EnvPodName+", from the downward API)")
+	fs.StringVar(&c.PodNamespace, FlagPodNamespace, os.Getenv(EnvPodNamespace), "this pod's namespace (default $"+EnvPodNamespace+", from the downward API)")
+	fs.BoolVar(&c.RegistryInsecure, FlagRegistryInsecure, false, "pull over plain HTTP (registries without TLS; loopback and private addresses use HTTP anyway)")
+	fs.Int64Var(&c.MaxPluginBytes, FlagMaxPluginBytes, artifact.DefaultMaxLayerBytes, "largest plugin layer to pull, in bytes")
+	fs.BoolVar(&c.AllowMinor, FlagAllowMinor, true, "consent to plugin API minor version changes (the rollout policy already decided; major changes are always refused)")
+	fs.DurationVar(&c.PollInterval, FlagPollInterval, 10*time.Second, "how often to read the host's status between pod events (rollbacks and counters are only visible there)")
+	fs.DurationVar(&c.HostTimeout, FlagHostTimeout, 10*time.Second, "deadline of a control request other than load, swap and route")
+	fs.DurationVar(&c.LoadTimeout, FlagLoadTimeout, 3*time.Minute, "deadline of a load, swap or route request (keep above the host library's 2m plugin.Open bound)")
+	fs.DurationVar(&c.PullTimeout, FlagPullTimeout, 5*time.Minute, "deadline of one artifact pull")
+	fs.DurationVar(&c.ProbeTimeout, FlagProbeTimeout, 5*time.Second, "deadline of the host request behind "+PathReadyz+" and "+PathLivez+" (keep below the probes' timeoutSeconds)")
+	fs.DurationVar(&c.WedgeAfter, FlagWedgeAfter, 5*time.Minute, PathLivez+" fails once a load, swap or route has waited this long")
+	fs.DurationVar(&c.CountersInterval, FlagCountersInterval, time.Minute, "shortest time between report writes caused only by changed call counters (negative: never)")
+}
+
+// Validate checks the configuration and fills the socket default.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.PodName == "" || c.PodNamespace == "" {
+		errs = append(errs, fmt.Errorf("--%s and --%s are required (or $%s and $%s from the downward API)", FlagPodName, FlagPodNamespace, EnvPodName, EnvPodNamespace))
+	}
+	if c.SharedDir == "" {
+		errs = append(errs, fmt.Errorf("--%s is required", FlagSharedDir))
+	} else if fi, err := os.Stat(c.SharedDir); err != nil || !fi.IsDir() {
+		errs = append(errs, fmt.Errorf("--%s %s is not a directory (is the shared volume mounted?)", FlagSharedDir, c.SharedDir))
+	}
+	if c.Socket == "" {
+		c.Socket = filepath.Join(c.SharedDir, control.SocketName)
+	}
+	if c.MaxPluginBytes <= 0 {
+		errs = append(errs, fmt.Errorf("--%s must be positive", FlagMaxPluginBytes))
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{FlagPollInterval, c.PollInterval}, {FlagHostTimeout, c.HostTimeout}, {FlagLoadTimeout, c.LoadTimeout},
+		{FlagPullTimeout, c.PullTimeout}, {FlagProbeTimeout, c.ProbeTimeout}, {FlagWedgeAfter, c.WedgeAfter}} {
+		if f.d <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive, got %v", f.name, f.d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// PullOptions are the registry options the configuration implies.
+func (c *Config) PullOptions() []artifact.Option {
+	return []artifact.Option{artifact.WithInsecure(c.RegistryInsecure), artifact.WithMaxLayerBytes(c.MaxPluginBytes)}
+}

@@ -1,0 +1,380 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/artifact"
+	"github.com/splice-dev/splice/host/control"
+	"github.com/splice-dev/splice/preflight"
+)
+
+// SwapperOptions configure a Swapper.
+type SwapperOptions struct {
+	// SharedDir is the directory shared with the host, as this process sees it; artifacts
+	// are pulled into it. Required.
+	SharedDir string
+	// Host is the client of the host's control socket. Required.
+	Host *control.Client
+	// Pull are the registry options (credentials, plain HTTP, the layer bound).
+	Pull []artifact.Option
+	// AllowMinor consents to plugin API minor version changes. The rollout controller has
+	// already applied the policy (RollingPatch admits minor and patch changes only); a major
+	// change is refused by the host whatever this says.
+	AllowMinor bool
+	// PullTimeout bounds one pull (default 5m); LoadTimeout one load, swap or route request
+	// (default 3m, longer than the host library's 2m plugin.Open bound so that the host
+	// answers first); HostTimeout every other control request (default 10s).
+	PullTimeout time.Duration
+	LoadTimeout time.Duration
+	HostTimeout time.Duration
+	// Logger receives the pipeline's structured logs. Default: discard.
+	Logger logr.Logger
+	// Metrics, when set, records loads, refusals and timings.
+	Metrics *Metrics
+}
+
+// Swapper runs the agent's pipeline against one host: pull by digest, verify, preflight, and
+// only then load and swap (or route). It needs no Kubernetes: the agent drives it from its
+// pod's annotations, and the benchmark drives it directly. It is safe for concurrent use;
+// pipelines run one at a time (the host serializes loads anyway, and the preflight must see
+// every earlier load).
+type Swapper struct {
+	opts SwapperOptions
+	log  logr.Logger
+	mu   sync.Mutex
+	// busySince is when the control request in flight began (unix nanos, 0: none), for the
+	// liveness check: a host that sits on a load past every bound is wedged.
+	busySince atomic.Int64
+}
+
+// NewSwapper checks the options and returns a Swapper.
+func NewSwapper(o SwapperOptions) (*Swapper, error) {
+	if o.SharedDir == "" || o.Host == nil {
+		return nil, errors.New("sidecar.NewSwapper: SharedDir and Host are required")
+	}
+	if o.PullTimeout <= 0 {
+		o.PullTimeout = 5 * time.Minute
+	}
+	if o.LoadTimeout <= 0 {
+		o.LoadTimeout = 3 * time.Minute
+	}
+	if o.HostTimeout <= 0 {
+		o.HostTimeout = 10 * time.Second
+	}
+	log := o.Logger
+	if log.GetSink() == nil {
+		log = logr.Discard()
+	}
+	return &Swapper{opts: o, log: log}, nil
+}
+
+// Outcome is what one Apply did.
+type Outcome struct {
+	Target Target
+	// State is Ready, Incompatible or Failed; or, when Retry is set, the step that must be
+	// tried again (Pending: the host did not answer; Pulling; Swapping).
+	State splicev1.SwapState
+	// Reason is a CamelCase cause for anything but Ready (see the Reason constants and the
+	// preflight's reasons).
+	Reason string
+	// Err says what failed and what to fix.
+	Err error
+	// Retry is set for failures worth retrying with backoff; nothing was refused by the host.
+	Retry bool
+	// Changed is set when this call changed what the host serves.
+	Changed bool
+	// Pulled are the artifacts pulled by this call (stable first, for a canary).
+	Pulled []*artifact.Pulled
+	// Verdict is the preflight's last verdict (the refusal, for Incompatible).
+	Verdict *preflight.Verdict
+	// PullDuration and PreflightDuration sum the steps over the artifacts pulled;
+	// SwapLatency is from asking the host to load-and-swap, swap or route, to the answer
+	// that the new version serves (a load-only step for a canary is not in it).
+	PullDuration      time.Duration
+	PreflightDuration time.Duration
+	SwapLatency       time.Duration
+	// HostSwap is the host's record of the routing change this call made.
+	HostSwap *control.SwapResult
+	// Status is the host's status after the call (or the last one read).
+	Status *control.Status
+}
+
+func (o *Outcome) fail(f failure, err error) *Outcome {
+	o.State, o.Reason, o.Retry, o.Err = f.state, f.reason, f.retry, err
+	return o
+}
+
+// Swap makes ref (pinned by digest) the only version serving calls.
+func (s *Swapper) Swap(ctx context.Context, ref string) *Outcome {
+	t, err := SwapTarget(ref)
+	if err != nil {
+		return (&Outcome{Target: Target{Ref: ref, Percent: 100}}).fail(failure{splicev1.SwapFailed, ReasonInvalidDesiredArtifact, false}, err)
+	}
+	return s.Apply(ctx, t, nil)
+}
+
+// Apply brings the host to the target, doing only what is missing: nothing when the host
+// already serves it; a swap when the version is loaded; pull, preflight and load-and-swap
+// otherwise. For a canary the stable version is made current first, then the new one is
+// loaded and routed Percent of calls. A version the host tried and failed is never tried
+// again. progress (may be nil) is called as the pipeline enters Pulling and Swapping.
+func (s *Swapper) Apply(ctx context.Context, t Target, progress func(splicev1.SwapState)) *Outcome {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if progress == nil {
+		progress = func(splicev1.SwapState) {}
+	}
+	out := &Outcome{Target: t, State: splicev1.SwapPending}
+	st, err := s.status(ctx)
+	if err != nil {
+		return out.fail(failure{splicev1.SwapPending, ReasonHostUnavailable, true}, err)
+	}
+	out.Status = st
+	if Satisfied(t, st) {
+		out.State = splicev1.SwapReady
+		return out
+	}
+	log := s.log.WithValues("artifact", t.Ref, "digest", t.Digest)
+	ctx = logr.NewContext(ctx, log)
+
+	if t.Canary() {
+		if st.Current != t.StableDigest {
+			if !s.ensure(ctx, out, st, t.StableRef, t.StableDigest, true, progress) {
+				return out
+			}
+			if st, err = s.status(ctx); err != nil {
+				return out.fail(failure{splicev1.SwapSwapping, ReasonHostUnavailable, true}, err)
+			}
+		}
+		if !s.ensure(ctx, out, st, t.Ref, t.Digest, false, progress) {
+			return out
+		}
+		progress(splicev1.SwapSwapping)
+		req := control.RouteRequest{Canary: t.Digest, Percent: t.Percent, AllowMinor: s.opts.AllowMinor}
+		if t.Percent == 0 {
+			req = control.RouteRequest{}
+		}
+		start := time.Now()
+		res, err := s.call(ctx, s.opts.LoadTimeout, func(ctx context.Context) (*control.SwapResult, error) { return s.opts.Host.Route(ctx, req) })
+		if err != nil {
+			return out.fail(classifyHost(err), fmt.Errorf("route %d%% of calls to %s: %w", t.Percent, t.Digest, err))
+		}
+		out.SwapLatency = time.Since(start)
+		out.HostSwap, out.Changed = res, true
+	} else if !s.ensure(ctx, out, st, t.Ref, t.Digest, true, progress) {
+		return out
+	}
+
+	if out.SwapLatency > 0 && s.opts.Metrics != nil {
+		s.opts.Metrics.SwapLatency.Observe(out.SwapLatency.Seconds())
+	}
+	if after, err := s.status(ctx); err == nil {
+		out.Status = after
+	}
+	out.State = splicev1.SwapReady
+	log.Info("host serves the target", "want", t.String(), "swapLatency", out.SwapLatency, "pull", out.PullDuration, "preflight", out.PreflightDuration)
+	return out
+}
+
+// ensure makes the version digest loaded (and current, with swap) in the host. It reports
+// false with out set to the failure.
+func (s *Swapper) ensure(ctx context.Context, out *Outcome, st *control.Status, ref, digest string, swap bool, progress func(splicev1.SwapState)) bool {
+	log := logr.FromContextOrDiscard(ctx).WithValues("ref", ref)
+	if v := st.Version(digest); v != nil {
+		switch {
+		case v.State == control.StateFailed:
+			// Never again: reopening a path whose init panicked hangs plugin.Open forever.
+			out.fail(classifyVersion(v.Error), fmt.Errorf("the host already tried %s and it failed (a version is tried once per host process): %s", ref, v.Error))
+			return false
+		case v.LoadedAt.IsZero():
+			out.fail(failure{splicev1.SwapSwapping, ReasonRetrying, true}, fmt.Errorf("the host is still loading %s", digest))
+			return false
+		case !swap || (st.Current == digest && st.Canary == ""):
+			return true
+		}
+		progress(splicev1.SwapSwapping)
+		start := time.Now()
+		res, err := s.call(ctx, s.opts.LoadTimeout, func(ctx context.Context) (*control.SwapResult, error) {
+			return s.opts.Host.Swap(ctx, control.SwapRequest{Digest: digest, AllowMinor: s.opts.AllowMinor})
+		})
+		if err != nil {
+			out.fail(classifyHost(err), fmt.Errorf("swap to %s (already loaded): %w", ref, err))
+			return false
+		}
+		out.SwapLatency = time.Since(start)
+		out.HostSwap, out.Changed = res, true
+		log.Info("swapped to a loaded version", "seconds", res.Seconds)
+		return true
+	}
+
+	progress(splicev1.SwapPulling)
+	start := time.Now()
+	pctx, cancel := context.WithTimeout(ctx, s.opts.PullTimeout)
+	p, err := artifact.Pull(pctx, ref, s.opts.SharedDir, s.opts.Pull...)
+	cancel()
+	elapsed := time.Since(start)
+	out.PullDuration += elapsed
+	if err != nil {
+		out.fail(classifyPull(err), err)
+		return false
+	}
+	out.Pulled = append(out.Pulled, p)
+	if m := s.opts.Metrics; m != nil {
+		m.PullDuration.Observe(elapsed.Seconds())
+	}
+	log.Info("pulled", "path", p.Path, "reused", p.Reused, "seconds", elapsed.Seconds(), "pluginPath", p.Facts.PluginPath, "apiVersion", p.Config.APIVersion)
+
+	start = time.Now()
+	hostFacts, err := call(ctx, s, s.opts.HostTimeout, false, s.opts.Host.Facts)
+	if err != nil {
+		out.fail(failure{splicev1.SwapPulling, ReasonHostUnavailable, true}, fmt.Errorf("read the host's build facts for the preflight: %w", err))
+		return false
+	}
+	loaded, err := s.triedFacts(st)
+	if err != nil {
+		out.fail(failure{splicev1.SwapFailed, ReasonPreflightFactsUnavailable, false}, err)
+		return false
+	}
+	verdict := preflight.Check(hostFacts, p.Facts, loaded)
+	elapsed = time.Since(start)
+	out.PreflightDuration += elapsed
+	out.Verdict = &verdict
+	if m := s.opts.Metrics; m != nil {
+		m.PreflightTime.Observe(elapsed.Seconds())
+	}
+	if !verdict.OK {
+		s.count(LoadIncompatible)
+		seen := map[string]bool{}
+		for _, pr := range verdict.Problems {
+			if !seen[pr.Reason] && s.opts.Metrics != nil {
+				s.opts.Metrics.PreflightRefused.WithLabelValues(pr.Reason).Inc()
+			}
+			seen[pr.Reason] = true
+		}
+		log.Info("preflight refused the plugin; nothing loaded", "reasons", verdict.Error())
+		out.fail(failure{splicev1.SwapIncompatible, verdict.Problems[0].Reason, false},
+			fmt.Errorf("preflight: %s cannot be loaded into this host: %s", ref, verdict.Error()))
+		return false
+	}
+
+	progress(splicev1.SwapSwapping)
+	// The path is relative to the shared directory: the host resolves it against its own
+	// mount of the volume, which may sit elsewhere in its container.
+	req := control.LoadRequest{Path: filepath.Base(p.Path), Digest: digest, Swap: swap, AllowMinor: swap && s.opts.AllowMinor}
+	start = time.Now()
+	resp, err := call(ctx, s, s.opts.LoadTimeout, true, func(ctx context.Context) (*control.LoadResponse, error) { return s.opts.Host.Load(ctx, req) })
+	if err != nil {
+		f := classifyHost(err)
+		if !f.retry {
+			s.count(LoadFailed)
+			if f.reason == ReasonSymbolLookupFailed && s.opts.Metrics != nil {
+				s.opts.Metrics.SymbolErrors.Inc()
+			}
+		}
+		out.fail(f, fmt.Errorf("host load of %s: %w", ref, err))
+		return false
+	}
+	s.count(LoadSuccess)
+	if swap {
+		out.SwapLatency = time.Since(start)
+		out.HostSwap, out.Changed = resp.Swap, true
+	}
+	log.Info("host loaded the plugin", "swap", swap, "seconds", time.Since(start).Seconds(), "hostLoadSeconds", resp.Version.LoadSeconds)
+	return true
+}
+
+// triedFacts reads the build facts of every plugin the host has handed to plugin.Open, in
+// order, failed ones included: their packages stay in the process.
+func (s *Swapper) triedFacts(st *control.Status) ([]*preflight.Facts, error) {
+	var out []*preflight.Facts
+	for _, v := range st.Versions {
+		if v.State == control.StateFailed && strings.Contains(v.Error, hostPreflightText) {
+			continue // refused before plugin.Open: nothing of it is in the process
+		}
+		var errs []error
+		var f *preflight.Facts
+		// The host reports its own path; the agent may mount the volume elsewhere.
+		for _, p := range []string{v.Path, filepath.Join(s.opts.SharedDir, filepath.Base(v.Path))} {
+			var err error
+			if f, err = preflight.ReadFacts(p); err == nil {
+				break
+			}
+			errs = append(errs, err)
+		}
+		if f == nil {
+			return nil, fmt.Errorf("read the build facts of %s, which the host already opened, for the preflight: %w (plugin files must stay in the shared directory for the life of the pod)",
+				v.Digest, errors.Join(errs...))
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func (s *Swapper) count(result string) {
+	if s.opts.Metrics != nil {
+		s.opts.Metrics.Loads.WithLabelValues(result).Inc()
+	}
+}
+
+func (s *Swapper) status(ctx context.Context) (*control.Status, error) {
+	st, err := call(ctx, s, s.opts.HostTimeout, false, s.opts.Host.Status)
+	if err != nil {
+		s.opts.Metrics.observeStatus(nil)
+		return nil, fmt.Errorf("read the host's status on %s: %w", s.opts.Host.Socket(), err)
+	}
+	s.opts.Metrics.observeStatus(st)
+	return st, nil
+}
+
+// Status reads the host's status (for probes and the agent's polling).
+func (s *Swapper) Status(ctx context.Context) (*control.Status, error) { return s.status(ctx) }
+
+// BusyFor is how long the load, swap or route request in flight has been waiting (0: none).
+func (s *Swapper) BusyFor() time.Duration {
+	if t := s.busySince.Load(); t != 0 {
+		return time.Since(time.Unix(0, t))
+	}
+	return 0
+}
+
+func (s *Swapper) call(ctx context.Context, timeout time.Duration, fn func(context.Context) (*control.SwapResult, error)) (*control.SwapResult, error) {
+	return call(ctx, s, timeout, true, fn)
+}
+
+// call runs one control request with a deadline. track marks a request that changes the host
+// (load, swap, route) as in flight; only the pipeline makes those, one at a time, while
+// status reads also come from probes, concurrently.
+func call[T any](ctx context.Context, s *Swapper, timeout time.Duration, track bool, fn func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if track {
+		s.busySince.Store(time.Now().UnixNano())
+		defer s.busySince.Store(0)
+	}
+	return fn(ctx)
+}
+
+// Satisfied reports whether the host serves the target already.
+func Satisfied(t Target, st *control.Status) bool {
+	if !t.Canary() {
+		return st.Current == t.Digest && st.Canary == ""
+	}
+	if st.Current != t.StableDigest {
+		return false
+	}
+	if t.Percent == 0 {
+		v := st.Version(t.Digest)
+		return st.Canary == "" && v != nil && v.State != control.StateFailed && !v.LoadedAt.IsZero()
+	}
+	return st.Canary == t.Digest && st.CanaryPercent == t.Percent
+}
