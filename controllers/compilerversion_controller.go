@@ -12,12 +12,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	wq "k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -34,6 +36,14 @@ type CompilerVersionReconciler struct {
 	Recorder recorder.EventRecorder
 	// Clock is the time source; tests may pin it.
 	Clock clock.PassiveClock
+
+	// MaxConcurrentReconciles is how many CompilerVersions are reconciled at once (default 4);
+	// one CompilerVersion is never reconciled twice at the same time.
+	MaxConcurrentReconciles int
+
+	swaps swapCounter
+	// core calls what the controller-runtime client cannot tune (the Eviction API, once).
+	core kubernetes.Interface
 }
 
 type workqueue = wq.TypedRateLimitingInterface[reconcile.Request]
@@ -60,6 +70,9 @@ type scope struct {
 func (r *CompilerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	cv := &splicev1.CompilerVersion{}
 	if err := r.Get(ctx, req.NamespacedName, cv); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetRollout(req.Namespace, req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	log := logf.FromContext(ctx).WithValues("compilerversion", klog.KObj(cv), "generation", cv.Generation)
@@ -108,9 +121,12 @@ func (r *CompilerVersionReconciler) observeTargets(ctx context.Context, s *scope
 		return fmt.Errorf("list pods matching %s: %w", sel, err)
 	}
 	for i := range list.Items {
-		if targetable(&list.Items[i]) {
-			s.pods = append(s.pods, observePod(&list.Items[i]))
-			s.podObjects[list.Items[i].Name] = &list.Items[i]
+		pod := &list.Items[i]
+		if targetable(pod) {
+			st := observePod(pod)
+			r.swaps.observe(pod.Namespace, pod.UID, st.report)
+			s.pods = append(s.pods, st)
+			s.podObjects[pod.Name] = pod
 		}
 	}
 	logf.FromContext(ctx).V(1).Info("resolved targets", "selector", sel.String(), "pods", len(s.pods))
@@ -124,6 +140,7 @@ func (r *CompilerVersionReconciler) writeStatus(ctx context.Context, s *scope) e
 	now := metav1.NewTime(r.Clock.Now())
 	next := computeStatus(s.cv, s.pods, s.selectorErr, s.plan, now)
 	if equality.Semantic.DeepEqual(s.cv.Status, next) {
+		recordRollout(s.cv)
 		return nil
 	}
 	orig := s.cv.DeepCopy()
@@ -136,6 +153,7 @@ func (r *CompilerVersionReconciler) writeStatus(ctx context.Context, s *scope) e
 		}
 		return fmt.Errorf("patch status: %w", err)
 	}
+	recordRollout(s.cv)
 	if s.plan != nil && next.Phase != prevPhase && s.plan.message != "" {
 		typ := corev1.EventTypeNormal
 		if next.Phase == splicev1.PhaseRolledBack || next.Phase == splicev1.PhaseDegraded {
@@ -173,8 +191,17 @@ func (r *CompilerVersionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
+	if r.MaxConcurrentReconciles == 0 {
+		r.MaxConcurrentReconciles = 4
+	}
+	core, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("create clientset: %w", err)
+	}
+	r.core = core
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("compilerversion").
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		For(&splicev1.CompilerVersion{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, artifactChanged))).
 		Watches(&corev1.Pod{}, handler.Funcs{
@@ -190,6 +217,7 @@ func (r *CompilerVersionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			},
 			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue) {
 				if pod, ok := e.Object.(*corev1.Pod); ok {
+					r.swaps.forget(pod.UID)
 					r.enqueueFor(ctx, q, pod)
 				}
 			},

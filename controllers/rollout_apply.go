@@ -100,8 +100,7 @@ func (r *CompilerVersionReconciler) applyRollout(ctx context.Context, s *scope) 
 		if pod == nil || pod.DeletionTimestamp != nil {
 			continue
 		}
-		err := r.SubResource("eviction").Create(ctx, pod, &policyv1.Eviction{
-			ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace}})
+		err := r.evict(ctx, pod)
 		switch {
 		case err == nil:
 			r.Recorder.Eventf(cv, pod, corev1.EventTypeNormal, "EvictedIncompatible", "Evict",
@@ -154,4 +153,19 @@ func strOrNil(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// evict asks the Eviction API to evict a pod, once. client-go retries a 429 by itself after the
+// server's Retry-After (10 s for a disruption budget, up to 10 times), which would hold this
+// reconcile — and every CompilerVersion queued behind it — for minutes; a blocked eviction is
+// instead retried by requeueing.
+func (r *CompilerVersionReconciler) evict(ctx context.Context, pod *corev1.Pod) error {
+	body, err := json.Marshal(&policyv1.Eviction{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "policy/v1", Kind: "Eviction"},
+		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace}})
+	if err != nil {
+		return err
+	}
+	return r.core.CoreV1().RESTClient().Post().Namespace(pod.Namespace).Resource("pods").Name(pod.Name).
+		SubResource("eviction").MaxRetries(0).Body(body).Do(ctx).Error()
 }

@@ -14,10 +14,12 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/internal/simagent"
 )
 
 const digestC = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
@@ -28,7 +30,7 @@ func artifactRef(d string) string { return "registry.example.com/greeter@" + d }
 type rolloutFixture struct {
 	ns     string
 	cv     *splicev1.CompilerVersion
-	agents *simAgents
+	agents *simagent.Agents
 	pods   []string
 }
 
@@ -50,10 +52,10 @@ func newRollout(n int, strategy splicev1.RolloutStrategy) *rolloutFixture {
 		newPod(f.ns, name, sel)
 		f.pods = append(f.pods, name)
 	}
-	f.agents = newSimAgents(k8sClient, f.ns)
+	f.agents = simagent.New(kubernetes.NewForConfigOrDie(restConfig), f.ns)
 	actx, stop := context.WithCancel(ctx)
 	DeferCleanup(stop)
-	go f.agents.run(actx)
+	Expect(f.agents.Start(actx)).To(Succeed())
 	return f
 }
 
@@ -145,7 +147,7 @@ var _ = Describe("Rollouts with simulated agents", func() {
 			g.Expect(got.Status.StableArtifact.Digest).To(Equal(digestB))
 			g.Expect(f.desired(g, digestB)).To(Equal(4))
 		}).Should(Succeed())
-		Expect(f.agents.maxSwaps()).To(Equal(1), "a pod was swapped twice to the same artifact")
+		Expect(f.agents.MaxSwaps()).To(Equal(1), "a pod was swapped twice to the same artifact")
 		Eventually(func(g Gomega) { hasEvent(g, f.ns, "Completed", digestB) }).Should(Succeed())
 	})
 
@@ -187,7 +189,7 @@ var _ = Describe("Rollouts with simulated agents", func() {
 		Expect(cv.Status.StableArtifact.Digest).To(Equal(digestB))
 		Expect(cv.Status.ObservedControls.Promote).To(Equal("1"))
 		Eventually(func(g Gomega) { g.Expect(f.desired(g, digestB)).To(Equal(10)) }).Should(Succeed())
-		Expect(f.agents.maxSwaps()).To(Equal(1))
+		Expect(f.agents.MaxSwaps()).To(Equal(1))
 	})
 
 	It("Canary: a failing analysis rolls back, or pauses when told", func() {
@@ -196,7 +198,7 @@ var _ = Describe("Rollouts with simulated agents", func() {
 		}}})
 		f.publish(digestA, "1.0.0")
 		f.waitPhase(splicev1.PhaseCompleted)
-		f.agents.setErrorRate(digestB, 100) // 10% of calls fail on the new version
+		f.agents.SetErrorRate(digestB, 100) // 10% of calls fail on the new version
 		f.publish(digestB, "1.0.1")
 		cv := f.waitPhase(splicev1.PhaseRolledBack)
 		Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionDegraded).Reason).To(Equal(ReasonAnalysisFailed))
@@ -210,7 +212,7 @@ var _ = Describe("Rollouts with simulated agents", func() {
 			g.Expect(k8sClient.Update(ctx, got)).To(Succeed())
 		}).Should(Succeed())
 		f.publish(digestC, "1.0.2")
-		f.agents.setErrorRate(digestC, 100)
+		f.agents.SetErrorRate(digestC, 100)
 		cv = f.waitPhase(splicev1.PhasePaused)
 		Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionPaused).Reason).To(Equal(ReasonAnalysisFailed))
 		Eventually(func(g Gomega) { g.Expect(f.desired(g, digestC)).To(Equal(2)) }).Should(Succeed())
@@ -255,8 +257,8 @@ var _ = Describe("Rollouts with simulated agents", func() {
 		guard.Status.Conditions = append(guard.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue})
 		Expect(k8sClient.Status().Update(ctx, guard)).To(Succeed())
 
-		f.agents.failNext("greeter-00", digestB, splicev1.SwapIncompatible)
-		f.agents.failNext("greeter-01", digestB, splicev1.SwapIncompatible)
+		f.agents.FailNext("greeter-00", digestB, splicev1.SwapIncompatible)
+		f.agents.FailNext("greeter-01", digestB, splicev1.SwapIncompatible)
 		f.publish(digestB, "1.0.1")
 		Eventually(func(g Gomega) {
 			err := k8sClient.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "greeter-00"}, &corev1.Pod{})
@@ -283,7 +285,7 @@ var _ = Describe("Rollouts with simulated agents", func() {
 		f.waitPhase(splicev1.PhaseCompleted)
 
 		// One failed swap rolls every pod back.
-		f.agents.failNext("greeter-02", digestC, splicev1.SwapFailed)
+		f.agents.FailNext("greeter-02", digestC, splicev1.SwapFailed)
 		f.publish(digestC, "1.0.2")
 		f.waitPhase(splicev1.PhaseRolledBack)
 		Eventually(func(g Gomega) { g.Expect(f.desired(g, digestB)).To(Equal(2)) }).Should(Succeed())
@@ -300,7 +302,7 @@ var _ = Describe("Rollouts with simulated agents", func() {
 		stopManager = startManager()
 		cv := f.waitPhase(splicev1.PhaseCompleted)
 		Expect(cv.Status.StableArtifact.Digest).To(Equal(digestB))
-		Expect(f.agents.maxSwaps()).To(Equal(1))
+		Expect(f.agents.MaxSwaps()).To(Equal(1))
 	})
 
 	It("scale-up mid-canary keeps the members and tops the step up", func() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -30,6 +31,8 @@ type config struct {
 	keep        bool
 	maxTotal    time.Duration
 	hostBin     string
+
+	stdout, stderr io.Writer
 }
 
 type result struct {
@@ -40,6 +43,7 @@ type result struct {
 	lat         latencyStats
 	toNew       []time.Duration
 	notes       []string
+	agent       []*agentTimes
 	rssBefore   uint64
 	rssAfter    uint64
 	transitions atomic.Int64
@@ -47,48 +51,82 @@ type result struct {
 }
 
 func main() {
-	if err := run(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "splice-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	cfg := &config{transitions: map[string]int{}}
+// modeNames are the modes the benchmark knows, in the default order; hot-swap-socket is not
+// run by default.
+var modeNames = []string{"hot-swap", "re-exec", "cold", "hot-swap-socket"}
+
+func newMode(name string) mode {
+	switch name {
+	case "hot-swap":
+		return hotSwap{label: name, swapper: agentSwapper{}}
+	case "hot-swap-socket":
+		return hotSwap{label: name, swapper: controlSwapper{}}
+	case "re-exec":
+		return reexec{}
+	case "cold":
+		return cold{}
+	}
+	return nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := &config{transitions: map[string]int{}, stdout: stdout, stderr: stderr}
+	fs := flag.NewFlagSet("splice-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var hot, reexecs, restarts int
 	var modes string
-	flag.IntVar(&cfg.clients, "clients", 50, "concurrent clients (1-500)")
-	flag.DurationVar(&cfg.duration, "duration", 6*time.Second, "load duration per mode (at most 5m)")
-	flag.IntVar(&hot, "hot-swaps", 10, "hot swaps during the hot-swap mode (at most 50)")
-	flag.IntVar(&reexecs, "reexecs", 3, "re-execs during the re-exec mode (at most 50)")
-	flag.IntVar(&restarts, "restarts", 3, "restarts during the cold mode (at most 50)")
-	flag.BoolVar(&cfg.keepAlive, "keepalive", false, "reuse connections (default: every request on a fresh connection)")
-	flag.StringVar(&modes, "modes", "hot-swap,re-exec,cold", "modes to run, in order")
-	flag.StringVar(&cfg.work, "work", "", "work directory (default: a new temporary directory, removed afterwards)")
-	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (host logs, builds)")
-	flag.DurationVar(&cfg.maxTotal, "max-total", 15*time.Minute, "abort the whole run after this long, builds included")
-	flag.Parse()
-	cfg.transitions = map[string]int{"hot-swap": hot, "re-exec": reexecs, "cold": restarts}
+	fs.IntVar(&cfg.clients, "clients", 50, "concurrent clients (1-500)")
+	fs.DurationVar(&cfg.duration, "duration", 6*time.Second, "load duration per mode (at most 5m)")
+	fs.IntVar(&hot, "hot-swaps", 10, "hot swaps during each hot-swap mode (at most 50)")
+	fs.IntVar(&reexecs, "reexecs", 3, "re-execs during the re-exec mode (at most 50)")
+	fs.IntVar(&restarts, "restarts", 3, "restarts during the cold mode (at most 50)")
+	fs.BoolVar(&cfg.keepAlive, "keepalive", false, "reuse connections (default: every request on a fresh connection)")
+	fs.StringVar(&modes, "modes", "hot-swap,re-exec,cold", "modes to run, in order: hot-swap (through the agent: registry pull, preflight, load+swap), "+
+		"hot-swap-socket (load+swap on the host's control socket directly, builds already in place), re-exec, cold")
+	fs.StringVar(&cfg.work, "work", "", "work directory (default: a new temporary directory, removed afterwards)")
+	fs.BoolVar(&cfg.keep, "keep", false, "keep the work directory (host logs, builds)")
+	fs.DurationVar(&cfg.maxTotal, "max-total", 15*time.Minute, "abort the whole run after this long, builds included")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	cfg.transitions = map[string]int{"hot-swap": hot, "hot-swap-socket": hot, "re-exec": reexecs, "cold": restarts}
 	cfg.modes = strings.Split(modes, ",")
 	if cfg.clients < 1 || cfg.clients > 500 || cfg.duration <= 0 || cfg.duration > 5*time.Minute {
 		return errors.New("-clients must be 1-500 and -duration at most 5m: the benchmark is bounded")
 	}
-	all := map[string]mode{"hot-swap": hotSwap{swapper: controlSwapper{}}, "re-exec": reexec{}, "cold": cold{}}
-	n := 0
+	if cfg.maxTotal <= 0 || cfg.maxTotal > time.Hour {
+		return errors.New("-max-total must be positive and at most 1h: the benchmark is bounded")
+	}
+	n, agent := 0, false
+	seen := map[string]bool{}
 	for _, m := range cfg.modes {
-		if all[m] == nil {
-			return fmt.Errorf("unknown mode %q; choose from hot-swap, re-exec, cold", m)
+		if newMode(m) == nil {
+			return fmt.Errorf("unknown mode %q; choose from %s", m, strings.Join(modeNames, ", "))
 		}
+		if seen[m] {
+			return fmt.Errorf("mode %q given twice", m)
+		}
+		seen[m] = true
 		if t := cfg.transitions[m]; t < 1 || t > 50 {
 			return fmt.Errorf("%s: transitions must be 1-50", m)
 		}
 		n = max(n, cfg.transitions[m])
+		agent = agent || m == "hot-swap"
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.maxTotal)
+	ctx, cancel := context.WithTimeout(ctx, cfg.maxTotal)
 	defer cancel()
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	if cfg.work == "" {
 		dir, err := os.MkdirTemp("", "splice-bench-")
@@ -105,7 +143,7 @@ func run() error {
 		return err
 	}
 	b := &greeterbuild.Builder{Root: root, Out: filepath.Join(cfg.work, "build")}
-	logf("building the greeter host and %d plugin builds (unique plugin paths) into %s", n+1, b.Out)
+	cfg.logf("building the greeter host and %d plugin builds (unique plugin paths) into %s", n+1, b.Out)
 	t0 := time.Now()
 	if cfg.hostBin, err = b.Host(ctx); err != nil {
 		return err
@@ -114,11 +152,24 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	logf("built in %.1fs", time.Since(t0).Seconds())
+	cfg.logf("built in %.1fs", time.Since(t0).Seconds())
+
+	if agent {
+		reg, err := startRegistry()
+		if err != nil {
+			return err
+		}
+		defer reg.close()
+		t0 := time.Now()
+		if err := pushPool(ctx, root, reg, pool[:cfg.transitions["hot-swap"]+1]); err != nil {
+			return err
+		}
+		cfg.logf("pushed %d builds to the in-process registry at %s/%s in %.1fs", cfg.transitions["hot-swap"]+1, reg.host, benchRepo, time.Since(t0).Seconds())
+	}
 
 	var results []*result
 	for _, name := range cfg.modes {
-		r := runMode(ctx, cfg, all[name], pool[:cfg.transitions[name]+1])
+		r := runMode(ctx, cfg, newMode(name), pool[:cfg.transitions[name]+1])
 		results = append(results, r)
 		if ctx.Err() != nil {
 			break
@@ -130,12 +181,15 @@ func run() error {
 			return fmt.Errorf("%s: %w", r.mode, r.err)
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("stopped early: %w", err)
+	}
 	return nil
 }
 
 // buildPool builds n plugins alternating the v1 and v2 sources, each with its own nonce.
-func buildPool(ctx context.Context, b *greeterbuild.Builder, n int) ([]*greeterbuild.Artifact, error) {
-	pool := make([]*greeterbuild.Artifact, n)
+func buildPool(ctx context.Context, b *greeterbuild.Builder, n int) ([]*build, error) {
+	pool := make([]*build, n)
 	errs := make([]error, n)
 	sem := make(chan struct{}, 2)
 	done := make(chan int)
@@ -144,7 +198,9 @@ func buildPool(ctx context.Context, b *greeterbuild.Builder, n int) ([]*greeterb
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			src := []string{"v1", "v2"}[i%2]
-			pool[i], errs[i] = b.Plugin(ctx, src, fmt.Sprintf("bench%d-%02d", os.Getpid(), i))
+			var a *greeterbuild.Artifact
+			a, errs[i] = b.Plugin(ctx, src, fmt.Sprintf("bench%d-%02d", os.Getpid(), i))
+			pool[i] = &build{Artifact: a}
 			done <- i
 		}()
 	}
@@ -154,45 +210,53 @@ func buildPool(ctx context.Context, b *greeterbuild.Builder, n int) ([]*greeterb
 	return pool, errors.Join(errs...)
 }
 
-func runMode(ctx context.Context, cfg *config, m mode, pool []*greeterbuild.Artifact) *result {
+func runMode(ctx context.Context, cfg *config, m mode, pool []*build) *result {
 	r := &result{mode: m.name()}
 	bn := &bench{cfg: cfg, dir: filepath.Join(cfg.work, m.name())}
 	bn.shared = filepath.Join(bn.dir, "shared")
-	if r.err = linkPool(bn.shared, pool); r.err != nil {
+	bn.client = control.NewClient(filepath.Join(bn.shared, control.SocketName))
+	startPath, startDigest, err := m.setup(ctx, bn, pool)
+	if err != nil {
+		r.err = err
 		return r
 	}
-	logf("%s: starting host on %s", m.name(), filepath.Base(pool[0].Path))
-	h, err := startHost(ctx, cfg.hostBin, bn.shared, "127.0.0.1:0", sharedPath(bn, pool[0]), pool[0].Digest, filepath.Join(bn.dir, "host.log"))
+	cfg.logf("%s: starting host on %s", m.name(), filepath.Base(pool[0].Path))
+	h, err := startHost(ctx, cfg.hostBin, bn.shared, "127.0.0.1:0", startPath, startDigest, filepath.Join(bn.dir, "host.log"))
 	if err != nil {
 		r.err = err
 		return r
 	}
 	bn.host = h
 	defer func() { bn.host.stop() }()
-	bn.client = control.NewClient(filepath.Join(bn.shared, control.SocketName))
 	r.rssBefore = rss(h.pid)
 
 	g := startLoad(h.addr, cfg.clients, cfg.keepAlive)
 	start := time.Now()
 	progressDone := make(chan struct{})
-	go progress(m.name(), cfg, g, start, &r.transitions, progressDone)
+	progressExited := make(chan struct{})
+	go func() { progress(m.name(), cfg, g, start, &r.transitions, progressDone); close(progressExited) }()
 	interval := cfg.duration / time.Duration(len(pool))
 	for i := 1; i < len(pool) && ctx.Err() == nil; i++ {
 		waitUntil(ctx, start.Add(time.Duration(i)*interval))
 		art := pool[i]
 		signalled := time.Now()
-		note, err := m.transition(ctx, bn, art)
+		st, err := m.transition(ctx, bn, art)
 		if err != nil {
 			r.err = fmt.Errorf("transition %d: %w", i, err)
 			break
 		}
-		seen, ok := waitSeen(ctx, g, art.Digest, 60*time.Second)
+		seen, ok := waitSeen(ctx, g, st.digest, 60*time.Second)
 		if !ok {
 			r.err = fmt.Errorf("transition %d: %s never answered", i, filepath.Base(art.Path))
 			break
 		}
 		r.toNew = append(r.toNew, seen.Sub(signalled))
-		r.notes = append(r.notes, note)
+		if st.note != "" {
+			r.notes = append(r.notes, st.note)
+		}
+		if st.agent != nil {
+			r.agent = append(r.agent, st.agent)
+		}
 		r.transitions.Store(int64(i))
 	}
 	if m.name() == "re-exec" && r.err == nil {
@@ -203,6 +267,7 @@ func runMode(ctx context.Context, cfg *config, m mode, pool []*greeterbuild.Arti
 	waitUntil(ctx, start.Add(cfg.duration))
 	g.finish()
 	close(progressDone)
+	<-progressExited
 	r.rssAfter = rss(bn.host.pid)
 	r.requests, r.failed, r.errs = g.total.Load(), g.failed.Load(), g.errs
 	r.lat = percentiles(g.latencies)
@@ -233,18 +298,18 @@ func progress(name string, cfg *config, g *loadGen, start time.Time, transitions
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	lead, end := "\r", ""
-	if !isTerminal(os.Stderr) {
+	if f, ok := cfg.stderr.(*os.File); !ok || !isTerminal(f) {
 		lead, end = "", "\n"
 	}
 	for {
 		select {
 		case <-done:
 			if lead != "" {
-				fmt.Fprintln(os.Stderr)
+				fmt.Fprintln(cfg.stderr)
 			}
 			return
 		case <-tick.C:
-			fmt.Fprintf(os.Stderr, "%s  %-8s %4.1fs/%s  requests %7d  failed %5d  transitions %d/%d %s",
+			fmt.Fprintf(cfg.stderr, "%s  %-15s %4.1fs/%s  requests %7d  failed %5d  transitions %d/%d %s",
 				lead, name, time.Since(start).Seconds(), cfg.duration, g.total.Load(), g.failed.Load(), transitions.Load(), cfg.transitions[name], end)
 		}
 	}
@@ -255,13 +320,19 @@ func isTerminal(f *os.File) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
+// Headings of the report's sections (the test finds the tables by them).
+const (
+	agentHeading = "through the agent, per transition"
+)
+
 func report(cfg *config, results []*result) {
+	out := cfg.stdout
 	conn := "a fresh connection per request"
 	if cfg.keepAlive {
 		conn = "keep-alive connections"
 	}
-	fmt.Printf("\nsplice-bench: %d clients, POST /greet on %s, %s per mode, 127.0.0.1\n\n", cfg.clients, conn, cfg.duration)
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(out, "\nsplice-bench: %d clients, POST /greet on %s, %s per mode, 127.0.0.1\n\n", cfg.clients, conn, cfg.duration)
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "mode\ttransitions\trequests\tfailed\tp50\tp99\tmax\tto new version p50\tp99\tmax\tRSS before\tRSS after\t")
 	for _, r := range results {
 		tn := percentiles(r.toNew)
@@ -269,10 +340,10 @@ func report(cfg *config, results []*result) {
 			ms(r.lat.p50), ms(r.lat.p99), ms(r.lat.max), ms(tn.p50), ms(tn.p99), ms(tn.max), mib(r.rssBefore), mib(r.rssAfter))
 	}
 	w.Flush()
-	fmt.Println()
+	fmt.Fprintln(out)
 	for _, r := range results {
 		if r.err != nil {
-			fmt.Printf("%s: ERROR %v\n", r.mode, r.err)
+			fmt.Fprintf(out, "%s: ERROR %v\n", r.mode, r.err)
 		}
 		if len(r.errs) > 0 {
 			keys := make([]string, 0, len(r.errs))
@@ -284,14 +355,43 @@ func report(cfg *config, results []*result) {
 			for _, k := range keys {
 				parts = append(parts, fmt.Sprintf("%s ×%d", k, r.errs[k]))
 			}
-			fmt.Printf("%s failures: %s\n", r.mode, strings.Join(parts, ", "))
+			fmt.Fprintf(out, "%s failures: %s\n", r.mode, strings.Join(parts, ", "))
 		}
 		if len(r.notes) > 0 {
-			fmt.Printf("%s: %s\n", r.mode, strings.Join(compact(r.notes), "; "))
+			fmt.Fprintf(out, "%s: %s\n", r.mode, strings.Join(compact(r.notes), "; "))
 		}
 	}
-	fmt.Println("\n(to new version: from sending the swap / re-exec request / SIGTERM to the first answer from the new build;")
-	fmt.Printf(" clients pause %v after a failed request)\n", failurePause)
+	for _, r := range results {
+		if len(r.agent) > 0 {
+			agentReport(out, r)
+		}
+	}
+	fmt.Fprintln(out, "\n(to new version: from sending the swap / re-exec request / SIGTERM to the first answer from the new build;")
+	fmt.Fprintf(out, " clients pause %v after a failed request)\n", failurePause)
+}
+
+// agentReport prints what the agent's pipeline measured for every transition of a mode, and
+// the median and maximum of each step.
+func agentReport(out io.Writer, r *result) {
+	fmt.Fprintf(out, "\n%s %s (agent-measured, but host load+swap: the host's own record):\n\n", r.mode, agentHeading)
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "#\tto\tpull\tpreflight\tload+swap\thost load+swap\tto new version\t")
+	var pull, pre, ls, hs []time.Duration
+	for i, a := range r.agent {
+		tn := time.Duration(0)
+		if i < len(r.toNew) {
+			tn = r.toNew[i]
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", i+1, a.to, ms(a.pull), ms(a.preflight), ms(a.loadSwap), ms(a.hostSwap), ms(tn))
+		pull, pre, ls, hs = append(pull, a.pull), append(pre, a.preflight), append(ls, a.loadSwap), append(hs, a.hostSwap)
+	}
+	tn := percentiles(r.toNew)
+	p := percentiles
+	fmt.Fprintf(w, "p50\t\t%s\t%s\t%s\t%s\t%s\t\n", ms(p(pull).p50), ms(p(pre).p50), ms(p(ls).p50), ms(p(hs).p50), ms(tn.p50))
+	fmt.Fprintf(w, "max\t\t%s\t%s\t%s\t%s\t%s\t\n", ms(p(pull).max), ms(p(pre).max), ms(p(ls).max), ms(p(hs).max), ms(tn.max))
+	w.Flush()
+	fmt.Fprintln(out, "\n(pull: registry to shared directory, digest verified; preflight: host facts, facts of every plugin")
+	fmt.Fprintln(out, " the host tried, and the check; load+swap: the agent's load-and-swap control request, round trip)")
 }
 
 // compact keeps notes short: at most the first three and the last.
@@ -306,4 +406,4 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microse
 
 func mib(b uint64) string { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }
 
-func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+func (c *config) logf(format string, args ...any) { fmt.Fprintf(c.stderr, format+"\n", args...) }

@@ -1,0 +1,219 @@
+// Package simagent plays the agent sidecar of many pods at once, following the real pod
+// protocol (api/v1alpha1): when a pod's desired-artifact annotation names a digest it does not
+// run, it writes the report annotation and the plugin-ready condition, as the agent would after
+// a swap. Only the pod side is simulated — for envtest suites and the fleet benchmark, where no
+// kubelet runs pods — and outcomes can be scripted per pod.
+//
+// It watches pods through an informer (one watch, no polling) and answers from a work queue,
+// so it scales to thousands of pods. It never touches anything but pods in its namespace.
+package simagent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+)
+
+// Agents answers for every pod in one namespace.
+type Agents struct {
+	cs kubernetes.Interface
+	ns string
+	// Latency is the swap latency the simulated agents report.
+	Latency time.Duration
+	// Workers is how many pods are answered at once.
+	Workers int
+
+	informer cache.SharedIndexInformer
+	queue    workqueue.TypedRateLimitingInterface[string]
+
+	mu            sync.Mutex
+	fail          map[string]failure
+	errorsPer1000 map[string]uint64
+	swaps         map[string]map[string]int
+	running       map[string]string
+
+	writes atomic.Int64
+}
+
+type failure struct {
+	digest string
+	state  splicev1.SwapState
+}
+
+// New returns agents for the pods of namespace ns.
+func New(cs kubernetes.Interface, ns string) *Agents {
+	return &Agents{cs: cs, ns: ns, Latency: 8 * time.Millisecond, Workers: 4,
+		fail: map[string]failure{}, errorsPer1000: map[string]uint64{}, swaps: map[string]map[string]int{}, running: map[string]string{}}
+}
+
+// FailNext makes pod's next swap to digest end in state (Failed, Incompatible, RolledBack).
+func (a *Agents) FailNext(pod, digest string, state splicev1.SwapState) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.fail[pod] = failure{digest, state}
+}
+
+// SetErrorRate makes pods running digest report that many plugin errors per 1000 calls.
+func (a *Agents) SetErrorRate(digest string, per1000 uint64) {
+	a.mu.Lock()
+	a.errorsPer1000[digest] = per1000
+	a.mu.Unlock()
+	for _, key := range a.informerKeys() {
+		a.queue.Add(key)
+	}
+}
+
+// MaxSwaps returns the most swaps any pod made to one digest: a rollout that asks a pod twice
+// for the same artifact makes it 2.
+func (a *Agents) MaxSwaps() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m := 0
+	for _, per := range a.swaps {
+		for _, n := range per {
+			m = max(m, n)
+		}
+	}
+	return m
+}
+
+// Writes is how many API writes the agents made.
+func (a *Agents) Writes() int64 { return a.writes.Load() }
+
+// Start runs the agents until ctx ends and waits for the informer's first sync.
+func (a *Agents) Start(ctx context.Context) error {
+	factory := informers.NewSharedInformerFactoryWithOptions(a.cs, 0, informers.WithNamespace(a.ns))
+	a.informer = factory.Core().V1().Pods().Informer()
+	a.queue = workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
+	enqueue := func(obj any) {
+		if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+			a.queue.Add(key)
+		}
+	}
+	if _, err := a.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, obj any) { enqueue(obj) },
+	}); err != nil {
+		return err
+	}
+	go a.informer.Run(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), a.informer.HasSynced) {
+		return fmt.Errorf("pod informer for namespace %s did not sync", a.ns)
+	}
+	for i := 0; i < max(a.Workers, 1); i++ {
+		go a.work(ctx)
+	}
+	go func() { <-ctx.Done(); a.queue.ShutDown() }()
+	return nil
+}
+
+func (a *Agents) informerKeys() []string {
+	if a.informer == nil {
+		return nil
+	}
+	return a.informer.GetStore().ListKeys()
+}
+
+func (a *Agents) work(ctx context.Context) {
+	for {
+		key, quit := a.queue.Get()
+		if quit {
+			return
+		}
+		err := a.answer(ctx, key)
+		if err != nil && ctx.Err() == nil {
+			a.queue.AddRateLimited(key)
+		} else {
+			a.queue.Forget(key)
+		}
+		a.queue.Done(key)
+	}
+}
+
+// answer brings one pod's report in line with its desired artifact.
+func (a *Agents) answer(ctx context.Context, key string) error {
+	obj, exists, err := a.informer.GetStore().GetByKey(key)
+	if err != nil || !exists {
+		return err
+	}
+	pod := obj.(*corev1.Pod)
+	desired := pod.Annotations[splicev1.AnnotationDesiredArtifact]
+	if desired == "" || pod.DeletionTimestamp != nil {
+		return nil
+	}
+	digest := desired[strings.LastIndex(desired, "@")+1:]
+	old, _ := splicev1.DecodeReport(pod.Annotations[splicev1.AnnotationReport])
+
+	a.mu.Lock()
+	errs := a.errorsPer1000[digest]
+	if old != nil && old.Digest == digest && old.State.Terminal() {
+		// Already answered; only the error counters may move (a scripted error rate).
+		stale := old.State == splicev1.SwapReady && old.Errors != errs
+		a.mu.Unlock()
+		if !stale {
+			return nil
+		}
+		old.Errors = errs
+		return a.write(ctx, pod, old, true)
+	}
+	f, failing := a.fail[pod.Name]
+	if failing && f.digest == digest {
+		delete(a.fail, pod.Name)
+	} else {
+		failing = false
+	}
+	r := &splicev1.PodReport{Artifact: desired, Digest: digest, ObservedAt: metav1.Now(), LoadedVersions: 2,
+		Before: &splicev1.RuntimeSnapshot{GCCycles: 10, HeapLiveBytes: 4 << 20, ScanGlobalsBytes: 300 << 10},
+		After:  &splicev1.RuntimeSnapshot{GCCycles: 11, HeapLiveBytes: 5 << 20, ScanGlobalsBytes: 442 << 10}}
+	if failing {
+		r.State, r.Reason, r.Error, r.Running = f.state, "Simulated", "scripted "+string(f.state), a.running[pod.Name]
+	} else {
+		if a.swaps[pod.Name] == nil {
+			a.swaps[pod.Name] = map[string]int{}
+		}
+		a.swaps[pod.Name][digest]++
+		a.running[pod.Name] = digest
+		r.State, r.Running, r.SwapLatencySeconds = splicev1.SwapReady, digest, a.Latency.Seconds()
+		r.Calls, r.Errors = 1000, errs
+	}
+	a.mu.Unlock()
+	return a.write(ctx, pod, r, !failing)
+}
+
+// write patches the report annotation, then the plugin-ready condition, as the agent does.
+func (a *Agents) write(ctx context.Context, pod *corev1.Pod, r *splicev1.PodReport, ready bool) error {
+	raw, err := r.Encode()
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, splicev1.AnnotationReport, raw)
+	if _, err := a.cs.CoreV1().Pods(a.ns).Patch(ctx, pod.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("patch report of %s: %w", pod.Name, err)
+	}
+	a.writes.Add(1)
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	// A strategic merge patch merges conditions by type, like the agent's own patch.
+	cond := fmt.Sprintf(`{"status":{"conditions":[{"type":%q,"status":%q,"lastTransitionTime":%q}]}}`,
+		splicev1.PodConditionPluginReady, status, time.Now().UTC().Format(time.RFC3339))
+	if _, err := a.cs.CoreV1().Pods(a.ns).Patch(ctx, pod.Name, types.StrategicMergePatchType, []byte(cond), metav1.PatchOptions{}, "status"); err != nil {
+		return fmt.Errorf("patch condition of %s: %w", pod.Name, err)
+	}
+	a.writes.Add(1)
+	return nil
+}
