@@ -82,16 +82,24 @@ func (r *CompilerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err := r.observeTargets(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
-	var result ctrl.Result
 	if s.selectorErr == nil {
 		r.planRollout(s)
-		requeue, err := r.applyRollout(ctx, s)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		result.RequeueAfter = minPositive(requeue, s.plan.requeueAfter)
 	}
-	return result, r.writeStatus(ctx, s)
+	// Record the decision before acting on it: if the status write fails (a conflict), no pod
+	// has been touched and the next pass decides again from fresh state; if acting fails, the
+	// recorded decision is acted on again. The other order can lose a decision whose evidence
+	// the action erases (a rollback makes the failed pods swap back and report Ready).
+	if err := r.writeStatus(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	if s.plan == nil {
+		return ctrl.Result{}, nil
+	}
+	requeue, err := r.applyRollout(ctx, s)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: minPositive(requeue, s.plan.requeueAfter)}, nil
 }
 
 // minPositive returns the shorter of two requeue delays, ignoring zeros.

@@ -22,6 +22,7 @@ func main() {
 	flag.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", o.LeaseDuration, "How long a non-leader waits before taking over an unrenewed lease.")
 	flag.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", o.RenewDeadline, "How long the leader retries renewing before giving up leadership.")
 	flag.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", o.RetryPeriod, "How often leader-election clients retry.")
+	flag.BoolVar(&o.RegistryInsecure, "registry-insecure", false, "Read prebuilt artifacts from registries over plain HTTP (loopback or in-cluster registries without TLS).")
 	o.Webhooks.BindFlags(flag.CommandLine)
 	// Conflicts and other retried errors are routine; keep stack traces for panics.
 	zapOpts := zap.Options{StacktraceLevel: zapcore.DPanicLevel}

@@ -16,6 +16,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/controllers"
 )
 
@@ -31,6 +32,9 @@ type Options struct {
 	LeaderElectionNamespace string
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// RegistryInsecure lets the manager read prebuilt artifacts' configs over plain HTTP (a
+	// registry on loopback or inside the cluster without TLS).
+	RegistryInsecure bool
 	// Webhooks configure the admission webhooks and the agent they inject (webhooks.go);
 	// disabled unless Webhooks.Enabled.
 	Webhooks WebhookOptions
@@ -92,6 +96,13 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		Recorder: mgr.GetEventRecorder("splice-manager"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up CompilerVersion controller: %w", err)
+	}
+	var registryOptions []artifact.Option
+	if o.RegistryInsecure {
+		registryOptions = append(registryOptions, artifact.WithInsecure(true))
+	}
+	if err := controllers.SetupBuildController(mgr, registryOptions...); err != nil {
+		return fmt.Errorf("set up build controller: %w", err)
 	}
 	if err := wh.setup(ctx, mgr); err != nil {
 		return fmt.Errorf("set up webhooks: %w", err)

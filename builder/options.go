@@ -1,0 +1,172 @@
+package builder
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Options are the inputs of one build. Their flag names (AddFlags) are the command line the
+// build controller writes into the Job, so renaming one breaks running controllers.
+type Options struct {
+	// Source is a local checkout: the repository root Package is relative to. Exclusive
+	// with GitURL.
+	Source string
+	// GitURL and Revision name a repository and the commit, tag or branch to clone.
+	GitURL   string
+	Revision string
+	// GitCredentials is a directory holding a Secret's keys: username and password (HTTPS),
+	// or ssh-privatekey and optionally known_hosts (SSH).
+	GitCredentials string
+	// Package is the plugin's main package directory, relative to the repository root.
+	Package string
+	// GoVersion is the exact Go release the plugin must be built with, e.g. "1.26.8".
+	GoVersion string
+	// Tags are the build tags.
+	Tags []string
+	// Symbol is the exported name hosts look up; the build fails when the plugin lacks it.
+	Symbol string
+	// APIVersion is the plugin API version expected; empty takes the one the plugin declares.
+	APIVersion string
+	// Repository is where the artifact is pushed (registry/path/name); empty builds only.
+	Repository string
+	// Insecure talks plain HTTP to the registry (beyond the loopback and private addresses
+	// go-containerregistry already reaches over HTTP).
+	Insecure bool
+	// WorkDir holds the clone and the build output; empty uses a temporary directory that
+	// is removed afterwards.
+	WorkDir string
+	// Output, when set, keeps the plugin and its facts: <Output>/<name>.so and .facts.json.
+	Output string
+	// BuildKey is echoed in the result (the controller's hash of the spec).
+	BuildKey string
+	// SourceDateEpoch, when non-zero, is the builtAt recorded in the artifact (seconds since
+	// the epoch, as SOURCE_DATE_EPOCH); git builds default to the commit time.
+	SourceDateEpoch int64
+	// TerminationMessagePath receives the result or failure as JSON. The default is written
+	// only when it exists (the kubelet creates it), so running by hand writes nothing there.
+	TerminationMessagePath string
+}
+
+// DefaultTerminationMessagePath is where the kubelet reads a container's termination message.
+const DefaultTerminationMessagePath = "/dev/termination-log"
+
+// Flag names shared with the build controller's Job.
+const (
+	FlagSource                 = "source"
+	FlagGitURL                 = "git-url"
+	FlagRevision               = "revision"
+	FlagGitCredentials         = "git-credentials"
+	FlagPackage                = "package"
+	FlagGoVersion              = "go-version"
+	FlagTags                   = "tags"
+	FlagSymbol                 = "symbol"
+	FlagAPIVersion             = "api-version"
+	FlagRepository             = "repository"
+	FlagInsecure               = "insecure"
+	FlagWorkDir                = "workdir"
+	FlagOutput                 = "output"
+	FlagBuildKey               = "build-key"
+	FlagSourceDateEpoch        = "source-date-epoch"
+	FlagTerminationMessagePath = "termination-message-path"
+)
+
+// AddFlags registers the options as flags on fs, with their defaults.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Source, FlagSource, o.Source, "local checkout to build from: the repository root --package is relative to (exclusive with --git-url)")
+	fs.StringVar(&o.GitURL, FlagGitURL, o.GitURL, "git repository to clone (https://, ssh://, git://, file:// or user@host:path)")
+	fs.StringVar(&o.Revision, FlagRevision, o.Revision, "commit, tag or branch to build (with --git-url)")
+	fs.StringVar(&o.GitCredentials, FlagGitCredentials, o.GitCredentials, "directory with git credentials: username+password, or ssh-privatekey [+known_hosts]")
+	fs.StringVar(&o.Package, FlagPackage, o.Package, "the plugin's main package directory, relative to the repository root (e.g. ./plugins/greeter)")
+	fs.StringVar(&o.GoVersion, FlagGoVersion, o.GoVersion, "exact Go release to build with, e.g. 1.26.8; the build is refused when `go` is any other")
+	fs.StringSliceVar(&o.Tags, FlagTags, o.Tags, "build tags, comma-separated")
+	fs.StringVar(&o.Symbol, FlagSymbol, o.Symbol, "exported symbol hosts look up; the build fails when the plugin does not export it")
+	fs.StringVar(&o.APIVersion, FlagAPIVersion, o.APIVersion, "plugin API version expected (default: the plugin's own `var APIVersion = \"x.y.z\"`)")
+	fs.StringVar(&o.Repository, FlagRepository, o.Repository, "OCI repository to push the artifact to (registry/path/name); without it the plugin is only built")
+	fs.BoolVar(&o.Insecure, FlagInsecure, o.Insecure, "use plain HTTP for the registry")
+	fs.StringVar(&o.WorkDir, FlagWorkDir, o.WorkDir, "working directory for the clone and the build (default: a temporary directory, removed afterwards)")
+	fs.StringVar(&o.Output, FlagOutput, o.Output, "keep the plugin and its build facts in this directory")
+	fs.StringVar(&o.BuildKey, FlagBuildKey, o.BuildKey, "opaque key echoed in the result (set by the build controller)")
+	fs.Int64Var(&o.SourceDateEpoch, FlagSourceDateEpoch, o.SourceDateEpoch, "builtAt to record, in seconds since the epoch (default: $SOURCE_DATE_EPOCH, else the commit time for git builds, else now)")
+	fs.StringVar(&o.TerminationMessagePath, FlagTerminationMessagePath, o.TerminationMessagePath, "file that receives the result or failure as JSON")
+}
+
+// DefaultOptions are the flags' defaults.
+func DefaultOptions() Options {
+	o := Options{Symbol: "Plugin", TerminationMessagePath: DefaultTerminationMessagePath}
+	if v, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil && v > 0 {
+		o.SourceDateEpoch = v
+	}
+	return o
+}
+
+var (
+	symbolRE = regexp.MustCompile(`^[A-Z][A-Za-z0-9_]*$`)
+	tagRE    = regexp.MustCompile(`^[A-Za-z0-9_.]+$`)
+)
+
+// Validate checks the options before anything runs, and normalizes GoVersion ("go1.26.8" is
+// accepted for "1.26.8").
+func (o *Options) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch {
+	case o.Source == "" && o.GitURL == "":
+		bad("give the source: --%s DIR (a checkout) or --%s URL --%s REV", FlagSource, FlagGitURL, FlagRevision)
+	case o.Source != "" && o.GitURL != "":
+		bad("--%s and --%s are exclusive: build either a checkout or a clone", FlagSource, FlagGitURL)
+	case o.GitURL != "" && o.Revision == "":
+		bad("--%s needs --%s: the commit, tag or branch to build", FlagGitURL, FlagRevision)
+	case o.GitURL != "" && strings.HasPrefix(o.Revision, "-"):
+		bad("--%s %q must not start with '-'", FlagRevision, o.Revision)
+	case o.GitURL != "" && strings.HasPrefix(o.GitURL, "-"):
+		bad("--%s %q must not start with '-'", FlagGitURL, o.GitURL)
+	}
+	o.GoVersion = strings.TrimPrefix(o.GoVersion, "go")
+	if !releaseRE.MatchString(o.GoVersion) {
+		bad("--%s %q must be an exact Go release such as 1.26.8", FlagGoVersion, o.GoVersion)
+	}
+	if o.Package == "" {
+		bad("--%s is required: the plugin's main package directory, relative to the repository root", FlagPackage)
+	} else if p := path.Clean(strings.ReplaceAll(o.Package, `\`, "/")); path.IsAbs(p) || p == ".." || strings.HasPrefix(p, "../") {
+		bad("--%s %q must be a directory inside the repository, relative to its root", FlagPackage, o.Package)
+	}
+	if !symbolRE.MatchString(o.Symbol) {
+		bad("--%s %q must be an exported Go identifier such as Plugin", FlagSymbol, o.Symbol)
+	}
+	if o.APIVersion != "" && !semverRE.MatchString(o.APIVersion) {
+		bad("--%s %q must be a semantic version such as 1.4.0", FlagAPIVersion, o.APIVersion)
+	}
+	for _, t := range o.Tags {
+		if !tagRE.MatchString(t) {
+			bad("--%s: tag %q may contain only letters, digits, '_' and '.'", FlagTags, t)
+		}
+	}
+	if o.SourceDateEpoch < 0 {
+		bad("--%s must not be negative", FlagSourceDateEpoch)
+	}
+	if len(errs) > 0 {
+		return &Error{Reason: ReasonInvalidInput, Err: errors.Join(errs...)}
+	}
+	return nil
+}
+
+// sourceDate is the builtAt to record for a build whose commit time is commitTime (zero when
+// not built from git).
+func (o *Options) sourceDate(commitTime time.Time, now time.Time) time.Time {
+	switch {
+	case o.SourceDateEpoch > 0:
+		return time.Unix(o.SourceDateEpoch, 0).UTC()
+	case !commitTime.IsZero():
+		return commitTime.UTC()
+	default:
+		return now.UTC()
+	}
+}

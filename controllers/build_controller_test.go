@@ -1,0 +1,505 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/builder"
+	"github.com/splice-dev/splice/internal/testenv"
+)
+
+// The build controller runs in a manager of its own, next to the suite's status reconciler,
+// against the same API server: both write the same status objects, as in a cluster. There is
+// no kubelet and no Job controller here, so the tests play their part: they create the Job's
+// pod and write its status and the Job's, with the termination message the builder would
+// have left. The prebuilt artifact is a real plugin built by the builder and pushed to
+// go-containerregistry's in-process registry.
+var _ = Describe("Build controller", Ordered, func() {
+	const testLabel = "splice.dev/test-suite"
+	var (
+		stop        context.CancelFunc
+		registryURL string
+		// greeterRef is a real artifact (greeter plugin v1, built with the Go on PATH).
+		greeterRef string
+		greeterRes *builder.Result
+	)
+
+	BeforeAll(func() {
+		srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+		DeferCleanup(srv.Close)
+		registryURL = strings.TrimPrefix(srv.URL, "http://")
+
+		var progress strings.Builder
+		res, err := builder.Build(ctx, builder.Options{
+			Source: testenv.RepoRoot(), Package: "./examples/greeter/plugins/v1", GoVersion: goOnPath(),
+			Symbol: "Plugin", Repository: registryURL + "/team/greeter-plugin", WorkDir: GinkgoT().TempDir(),
+		}, &progress)
+		Expect(err).NotTo(HaveOccurred(), progress.String())
+		greeterRef, greeterRes = res.Ref, res
+
+		// The manager sees only this container's CompilerVersions: the suite's other specs
+		// leave theirs behind, with artifacts in registries that do not exist.
+		mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+			Scheme:  scheme,
+			Metrics: metricsserver.Options{BindAddress: "0"},
+			Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+				&splicev1.CompilerVersion{}: {Label: labels.SelectorFromSet(labels.Set{testLabel: "build"})},
+			}},
+		})
+		Expect(err).NotTo(HaveOccurred())
+		opts := DefaultBuildJobOptions()
+		opts.BuilderImage = "registry.example.com/splice/manager:test"
+		Expect((&BuildReconciler{
+			Client:   mgr.GetClient(),
+			Recorder: mgr.GetEventRecorder("splice-build-test"),
+			Job:      opts,
+		}).SetupWithManager(mgr)).To(Succeed())
+		var mctx context.Context
+		mctx, stop = context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer GinkgoRecover()
+			defer close(done)
+			Expect(mgr.Start(mctx)).To(Succeed())
+		}()
+		DeferCleanup(func() {
+			stop()
+			<-done
+		})
+	})
+
+	newGitCV := func(ns string) *splicev1.CompilerVersion {
+		cv := &splicev1.CompilerVersion{
+			ObjectMeta: metav1.ObjectMeta{Name: "greeter", Namespace: ns, Labels: map[string]string{testLabel: "build"}},
+			Spec: splicev1.CompilerVersionSpec{
+				GoVersion: "1.26.8",
+				Plugin: splicev1.PluginSpec{
+					Source: splicev1.PluginSource{Git: &splicev1.GitSource{
+						URL: "https://git.example.com/team/greeter.git", Revision: "v1.3.0",
+						SecretRef: &splicev1.LocalObjectReference{Name: "git-creds"},
+					}},
+					Package:       "./examples/greeter/plugins/v1",
+					Repository:    "registry.example.com/team/greeter-plugin",
+					PushSecretRef: &splicev1.LocalObjectReference{Name: "push-creds"},
+					Tags:          []string{"prod"},
+				},
+				Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "greeter"}},
+			},
+		}
+		Expect(k8sClient.Create(ctx, cv)).To(Succeed())
+		return cv
+	}
+
+	// jobsOf lists the build Jobs of cv.
+	jobsOf := func(g Gomega, cv *splicev1.CompilerVersion) []batchv1.Job {
+		var list batchv1.JobList
+		g.Expect(k8sClient.List(ctx, &list, client.InNamespace(cv.Namespace), client.MatchingLabels{LabelCompilerVersionUID: string(cv.UID)})).To(Succeed())
+		var live []batchv1.Job
+		for _, j := range list.Items {
+			if j.DeletionTimestamp == nil {
+				live = append(live, j)
+			}
+		}
+		return live
+	}
+
+	// theJob waits for cv's single build Job.
+	theJob := func(cv *splicev1.CompilerVersion) *batchv1.Job {
+		var job batchv1.Job
+		Eventually(func(g Gomega) {
+			jobs := jobsOf(g, cv)
+			g.Expect(jobs).To(HaveLen(1))
+			job = jobs[0]
+		}).Should(Succeed())
+		return &job
+	}
+
+	builtOf := func(g Gomega, cv *splicev1.CompilerVersion) (*splicev1.CompilerVersion, *metav1.Condition) {
+		got := getCV(cv)(g)
+		c := apimeta.FindStatusCondition(got.Status.Conditions, splicev1.ConditionBuilt)
+		g.Expect(c).NotTo(BeNil(), "no Built condition yet")
+		return got, c
+	}
+
+	// finishBuild plays the Job controller and the kubelet: a pod of the Job whose build
+	// container terminated with exitCode and message, then the Job's terminal status.
+	finishBuild := func(job *batchv1.Job, exitCode int32, message string) {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: job.Name + "-x7k2p", Namespace: job.Namespace,
+				Labels:          job.Spec.Template.Labels,
+				OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))},
+			},
+			Spec: *job.Spec.Template.Spec.DeepCopy(),
+		}
+		// Bound to a node that does not exist, as a pod whose node is gone: the API server
+		// cannot reach a kubelet for its log.
+		pod.Spec.NodeName = "gone-node"
+		Expect(k8sClient.Create(ctx, pod)).To(Succeed())
+		now := metav1.Now()
+		phase, reason := corev1.PodSucceeded, "Completed"
+		if exitCode != 0 {
+			phase, reason = corev1.PodFailed, "Error"
+		}
+		pod.Status = corev1.PodStatus{
+			Phase: phase,
+			InitContainerStatuses: []corev1.ContainerStatus{{Name: installContainer, Image: job.Spec.Template.Spec.InitContainers[0].Image,
+				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: now, FinishedAt: now}}}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: buildContainer, Image: job.Spec.Template.Spec.Containers[0].Image,
+				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+					ExitCode: exitCode, Reason: reason, Message: message, StartedAt: now, FinishedAt: now}}}},
+		}
+		Expect(k8sClient.Status().Update(ctx, pod)).To(Succeed())
+
+		Eventually(func(g Gomega) {
+			cur := &batchv1.Job{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(job), cur)).To(Succeed())
+			start := metav1.NewTime(now.Add(-90 * time.Second))
+			cur.Status.StartTime = &start
+			if exitCode == 0 {
+				cur.Status.Succeeded = 1
+				cur.Status.CompletionTime = &now
+				cur.Status.Conditions = []batchv1.JobCondition{
+					{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, Reason: "CompletionsReached", LastTransitionTime: now, LastProbeTime: now},
+					{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, Reason: "CompletionsReached", LastTransitionTime: now, LastProbeTime: now},
+				}
+			} else {
+				cur.Status.Failed = 1
+				cur.Status.Conditions = []batchv1.JobCondition{
+					{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", Message: "Job has reached the specified backoff limit", LastTransitionTime: now, LastProbeTime: now},
+					{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", Message: "Job has reached the specified backoff limit", LastTransitionTime: now, LastProbeTime: now},
+				}
+			}
+			g.Expect(k8sClient.Status().Update(ctx, cur)).To(Succeed())
+		}).Should(Succeed())
+	}
+
+	eventFor := func(g Gomega, cv *splicev1.CompilerVersion, reason string) *eventsv1.Event {
+		var events eventsv1.EventList
+		g.Expect(k8sClient.List(ctx, &events, client.InNamespace(cv.Namespace))).To(Succeed())
+		for i, e := range events.Items {
+			if e.Regarding.Name == cv.Name && e.Regarding.Kind == "CompilerVersion" && e.Reason == reason {
+				return &events.Items[i]
+			}
+		}
+		g.Expect(reason).To(BeEmpty(), "no %s event among %d events", reason, len(events.Items))
+		return nil
+	}
+
+	It("creates one Job per build inputs, of the expected shape, owned by the CompilerVersion", func() {
+		ns := newNamespace()
+		cv := newGitCV(ns)
+		job := theJob(cv)
+		cv = getCV(cv)(Default)
+		key := inputsOf(cv).key()
+
+		Expect(job.Name).To(Equal(buildJobName("greeter", key)))
+		Expect(job.OwnerReferences).To(ConsistOf(And(
+			HaveField("Kind", "CompilerVersion"), HaveField("Name", "greeter"), HaveField("UID", cv.UID),
+			HaveField("Controller", HaveValue(BeTrue())), HaveField("BlockOwnerDeletion", HaveValue(BeTrue())))))
+		spec := job.Spec.Template.Spec
+		Expect(spec.InitContainers).To(ConsistOf(And(
+			HaveField("Image", "registry.example.com/splice/manager:test"),
+			HaveField("Command", Equal([]string{"/builder", "install", builderInPod})))))
+		Expect(spec.Containers).To(HaveLen(1))
+		c := spec.Containers[0]
+		Expect(c.Image).To(Equal("golang:1.26.8"))
+		o := parseBuilderArgs(GinkgoT(), c)
+		Expect(o.GitURL).To(Equal("https://git.example.com/team/greeter.git"))
+		Expect(o.BuildKey).To(Equal(key))
+		Expect(o.GitCredentials).To(Equal(gitCredentialsDir))
+		Expect(o.Tags).To(Equal([]string{"prod"}))
+		Expect(spec.Volumes).To(ContainElements(
+			And(HaveField("Name", "git-credentials"), HaveField("Secret.SecretName", "git-creds")),
+			And(HaveField("Name", "push-credentials"), HaveField("Secret.SecretName", "push-creds"))))
+		Expect(c.VolumeMounts).To(ContainElements(
+			And(HaveField("Name", "git-credentials"), HaveField("ReadOnly", true)),
+			And(HaveField("Name", "push-credentials"), HaveField("ReadOnly", true), HaveField("MountPath", dockerConfigDir))))
+		Expect(*spec.SecurityContext.RunAsNonRoot).To(BeTrue())
+		Expect(*c.SecurityContext.AllowPrivilegeEscalation).To(BeFalse())
+		Expect(*c.SecurityContext.ReadOnlyRootFilesystem).To(BeTrue())
+		Expect(c.SecurityContext.Capabilities.Drop).To(Equal([]corev1.Capability{"ALL"}))
+		Expect(*job.Spec.ActiveDeadlineSeconds).To(BeNumerically(">", 0))
+		Expect(job.Spec.BackoffLimit).NotTo(BeNil())
+		Expect(c.Resources.Limits).To(HaveKey(corev1.ResourceMemory))
+
+		Eventually(func(g Gomega) {
+			got, built := builtOf(g, cv)
+			g.Expect(built.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(built.Reason).To(Equal(ReasonBuilding))
+			g.Expect(built.Message).To(ContainSubstring(job.Name))
+			g.Expect(got.Status.Phase).To(Equal(splicev1.PhaseBuilding))
+			g.Expect(got.Status.Artifact).To(BeNil())
+		}).Should(Succeed())
+		Eventually(func(g Gomega) { eventFor(g, cv, "BuildStarted") }).Should(Succeed())
+
+		// A change outside the build inputs is reconciled (the condition follows the new
+		// generation) and finds the same Job: no second build.
+		Eventually(func(g Gomega) {
+			got := getCV(cv)(g)
+			got.Spec.Selector.MatchLabels = map[string]string{"app": "greeter", "track": "stable"}
+			g.Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			got, built := builtOf(g, cv)
+			g.Expect(got.Generation).To(BeNumerically(">", cv.Generation))
+			g.Expect(built.ObservedGeneration).To(Equal(got.Generation))
+		}).Should(Succeed())
+		Expect(jobsOf(Default, cv)).To(ConsistOf(HaveField("Name", job.Name)))
+
+		// A new revision is a new build; the running one for the old revision is stopped.
+		Eventually(func(g Gomega) {
+			got := getCV(cv)(g)
+			got.Spec.Plugin.Source.Git.Revision = "v1.3.1"
+			g.Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		}).Should(Succeed())
+		var next *batchv1.Job
+		Eventually(func(g Gomega) {
+			jobs := jobsOf(g, cv)
+			g.Expect(jobs).To(HaveLen(1))
+			g.Expect(jobs[0].Name).NotTo(Equal(job.Name))
+			next = &jobs[0]
+		}).Should(Succeed())
+		Expect(next.Name).To(Equal(buildJobName("greeter", inputsOf(getCV(cv)(Default)).key())))
+		o = parseBuilderArgs(GinkgoT(), next.Spec.Template.Spec.Containers[0])
+		Expect(o.Revision).To(Equal("v1.3.1"))
+	})
+
+	It("turns a successful build into status.artifact, Built=True, an Event and metrics", func() {
+		ns := newNamespace()
+		cv := newGitCV(ns)
+		job := theJob(cv)
+		key := job.Annotations[AnnotationBuildKey]
+		succeeded := func() float64 {
+			return testutil.ToFloat64(buildResults.WithLabelValues("git", "succeeded", ReasonBuildSucceeded))
+		}
+		before, beforeCount := succeeded(), histogramCount("succeeded")
+
+		digest := "sha256:" + strings.Repeat("5e", 32)
+		result := builder.Result{
+			Ref: "registry.example.com/team/greeter-plugin@" + digest, Digest: digest, GoVersion: "go1.26.8", APIVersion: "1.0.0",
+			PluginPath: "github.com/splice-dev/splice/examples/greeter/plugins/v1/splice-0123456789abcdef", SourceHash: strings.Repeat("01", 32),
+			BuiltAt: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC), BuildKey: key,
+		}
+		msg, err := json.Marshal(result)
+		Expect(err).NotTo(HaveOccurred())
+		finishBuild(job, 0, string(msg))
+
+		Eventually(func(g Gomega) {
+			got, built := builtOf(g, cv)
+			g.Expect(built.Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(built.Reason).To(Equal(ReasonBuildSucceeded))
+			g.Expect(built.ObservedGeneration).To(Equal(got.Generation))
+			g.Expect(got.Status.Artifact).NotTo(BeNil())
+			g.Expect(*got.Status.Artifact).To(And(
+				HaveField("Ref", result.Ref), HaveField("Digest", digest), HaveField("GoVersion", "go1.26.8"),
+				HaveField("APIVersion", "1.0.0"), HaveField("BuiltAt.Time", BeTemporally("==", result.BuiltAt))))
+			// The build's phases are gone; what comes next is the rollout's to say.
+			g.Expect(got.Status.Phase).NotTo(BeElementOf(splicev1.PhaseBuilding, splicev1.PhaseBuildFailed))
+			// The status reconciler's fields are there too: both writers coexist.
+			g.Expect(apimeta.FindStatusCondition(got.Status.Conditions, splicev1.ConditionReady)).NotTo(BeNil())
+		}).Should(Succeed())
+		Eventually(func(g Gomega) { eventFor(g, cv, ReasonBuildSucceeded) }).Should(Succeed())
+		recorded := &batchv1.Job{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(job), recorded)).To(Succeed())
+		Expect(recorded.Annotations).To(HaveKeyWithValue(AnnotationBuildRecord, ContainSubstring(digest)))
+		Expect(succeeded() - before).To(Equal(1.0))
+		Expect(histogramCount("succeeded") - beforeCount).To(Equal(uint64(1)))
+
+		// An unrelated spec change keeps the artifact (read back from the Job's record) and
+		// starts nothing.
+		Eventually(func(g Gomega) {
+			got := getCV(cv)(g)
+			got.Spec.Strategy = splicev1.RolloutStrategy{Type: splicev1.StrategyStrict}
+			g.Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			got, built := builtOf(g, cv)
+			g.Expect(built.ObservedGeneration).To(Equal(got.Generation))
+			g.Expect(built.Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(got.Status.Artifact).To(HaveField("Digest", digest))
+		}).Should(Succeed())
+		Expect(jobsOf(Default, cv)).To(ConsistOf(HaveField("Name", job.Name)))
+		Expect(succeeded()-before).To(Equal(1.0), "the reused build was counted again")
+
+		// A new revision never keeps the artifact of the old one: it is cleared while the
+		// new build runs.
+		Eventually(func(g Gomega) {
+			got := getCV(cv)(g)
+			got.Spec.Plugin.Source.Git.Revision = "v1.4.0"
+			g.Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			got, built := builtOf(g, cv)
+			g.Expect(built.ObservedGeneration).To(Equal(got.Generation))
+			g.Expect(built.Reason).To(Equal(ReasonBuilding))
+			g.Expect(got.Status.Artifact).To(BeNil())
+			g.Expect(got.Status.Phase).To(Equal(splicev1.PhaseBuilding))
+		}).Should(Succeed())
+		// The finished build of the old revision stays as history.
+		Expect(jobsOf(Default, cv)).To(ConsistOf(HaveField("Name", job.Name),
+			HaveField("Name", buildJobName("greeter", inputsOf(getCV(cv)(Default)).key()))))
+	})
+
+	It("reports a failed build with the builder's reason, the log's fate and an Event", func() {
+		ns := newNamespace()
+		cv := newGitCV(ns)
+		job := theJob(cv)
+		failed := func() float64 {
+			return testutil.ToFloat64(buildResults.WithLabelValues("git", "failed", builder.ReasonCompileFailed))
+		}
+		before := failed()
+		f := builder.Failure{Reason: builder.ReasonCompileFailed, Error: "build plugin ./examples/greeter/plugins/v1: go build: exit status 1:\n./main.go:12:9: undefined: greet", BuildKey: job.Annotations[AnnotationBuildKey]}
+		msg, err := json.Marshal(f)
+		Expect(err).NotTo(HaveOccurred())
+		finishBuild(job, 1, string(msg))
+
+		Eventually(func(g Gomega) {
+			got, built := builtOf(g, cv)
+			g.Expect(built.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(built.Reason).To(Equal(builder.ReasonCompileFailed))
+			g.Expect(built.Message).To(ContainSubstring("undefined: greet"))
+			// No kubelet serves logs here: the message says so instead of failing.
+			g.Expect(built.Message).To(ContainSubstring("build log unavailable"))
+			g.Expect(got.Status.Phase).To(Equal(splicev1.PhaseBuildFailed))
+			g.Expect(got.Status.Artifact).To(BeNil())
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			e := eventFor(g, cv, builder.ReasonCompileFailed)
+			g.Expect(e.Type).To(Equal(corev1.EventTypeWarning))
+			g.Expect(e.Note).To(ContainSubstring("undefined: greet"))
+		}).Should(Succeed())
+		Expect(failed() - before).To(Equal(1.0))
+	})
+
+	It("refuses a build result that does not match the spec", func() {
+		ns := newNamespace()
+		cv := newGitCV(ns)
+		job := theJob(cv)
+		digest := "sha256:" + strings.Repeat("6f", 32)
+		msg, err := json.Marshal(builder.Result{
+			Ref: "registry.example.com/someone-else/plugin@" + digest, Digest: digest, GoVersion: "go1.26.8", APIVersion: "1.0.0",
+			PluginPath: "example.com/p/splice-0123456789abcdef", SourceHash: strings.Repeat("01", 32), BuiltAt: time.Now(),
+			BuildKey: job.Annotations[AnnotationBuildKey],
+		})
+		Expect(err).NotTo(HaveOccurred())
+		finishBuild(job, 0, string(msg))
+		Eventually(func(g Gomega) {
+			got, built := builtOf(g, cv)
+			g.Expect(built.Reason).To(Equal(ReasonInvalidBuildResult))
+			g.Expect(built.Message).To(ContainSubstring("spec.plugin.repository"))
+			g.Expect(got.Status.Artifact).To(BeNil())
+		}).Should(Succeed())
+	})
+
+	newArtifactCV := func(ns, goVersion string) *splicev1.CompilerVersion {
+		cv := &splicev1.CompilerVersion{
+			ObjectMeta: metav1.ObjectMeta{Name: "prebuilt", Namespace: ns, Labels: map[string]string{testLabel: "build"}},
+			Spec: splicev1.CompilerVersionSpec{
+				GoVersion: goVersion,
+				Plugin:    splicev1.PluginSpec{Source: splicev1.PluginSource{Artifact: greeterRef}},
+				Selector:  metav1.LabelSelector{MatchLabels: map[string]string{"app": "greeter"}},
+			},
+		}
+		Expect(k8sClient.Create(ctx, cv)).To(Succeed())
+		return cv
+	}
+
+	It("resolves a prebuilt artifact from the registry, without a Job", func() {
+		ns := newNamespace()
+		cv := newArtifactCV(ns, strings.TrimPrefix(greeterRes.GoVersion, "go"))
+		Eventually(func(g Gomega) {
+			got, built := builtOf(g, cv)
+			g.Expect(built.Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(built.Reason).To(Equal(ReasonArtifactResolved))
+			g.Expect(got.Status.Artifact).NotTo(BeNil())
+			g.Expect(*got.Status.Artifact).To(And(
+				HaveField("Ref", greeterRef), HaveField("Digest", greeterRes.Digest),
+				HaveField("GoVersion", greeterRes.GoVersion), HaveField("APIVersion", "1.0.0"),
+				HaveField("BuiltAt.Time", BeTemporally("==", greeterRes.BuiltAt))))
+		}).Should(Succeed())
+		Eventually(func(g Gomega) { eventFor(g, cv, ReasonArtifactResolved) }).Should(Succeed())
+		Expect(jobsOf(Default, getCV(cv)(Default))).To(BeEmpty())
+
+		// The same reference under another goVersion is refused without asking the
+		// registry again (a digest's content never changes).
+		Eventually(func(g Gomega) {
+			got := getCV(cv)(g)
+			got.Spec.GoVersion = "1.26.7"
+			g.Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			got, built := builtOf(g, cv)
+			g.Expect(built.Reason).To(Equal(ReasonGoVersionMismatch))
+			g.Expect(got.Status.Artifact).To(BeNil())
+		}).Should(Succeed())
+	})
+
+	It("refuses a prebuilt artifact built by another Go release", func() {
+		ns := newNamespace()
+		cv := newArtifactCV(ns, "1.25.4")
+		Eventually(func(g Gomega) {
+			got, built := builtOf(g, cv)
+			g.Expect(built.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(built.Reason).To(Equal(ReasonGoVersionMismatch))
+			g.Expect(built.Message).To(And(ContainSubstring(greeterRes.GoVersion), ContainSubstring("spec.goVersion is 1.25.4")))
+			g.Expect(got.Status.Artifact).To(BeNil())
+			g.Expect(got.Status.Phase).To(Equal(splicev1.PhaseBuildFailed))
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(eventFor(g, cv, ReasonGoVersionMismatch).Type).To(Equal(corev1.EventTypeWarning))
+		}).Should(Succeed())
+	})
+
+	It("says when the registry cannot be read", func() {
+		ns := newNamespace()
+		cv := &splicev1.CompilerVersion{
+			ObjectMeta: metav1.ObjectMeta{Name: "unreachable", Namespace: ns, Labels: map[string]string{testLabel: "build"}},
+			Spec: splicev1.CompilerVersionSpec{
+				GoVersion: "1.26.8",
+				Plugin:    splicev1.PluginSpec{Source: splicev1.PluginSource{Artifact: "127.0.0.1:1/team/greeter@" + digestA}},
+				Selector:  metav1.LabelSelector{MatchLabels: map[string]string{"app": "greeter"}},
+			},
+		}
+		Expect(k8sClient.Create(ctx, cv)).To(Succeed())
+		Eventually(func(g Gomega) {
+			_, built := builtOf(g, cv)
+			g.Expect(built.Reason).To(Equal(ReasonArtifactUnavailable))
+			g.Expect(built.Message).To(ContainSubstring("127.0.0.1:1"))
+		}).Should(Succeed())
+	})
+})
+
+// histogramCount is the number of observations of the build duration histogram for result.
+func histogramCount(result string) uint64 {
+	var m dto.Metric
+	Expect(buildDuration.WithLabelValues(result).(prometheus.Histogram).Write(&m)).To(Succeed())
+	return m.GetHistogram().GetSampleCount()
+}
+
+// goOnPath is the Go release building this test, which `go test` puts first on PATH.
+func goOnPath() string { return strings.TrimPrefix(runtime.Version(), "go") }
