@@ -1,12 +1,17 @@
 // Command splice-local is the embedded default behind `make run`: it starts a local control plane
-// (etcd and kube-apiserver from bin/k8s), installs Splice's CRDs, writes a kubeconfig, runs the
-// manager against it, applies the sample CompilerVersions with a few pods for each to target,
-// shows a malformed CompilerVersion being refused, and prints the CompilerVersions whenever their
-// status changes.
+// (etcd and kube-apiserver from bin/k8s), installs Splice's CRDs, writes a kubeconfig and runs
+// the real manager against it. Then it plays a rollout story: it builds two real greeter plugin
+// versions and pushes them to a registry on loopback, creates a CompilerVersion per policy
+// (Strict, RollingPatch, Canary) over a few pods each, rolls every fleet to v1, then to v2 (the
+// canary pausing for a promotion, which the demo gives as a person would), then sends the canary
+// a v3 whose plugin calls fail, which its analysis rolls back. It prints the CompilerVersions
+// whenever their status changes, and shows a malformed CompilerVersion being refused.
 //
-// The local control plane has no kubelet: pods are stored and targeted but never run, so no
-// plugin is built or swapped here. The full cluster demo replaces this once the build, agent
-// and rollout pieces exist.
+// The local control plane has no kubelet, so pods are stored but never run: their agents are
+// simulated on the pod side (internal/simagent follows the real annotation/condition protocol).
+// Everything else — the manager, its build controller reading the artifacts from the registry,
+// the rollout engine — is the real thing. The real agent and host are exercised by the swap
+// runtime's own tests and benchmark, and on a real cluster by the end-to-end suite.
 package main
 
 import (
@@ -23,17 +28,15 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
-	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/yaml"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/internal/loopreg"
 	"github.com/splice-dev/splice/internal/manager"
 	"github.com/splice-dev/splice/internal/testenv"
 )
@@ -41,8 +44,7 @@ import (
 func main() {
 	root := testenv.RepoRoot()
 	kubeconfig := flag.String("kubeconfig-out", filepath.Join(root, ".local", "kubeconfig"), "Where to write the local control plane's kubeconfig.")
-	samples := flag.String("samples", filepath.Join(root, "config", "samples"), "Directory of CompilerVersions to apply (empty: none).")
-	podsPer := flag.Int("demo-pods", 3, "Pods to create for each sample's selector.")
+	podsPer := flag.Int("demo-pods", 4, "Pods in each policy's fleet.")
 	runFor := flag.Duration("for", 0, "Stop after this long (0: run until interrupted).")
 	// Conflicts and other retried errors are routine; keep stack traces for panics.
 	zapOpts := zap.Options{Development: true, StacktraceLevel: zapcore.DPanicLevel}
@@ -50,13 +52,13 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
-	if err := run(*kubeconfig, *samples, *podsPer, *runFor); err != nil {
+	if err := run(*kubeconfig, *podsPer, *runFor); err != nil {
 		fmt.Fprintf(os.Stderr, "splice-local: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(kubeconfigPath, samplesDir string, podsPer int, runFor time.Duration) error {
+func run(kubeconfigPath string, podsPer int, runFor time.Duration) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if runFor > 0 {
@@ -96,9 +98,19 @@ func run(kubeconfigPath, samplesDir string, podsPer int, runFor time.Duration) e
 	if err := os.WriteFile(kubeconfigPath, kc, 0o600); err != nil {
 		return fmt.Errorf("write kubeconfig: %w", err)
 	}
-	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
 	fmt.Printf("\nLocal control plane is up at %s with the CompilerVersion CRD installed.\n", cfg.Host)
-	fmt.Printf("  export KUBECONFIG=%s\n  %s get compilerversions -A\n  %s apply -f %s\n\n", kubeconfigPath, kubectl, kubectl, samplesDir)
+	fmt.Printf("In another shell:\n  export KUBECONFIG=%s\n  bin/k8s/kubectl get cv -o wide\n  go run ./cmd/kubectl-splice get greeter-canary --watch\n\n", kubeconfigPath)
+
+	reg, err := loopreg.Start()
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	work, err := os.MkdirTemp("", "splice-local-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
 
 	scheme, err := manager.Scheme()
 	if err != nil {
@@ -110,8 +122,10 @@ func run(kubeconfigPath, samplesDir string, podsPer int, runFor time.Duration) e
 	}
 	o := manager.DefaultOptions()
 	o.MetricsAddr, o.ProbeAddr = "0", "0"
+	o.RegistryInsecure = true
 	o.OnStarted = func(ctx context.Context) {
-		if err := demo(ctx, c, samplesDir, podsPer); err != nil {
+		d := &demo{c: c, cs: kubernetes.NewForConfigOrDie(cfg), reg: reg, work: work, pods: podsPer}
+		if err := d.run(ctx); err != nil && ctx.Err() == nil {
 			log.Error(err, "demo")
 		}
 	}
@@ -124,52 +138,6 @@ func run(kubeconfigPath, samplesDir string, podsPer int, runFor time.Duration) e
 	case <-ctx.Done():
 		return <-errc
 	}
-}
-
-// demo applies the samples, creates pods for them to target, and shows a refusal.
-func demo(ctx context.Context, c client.Client, dir string, podsPer int) error {
-	if dir == "" {
-		return nil
-	}
-	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	if err != nil {
-		return err
-	}
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		cv := &splicev1.CompilerVersion{}
-		if err := yaml.UnmarshalStrict(raw, cv); err != nil {
-			return fmt.Errorf("%s: %w", f, err)
-		}
-		if err := c.Create(ctx, cv); err != nil {
-			return fmt.Errorf("apply %s: %w", f, err)
-		}
-		fmt.Printf("applied %s (%s)\n", cv.Name, cv.Spec.Strategy.Type)
-		for i := 0; i < podsPer; i++ {
-			pod := &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", cv.Name, i), Namespace: cv.Namespace, Labels: cv.Spec.Selector.MatchLabels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.com/greeter:1"}}},
-			}
-			if err := c.Create(ctx, pod); err != nil {
-				return fmt.Errorf("create demo pod: %w", err)
-			}
-		}
-	}
-	bad := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "splice.dev/v1alpha1", "kind": "CompilerVersion",
-		"metadata": map[string]any{"name": "malformed", "namespace": "default"},
-		"spec": map[string]any{
-			"goVersion": "1.26",
-			"plugin":    map[string]any{"source": map[string]any{"artifact": "registry.example.com/p:latest"}},
-			"selector":  map[string]any{},
-		},
-	}}
-	err = c.Create(ctx, bad)
-	fmt.Printf("\na malformed CompilerVersion is refused by the API server:\n  %v\n\n", err)
-	return nil
 }
 
 // watchStatus prints the CompilerVersions, like `kubectl get cv`, whenever the table changes.
