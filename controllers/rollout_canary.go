@@ -50,13 +50,8 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	// After the last step: everyone, all traffic.
 	if int(idx) >= len(steps) {
 		pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
-		done := 0
-		for _, p := range in.pods {
-			if p.done(in.artifact) {
-				done++
-			}
-		}
-		if failed, incompatible := failedPods(in, func(podState) bool { return true }); len(failed)+len(incompatible) > 0 {
+		done := countDone(in, anyPod)
+		if failed, incompatible := failedPods(in, anyPod); len(failed)+len(incompatible) > 0 {
 			return canaryFailed(in, pl, onFailure, ReasonSwapFailed,
 				fmt.Sprintf("final step: the swap failed on %s", failureSummary(in, append(failed, incompatible...))))
 		}
@@ -89,12 +84,8 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	if reason, msg := analyse(in, step.Analysis, members); reason != "" {
 		return canaryFailed(in, pl, onFailure, reason, stepName+": "+msg)
 	}
-	done := 0
-	for _, p := range in.pods {
-		if members[p.name] && p.done(in.artifact) {
-			done++
-		}
-	}
+	isMember := func(p podState) bool { return members[p.name] }
+	done := countDone(in, isMember)
 	if done < len(members) {
 		pl.phase = splicev1.PhaseProgressing
 		pl.message = fmt.Sprintf("%s: %d of %d canary pods run %s", stepName, done, len(members), in.artifact.Digest)

@@ -253,6 +253,20 @@ func failureSummary(in *rolloutInput, names []string) string {
 	return strings.Join(names, ", ")
 }
 
+// anyPod considers every pod.
+func anyPod(podState) bool { return true }
+
+// countDone counts the pods (among those considered) that serve the artifact and are ready.
+func countDone(in *rolloutInput, consider func(podState) bool) int {
+	n := 0
+	for _, p := range in.pods {
+		if consider(p) && p.done(in.artifact) {
+			n++
+		}
+	}
+	return n
+}
+
 // failedPods returns the pods (among those considered) whose last swap of the artifact failed
 // or rolled back, and those whose host cannot load it.
 func failedPods(in *rolloutInput, consider func(podState) bool) (failed, incompatible []string) {
@@ -372,13 +386,8 @@ func plan(in *rolloutInput) *rolloutPlan {
 // (as Argo Rollouts does for a first deployment). Failures are reported, not rolled back.
 func planFirst(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
-	failed, incompatible := failedPods(in, func(podState) bool { return true })
-	done := 0
-	for _, p := range in.pods {
-		if p.done(in.artifact) {
-			done++
-		}
-	}
+	failed, incompatible := failedPods(in, anyPod)
+	done := countDone(in, anyPod)
 	if len(in.pods) > 0 && done == len(in.pods) {
 		return complete(in, pl)
 	}

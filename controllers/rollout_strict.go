@@ -12,18 +12,12 @@ import (
 // an image built with the right toolchain), and otherwise only reported. Any failed swap rolls
 // every pod back to the stable artifact.
 func planStrict(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
-	all := func(podState) bool { return true }
-	failed, incompatible := failedPods(in, all)
+	failed, incompatible := failedPods(in, anyPod)
 	if len(failed) > 0 {
 		return rollBack(in, pl, ReasonSwapFailed, fmt.Sprintf("Strict: the swap failed on %s", failureSummary(in, failed)))
 	}
 	pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
-	done := 0
-	for _, p := range in.pods {
-		if p.done(in.artifact) {
-			done++
-		}
-	}
+	done := countDone(in, anyPod)
 	if len(in.pods) > 0 && done == len(in.pods) {
 		return complete(in, pl)
 	}
