@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -14,10 +17,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/internal/loopreg"
 	"github.com/splice-dev/splice/internal/simagent"
+	"github.com/splice-dev/splice/internal/testenv"
 )
 
 // demo is the rollout story make run tells.
@@ -103,6 +108,10 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	say("greeter-canary rolled back to v2. Try: kubectl splice retry|abort|pause|resume greeter-canary, or edit a CompilerVersion")
 
+	if err := d.injected(ctx); err != nil {
+		return err
+	}
+
 	bad := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "splice.dev/v1alpha1", "kind": "CompilerVersion",
 		"metadata": map[string]any{"name": "malformed", "namespace": demoNamespace},
@@ -113,6 +122,9 @@ func (d *demo) run(ctx context.Context) error {
 		},
 	}}
 	say("a malformed CompilerVersion is refused by the API server:\n  %v", d.c.Create(ctx, bad))
+	overlap := d.cv("greeter-all", splicev1.RolloutStrategy{Type: splicev1.StrategyRollingPatch}, refs["v2"])
+	overlap.Spec.Selector.MatchLabels = map[string]string{"app": "greeter"}
+	say("a CompilerVersion whose selector overlaps another's is refused by the webhook:\n  %v", d.c.Create(ctx, overlap))
 	return nil
 }
 
@@ -199,4 +211,69 @@ func digestOf(ref string) string { return ref[strings.LastIndex(ref, "@")+1:] }
 
 func say(format string, args ...any) {
 	fmt.Printf("\n>>> %s\n", fmt.Sprintf(format, args...))
+}
+
+// injected applies the opted-in greeter Deployment and shows what the webhook put into its
+// pods.
+func (d *demo) injected(ctx context.Context) error {
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "examples", "greeter", "deploy", "greeter.yaml"))
+	if err != nil {
+		return err
+	}
+	dep := &appsv1.Deployment{}
+	if err := yaml.UnmarshalStrict(raw, dep); err != nil {
+		return fmt.Errorf("examples/greeter/deploy/greeter.yaml: %w", err)
+	}
+	if err := d.c.Create(ctx, dep); err != nil {
+		return fmt.Errorf("apply the greeter Deployment: %w", err)
+	}
+	say("applied examples/greeter/deploy/greeter.yaml (opted in with splice.dev/inject=true)")
+	var pods corev1.PodList
+	err = d.pollFunc(ctx, func() bool {
+		return d.c.List(ctx, &pods, client.InNamespace(demoNamespace), client.MatchingLabels{"app": "greeter-service"}) == nil && len(pods.Items) > 0
+	})
+	if err != nil {
+		return fmt.Errorf("the Deployment made no pods (is kube-controller-manager running?): %w", err)
+	}
+	p := pods.Items[0]
+	var b strings.Builder
+	for _, c := range p.Spec.InitContainers {
+		restart := ""
+		if c.RestartPolicy != nil {
+			restart = " restartPolicy=" + string(*c.RestartPolicy)
+		}
+		fmt.Fprintf(&b, "  init container %s (%s)%s, readiness %s, liveness %s\n", c.Name, c.Image, restart, probePath(c.ReadinessProbe), probePath(c.LivenessProbe))
+	}
+	for _, c := range p.Spec.Containers {
+		var mounts []string
+		for _, m := range c.VolumeMounts {
+			mounts = append(mounts, m.Name+":"+m.MountPath)
+		}
+		fmt.Fprintf(&b, "  container %s, mounts %v\n", c.Name, mounts)
+	}
+	for _, g := range p.Spec.ReadinessGates {
+		fmt.Fprintf(&b, "  readiness gate %s\n", g.ConditionType)
+	}
+	say("pod %s as the webhook left it:\n%s", p.Name, b.String())
+	return nil
+}
+
+func probePath(p *corev1.Probe) string {
+	if p == nil || p.HTTPGet == nil {
+		return "none"
+	}
+	return p.HTTPGet.Path
+}
+
+func (d *demo) pollFunc(ctx context.Context, done func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for !done() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
 }

@@ -68,7 +68,7 @@ func run(kubeconfigPath string, podsPer int, runFor time.Duration) error {
 	}
 	log := ctrl.Log.WithName("splice-local")
 
-	env, err := testenv.New()
+	env, err := testenv.NewWithWebhooks()
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,12 @@ func run(kubeconfigPath string, podsPer int, runFor time.Duration) error {
 	if err := os.WriteFile(kubeconfigPath, kc, 0o600); err != nil {
 		return fmt.Errorf("write kubeconfig: %w", err)
 	}
-	fmt.Printf("\nLocal control plane is up at %s with the CompilerVersion CRD installed.\n", cfg.Host)
+	stopKCM, err := startControllerManager(ctx, env.BinaryAssetsDirectory, kubeconfigPath)
+	if err != nil {
+		return err
+	}
+	defer stopKCM()
+	fmt.Printf("\nLocal control plane is up at %s with the CompilerVersion CRD and Splice's webhooks installed.\n", cfg.Host)
 	fmt.Printf("In another shell:\n  export KUBECONFIG=%s\n  bin/k8s/kubectl get cv -o wide\n  go run ./cmd/kubectl-splice get greeter-canary --watch\n\n", kubeconfigPath)
 
 	reg, err := loopreg.Start()
@@ -123,6 +128,13 @@ func run(kubeconfigPath string, podsPer int, runFor time.Duration) error {
 	o := manager.DefaultOptions()
 	o.MetricsAddr, o.ProbeAddr = "0", "0"
 	o.RegistryInsecure = true
+	// The API server calls the webhooks by URL on loopback with envtest's certificate; the
+	// manager serves that certificate as it would a mounted cert-manager one.
+	wio := env.WebhookInstallOptions
+	o.Webhooks.Enabled = true
+	o.Webhooks.CertMode = "cert-manager"
+	o.Webhooks.CertDir = wio.LocalServingCertDir
+	o.Webhooks.Host, o.Webhooks.Port = wio.LocalServingHost, wio.LocalServingPort
 	o.OnStarted = func(ctx context.Context) {
 		d := &demo{c: c, cs: kubernetes.NewForConfigOrDie(cfg), reg: reg, work: work, pods: podsPer}
 		if err := d.run(ctx); err != nil && ctx.Err() == nil {
