@@ -83,7 +83,7 @@ func (r *CompilerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, err
 	}
 	if s.selectorErr == nil {
-		r.planRollout(s)
+		r.planRollout(ctx, s)
 	}
 	// Record the decision before acting on it: if the status write fails (a conflict), no pod
 	// has been touched and the next pass decides again from fresh state; if acting fails, the

@@ -64,11 +64,13 @@ func observedControls(cv *splicev1.CompilerVersion) splicev1.ObservedControls {
 }
 
 // planRollout builds the input from what observeTargets saw and decides.
-func (r *CompilerVersionReconciler) planRollout(s *scope) {
+func (r *CompilerVersionReconciler) planRollout(ctx context.Context, s *scope) {
 	cv := s.cv
+	art := rolloutArtifact(cv)
 	in := &rolloutInput{
-		key: string(cv.UID), strategy: cv.Spec.Strategy, artifact: rolloutArtifact(cv), stable: cv.Status.StableArtifact,
+		key: string(cv.UID), strategy: cv.Spec.Strategy, artifact: art, stable: cv.Status.StableArtifact,
 		pods: s.pods, status: cv.Status, controls: readControls(cv), now: r.Clock.Now(),
+		prom: r.evaluatePrometheus(ctx, s, art),
 	}
 	s.plan = plan(in)
 }

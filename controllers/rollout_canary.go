@@ -40,6 +40,8 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 		// Plan the next step in the same pass; the promotion is spent.
 		again := *in
 		again.controls.promote, again.controls.promoteFull = false, false
+		// A Prometheus result belongs to the step it was run for.
+		again.prom = nil
 		return planCanary(&again, pl)
 	}
 	if in.controls.promote && int(idx) < len(steps) {
@@ -91,6 +93,20 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 		pl.message = fmt.Sprintf("%s: %d of %d canary pods run %s", stepName, done, len(members), in.artifact.Digest)
 		pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonSwapping, pl.message)
 		return pl
+	}
+	// The Prometheus analysis judges the step once all its pods run the artifact.
+	if a := step.Analysis; a != nil && a.Prometheus != nil {
+		fail, wait, msg := promVerdict(a.Prometheus, in.prom)
+		switch {
+		case fail:
+			return canaryFailed(in, pl, onFailure, ReasonAnalysisFailed, stepName+": "+msg)
+		case wait:
+			pl.phase = splicev1.PhaseProgressing
+			pl.requeueAfter = promRetry
+			pl.message = stepName + ": " + msg
+			pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonAnalysisPending, pl.message)
+			return pl
+		}
 	}
 	if p := step.Pause; p != nil {
 		if pl.pauseStart == nil {

@@ -56,6 +56,8 @@ type rolloutInput struct {
 	status   splicev1.CompilerVersionStatus
 	controls controls
 	now      time.Time
+	// prom is the current step's Prometheus analysis result, when it has one and it was run.
+	prom *promResult
 }
 
 // rolloutPlan is what should be.
@@ -88,6 +90,7 @@ const (
 	ReasonAwaitingPromotion = "AwaitingPromotion"
 	ReasonPauseStep         = "PauseStep"
 	ReasonAnalysisFailed    = "AnalysisFailed"
+	ReasonAnalysisPending   = "AnalysisPending"
 	ReasonSwapFailed        = "SwapFailed"
 	ReasonIncompatiblePods  = "IncompatiblePods"
 	ReasonMajorAPIChange    = "MajorAPIChange"

@@ -288,6 +288,32 @@ type CanaryAnalysis struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$')",message="analysis.maxSwapLatency must be a Go duration such as 500ms or 2s"
 	MaxSwapLatency *metav1.Duration `json:"maxSwapLatency,omitempty"`
+
+	// prometheus gates the step on a PromQL query as well: once the step's pods all run the
+	// artifact, the query runs and the step fails when its result exceeds maxValue.
+	// +optional
+	Prometheus *PrometheusAnalysis `json:"prometheus,omitempty"`
+}
+
+// PrometheusAnalysis is a PromQL query whose result must stay at or under a bound.
+type PrometheusAnalysis struct {
+	// address is the Prometheus HTTP API's base URL, such as http://prometheus.monitoring:9090.
+	// +required
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^\\\\s]+$')",message="prometheus.address must be an http:// or https:// URL such as http://prometheus.monitoring:9090"
+	Address string `json:"address"`
+	// query is PromQL returning one number (a scalar or a one-element vector). The
+	// placeholders {{digest}}, {{namespace}} and {{name}} are replaced by the canary's artifact
+	// digest and the CompilerVersion's namespace and name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	Query string `json:"query"`
+	// maxValue is the largest acceptable result, as a decimal number such as "0.01".
+	// +required
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^-?[0-9]+(\\\\.[0-9]+)?$')",message="prometheus.maxValue must be a decimal number such as 0.01"
+	MaxValue string `json:"maxValue"`
 }
 
 // Phase is the CompilerVersion's place in its life cycle.

@@ -94,6 +94,10 @@ var _ = Describe("CompilerVersion schema", func() {
 		Entry("goVersion 1.27.0", func(cv *splicev1.CompilerVersion) { cv.Spec.GoVersion = "1.27.0" }, gitCV),
 		Entry("tags", func(cv *splicev1.CompilerVersion) { cv.Spec.Plugin.Tags = []string{"netgo", "osusergo"} }, gitCV),
 		Entry("maxLoadedVersions at its bounds", func(cv *splicev1.CompilerVersion) { cv.Spec.MaxLoadedVersions = ptr.To[int32](100) }, gitCV),
+		Entry("a Prometheus analysis", func(cv *splicev1.CompilerVersion) {
+			cv.Spec.Strategy.Canary.Steps[0].Analysis.Prometheus = &splicev1.PrometheusAnalysis{Address: "http://prometheus.monitoring:9090",
+				Query: `sum(rate(greeter_errors_total{digest="{{digest}}"}[1m]))`, MaxValue: "0.01"}
+		}, artifactCV),
 	)
 
 	DescribeTable("rejects invalid objects, naming the field and the fix",
@@ -186,6 +190,12 @@ var _ = Describe("CompilerVersion schema", func() {
 		Entry("maxErrorRatePercent over 100", func(cv *splicev1.CompilerVersion) {
 			cv.Spec.Strategy.Canary.Steps[0].Analysis.MaxErrorRatePercent = ptr.To[int32](101)
 		}, artifactCV, "spec.strategy.canary.steps[0].analysis.maxErrorRatePercent", "less than or equal to 100"),
+		Entry("Prometheus address that is not a URL", func(cv *splicev1.CompilerVersion) {
+			cv.Spec.Strategy.Canary.Steps[0].Analysis.Prometheus = &splicev1.PrometheusAnalysis{Address: "prometheus:9090", Query: "up", MaxValue: "1"}
+		}, artifactCV, "spec.strategy.canary.steps[0].analysis.prometheus.address", "http:// or https:// URL"),
+		Entry("Prometheus maxValue that is not a number", func(cv *splicev1.CompilerVersion) {
+			cv.Spec.Strategy.Canary.Steps[0].Analysis.Prometheus = &splicev1.PrometheusAnalysis{Address: "http://p:9090", Query: "up", MaxValue: "1%"}
+		}, artifactCV, "spec.strategy.canary.steps[0].analysis.prometheus.maxValue", "decimal number"),
 		Entry("unknown onFailure", func(cv *splicev1.CompilerVersion) { cv.Spec.Strategy.Canary.OnFailure = "Retry" }, artifactCV,
 			"spec.strategy.canary.onFailure", "supported values"),
 		Entry("too many steps", func(cv *splicev1.CompilerVersion) {
