@@ -80,3 +80,58 @@ $(CONTROLLER_GEN):
 	@echo "installing controller-gen $(CONTROLLER_TOOLS_VERSION) into $(LOCALBIN)"
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 	mv $(LOCALBIN)/controller-gen $(CONTROLLER_GEN)
+
+##@ Local cluster, images, chart and end-to-end tests
+
+# A real single-node cluster on this machine (hack/cluster/cluster.sh: root, Debian packages,
+# Kubernetes built from the Go module proxy into bin/k8s); its state and kubeconfig live here.
+CLUSTER_DIR ?= $(CURDIR)/.local/cluster
+IMAGES_DIR ?= $(CURDIR)/.local/images
+# Images `make images` builds (all by default): pause manager agent builder greeter e2e-services golang.
+IMAGES ?=
+# GOPROXY baked into the golang (build Job) image: the cluster's pods cannot reach the internet,
+# so builds fetch modules from the module proxy the e2e suite serves from this machine's cache.
+GOLANG_IMAGE_GOPROXY ?= http://10.96.100.11
+HELM_VERSION ?= v3.22.0
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+CLUSTER_ENV = SPLICE_CLUSTER_DIR=$(CLUSTER_DIR) SPLICE_IMAGES_DIR=$(IMAGES_DIR) K8S_BIN=$(K8S_BIN) \
+	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION)
+
+.PHONY: cluster-up
+cluster-up: ## Start the local cluster (as root; ~10 min once to build the Kubernetes binaries, ~15 s after). Prints the KUBECONFIG.
+	$(CLUSTER_ENV) hack/cluster/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster and put the host back exactly as cluster-up found it (checked, differences printed).
+	$(CLUSTER_ENV) hack/cluster/cluster.sh down
+
+.PHONY: cluster-status
+cluster-status: ## Show the local cluster's processes, node, pods and images.
+	$(CLUSTER_ENV) hack/cluster/cluster.sh status
+
+.PHONY: images
+images: ## Build the images (IMAGES="pause manager agent ..." or all) into .local/images and load them into the local cluster if it runs.
+	go run ./hack/images -out $(IMAGES_DIR) -goproxy $(GOLANG_IMAGE_GOPROXY) $(IMAGES)
+	@if $(CLUSTER_ENV) hack/cluster/cluster.sh running; then $(CLUSTER_ENV) hack/cluster/cluster.sh import-images; \
+	else echo "the local cluster is not running: make cluster-up imports the images"; fi
+
+.PHONY: helm
+helm: $(HELM) ## Provide the real helm in bin/ (built from the Go module proxy).
+
+$(HELM):
+	HELM_VERSION=$(HELM_VERSION) hack/helm.sh $(LOCALBIN)
+
+.PHONY: helm-lint
+helm-lint: $(HELM) ## helm lint and helm template the chart, and check it against config/ (CRD, RBAC, webhooks).
+	$(HELM) lint --strict charts/splice
+	$(HELM) lint --strict charts/splice --set webhook.certificates.mode=cert-manager \
+		--set 'agent.rbacBindings[0].namespace=demo,agent.rbacBindings[0].serviceAccount=greeter'
+	$(HELM) template splice charts/splice --namespace splice-system >/dev/null
+	HELM=$(HELM) go test ./test/chart/ -count=1
+
+.PHONY: e2e
+e2e: $(HELM) ## End-to-end suite on the running local cluster (make cluster-up e2e cluster-down): builds and loads the images, installs the chart.
+	@$(CLUSTER_ENV) hack/cluster/cluster.sh running || { echo "the local cluster is not running: make cluster-up first"; exit 1; }
+	$(MAKE) images
+	HELM=$(HELM) KUBECONFIG=$(CLUSTER_DIR)/kubeconfig SPLICE_CLUSTER_DIR=$(CLUSTER_DIR) \
+		go test -tags e2e ./test/e2e/ -count=1 -timeout 30m -v -args -ginkgo.v

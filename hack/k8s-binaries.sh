@@ -70,8 +70,29 @@ MOD
   stamp etcd
 }
 
+# The packages the throw-away module's go.sum must cover: every component this script builds, so
+# that one `go mod tidy` serves them all (adding a component re-tidies once).
+K8S_TOOL_IMPORTS=(
+  k8s.io/kubernetes/cmd/kube-apiserver/app
+  k8s.io/kubernetes/cmd/kube-controller-manager/app
+  k8s.io/kubernetes/cmd/kube-scheduler/app
+  k8s.io/kubernetes/cmd/kubelet/app
+  k8s.io/kubernetes/cmd/kube-proxy/app
+)
+
+k8s_tools_go() {
+  printf '//go:build tools\n\npackage tools\n\nimport (\n'
+  printf '\t_ "%s"\n' "${K8S_TOOL_IMPORTS[@]}"
+  printf ')\n'
+}
+
 k8s_module() {
   local m="$work/kubernetes-$K8S_VERSION"
+  if [ -f "$m/go.sum" ] && [ "$(k8s_tools_go)" != "$(cat "$m/tools.go" 2>/dev/null)" ]; then
+    log "the component list changed; re-resolving the k8s.io/kubernetes module"
+    k8s_tools_go > "$m/tools.go"
+    (cd "$m" && GOFLAGS=-mod=mod go mod tidy >&2)
+  fi
   if [ ! -f "$m/go.sum" ]; then
     mkdir -p "$m"
     log "preparing a module for k8s.io/kubernetes v$K8S_VERSION"
@@ -82,13 +103,7 @@ k8s_module() {
       sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/k8s.io/.*#\t\1 => \1 v0.'"${K8S_VERSION#1.}"'#p' "$gomod"
       printf ')\n'
     } > "$m/go.mod"
-    cat > "$m/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import _ "k8s.io/kubernetes/cmd/kube-apiserver/app"
-GO
+    k8s_tools_go > "$m/tools.go"
     (cd "$m" && GOFLAGS=-mod=mod go mod tidy >&2)
   fi
   echo "$m"

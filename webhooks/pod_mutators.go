@@ -28,6 +28,7 @@ type podMutator struct {
 //
 //  1. shared-volume: the emptyDir the agent and the apps share;
 //  2. agent: the sidecar container, mounting that volume;
+//     agent-token: the service-account token mount the app containers have, on the agent too;
 //  3. agent-probes: readiness on /readyz and liveness on /livez, on the agent container that
 //     step 2 just (re)built — the app containers' own probes are never touched;
 //  4. app-mounts: the shared volume in each app container;
@@ -35,6 +36,7 @@ type podMutator struct {
 var podMutators = []podMutator{
 	{"shared-volume", ensureSharedVolume},
 	{"agent", ensureAgent},
+	{"agent-token", ensureAgentToken},
 	{"agent-probes", ensureAgentProbes},
 	{"app-mounts", ensureAppMounts},
 	{"readiness-gate", ensureReadinessGate},
@@ -235,6 +237,38 @@ func agentContainer(in *injection) corev1.Container {
 		// The agent's last log lines say why it died when it wrote no message.
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
+}
+
+// serviceAccountTokenPath is where the kubelet mounts a pod's service-account token.
+const serviceAccountTokenPath = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+// ensureAgentToken gives the agent the service-account token mount. The API server's
+// ServiceAccount admission plugin mounts the token into the containers a pod has when it is
+// created, which is before any webhook runs, so a container a webhook adds gets none: the agent
+// would have no credentials to watch and patch its pod. The mount is copied from a container
+// that has it; a pod that opted out of the token (automountServiceAccountToken: false) keeps
+// the agent without one, and the agent says so when it cannot reach the API.
+func ensureAgentToken(pod *corev1.Pod, _ *injection) error {
+	i := slices.IndexFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == AgentContainerName })
+	if i < 0 {
+		return fmt.Errorf("no agent container to give the token to")
+	}
+	agent := &pod.Spec.InitContainers[i]
+	if slices.ContainsFunc(agent.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == serviceAccountTokenPath }) {
+		return nil
+	}
+	for _, c := range allContainers(pod) {
+		if c.Name == AgentContainerName {
+			continue
+		}
+		if j := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == serviceAccountTokenPath }); j >= 0 {
+			m := c.VolumeMounts[j]
+			m.ReadOnly = true
+			agent.VolumeMounts = append(agent.VolumeMounts, m)
+			return nil
+		}
+	}
+	return nil
 }
 
 // ensureAgentProbes puts the version-checking probes on the agent. Readiness (/readyz) fails

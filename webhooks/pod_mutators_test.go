@@ -110,6 +110,9 @@ func basePod() *corev1.Pod {
 	}
 }
 
+// tokenMount is what the ServiceAccount admission plugin adds to every container of a pod.
+var tokenMount = corev1.VolumeMount{Name: "kube-api-access-x7k2p", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true}
+
 func TestInject(t *testing.T) {
 	emptyDir := corev1.Volume{Name: "splice-shared", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
 	gate := []corev1.PodReadinessGate{{ConditionType: "splice.dev/plugin-ready"}}
@@ -120,6 +123,29 @@ func TestInject(t *testing.T) {
 		warnings []string // substrings, one per expected warning
 		err      string   // substring of the refusal
 	}{
+		{
+			name: "the agent gets the service-account token the API server mounted into the app",
+			pod: func() *corev1.Pod {
+				p := basePod()
+				for i := range p.Spec.Containers {
+					p.Spec.Containers[i].VolumeMounts = append(p.Spec.Containers[i].VolumeMounts, tokenMount)
+				}
+				return p
+			},
+			want: func() *corev1.Pod {
+				p := basePod()
+				for i := range p.Spec.Containers {
+					p.Spec.Containers[i].VolumeMounts = append(p.Spec.Containers[i].VolumeMounts, tokenMount)
+				}
+				agent := wantAgent(1000, ptr.To(int64(3000)))
+				agent.VolumeMounts = append(agent.VolumeMounts, tokenMount)
+				p.Spec.InitContainers = append(p.Spec.InitContainers, agent)
+				p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, sharedMount)
+				p.Spec.Volumes = append(p.Spec.Volumes, emptyDir)
+				p.Spec.ReadinessGates = gate
+				return p
+			},
+		},
 		{
 			name: "default: first container only, agent takes the pod's UID and GID",
 			pod:  basePod,

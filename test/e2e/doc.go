@@ -1,6 +1,13 @@
 //go:build e2e
 
-// Package e2e holds the end-to-end suite that runs Splice on a real single-node cluster (built
-// from the Go module proxy and Debian packages, see ../shared/LOCAL-CLUSTER.md) behind the e2e
-// build tag and its own make target. It has no tests yet.
+// Package e2e is Splice's end-to-end suite: real pods on the real single-node cluster of
+// hack/cluster (make cluster-up), with the images of hack/images and the Helm chart installed by
+// the real helm. It runs only with the build tag e2e, through `make e2e`, which builds and loads
+// the images and passes KUBECONFIG and HELM:
+//
+//	make cluster-up e2e cluster-down
+//
+// The suite installs the chart into splice-system (replacing a previous release of the suite),
+// creates one namespace per run and deletes both at the end unless E2E_KEEP=1. Everything it
+// creates talks only to the cluster's own addresses; every wait is bounded.
 package e2e
