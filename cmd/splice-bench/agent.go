@@ -4,67 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/registry"
-
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/artifact"
+	"github.com/splice-dev/splice/internal/loopreg"
 	"github.com/splice-dev/splice/sidecar"
 )
 
 // benchRepo is the repository the builds are pushed to in the benchmark's registry.
 const benchRepo = "splice-bench/greeter"
 
-// loopbackRegistry is go-containerregistry's in-memory registry served on 127.0.0.1.
-type loopbackRegistry struct {
-	host string // 127.0.0.1:port
-	srv  *http.Server
-	done chan struct{}
-}
-
-func startRegistry() (*loopbackRegistry, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("registry listener: %w", err)
-	}
-	r := &loopbackRegistry{
-		host: ln.Addr().String(),
-		srv: &http.Server{
-			Handler:           registry.New(registry.Logger(log.New(io.Discard, "", 0))),
-			ReadHeaderTimeout: 10 * time.Second,
-		},
-		done: make(chan struct{}),
-	}
-	go func() { r.srv.Serve(ln); close(r.done) }()
-	return r, nil
-}
-
-func (r *loopbackRegistry) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if r.srv.Shutdown(ctx) != nil {
-		r.srv.Close()
-	}
-	<-r.done
-}
-
-// registryOptions are the options every push and pull uses: plain HTTP, and no credentials
-// (anonymous: the benchmark never reads a keychain or a Docker configuration).
-func registryOptions() []artifact.Option {
-	return []artifact.Option{artifact.WithInsecure(true), artifact.WithAuth(authn.Anonymous)}
-}
-
 // pushPool pushes every build to the registry, filling in Ref and Manifest.
-func pushPool(ctx context.Context, root string, reg *loopbackRegistry, pool []*build) error {
+func pushPool(ctx context.Context, root string, reg *loopreg.Registry, pool []*build) error {
 	apiVersions := map[string]string{}
 	for _, b := range pool {
 		v, ok := apiVersions[b.Name]
@@ -75,7 +30,7 @@ func pushPool(ctx context.Context, root string, reg *loopbackRegistry, pool []*b
 			}
 			apiVersions[b.Name] = v
 		}
-		ref, digest, err := artifact.Push(ctx, reg.host+"/"+benchRepo, b.Path, artifact.Config{APIVersion: v}, registryOptions()...)
+		ref, digest, err := artifact.Push(ctx, reg.Host+"/"+benchRepo, b.Path, artifact.Config{APIVersion: v}, loopreg.Options()...)
 		if err != nil {
 			return err
 		}
@@ -131,14 +86,14 @@ func (agentSwapper) setup(ctx context.Context, b *bench, first *build) (string, 
 	if err := os.MkdirAll(b.shared, 0o755); err != nil {
 		return "", "", err
 	}
-	p, err := artifact.Pull(ctx, first.Ref, b.shared, registryOptions()...)
+	p, err := artifact.Pull(ctx, first.Ref, b.shared, loopreg.Options()...)
 	if err != nil {
 		return "", "", fmt.Errorf("pull the first version: %w", err)
 	}
 	sw, err := sidecar.NewSwapper(sidecar.SwapperOptions{
 		SharedDir:  b.shared,
 		Host:       b.client,
-		Pull:       registryOptions(),
+		Pull:       loopreg.Options(),
 		AllowMinor: true,
 	})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/splice-dev/splice/examples/greeter/greeterbuild"
 	"github.com/splice-dev/splice/host/control"
+	"github.com/splice-dev/splice/internal/loopreg"
 )
 
 type config struct {
@@ -155,16 +156,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg.logf("built in %.1fs", time.Since(t0).Seconds())
 
 	if agent {
-		reg, err := startRegistry()
+		reg, err := loopreg.Start()
 		if err != nil {
 			return err
 		}
-		defer reg.close()
+		defer reg.Close()
 		t0 := time.Now()
 		if err := pushPool(ctx, root, reg, pool[:cfg.transitions["hot-swap"]+1]); err != nil {
 			return err
 		}
-		cfg.logf("pushed %d builds to the in-process registry at %s/%s in %.1fs", cfg.transitions["hot-swap"]+1, reg.host, benchRepo, time.Since(t0).Seconds())
+		cfg.logf("pushed %d builds to the in-process registry at %s/%s in %.1fs", cfg.transitions["hot-swap"]+1, reg.Host, benchRepo, time.Since(t0).Seconds())
 	}
 
 	var results []*result
