@@ -47,9 +47,25 @@ func main() {
 	podsPer := flag.Int("demo-pods", 4, "Pods in each policy's fleet.")
 	runFor := flag.Duration("for", 0, "Stop after this long (0: run until interrupted).")
 	// Conflicts and other retried errors are routine; keep stack traces for panics.
+	logPath := flag.String("log-file", filepath.Join(root, ".local", "splice-local.log"),
+		`Where the manager's and the control plane's logs go ("-" for stderr), so the terminal shows the story.`)
 	zapOpts := zap.Options{Development: true, StacktraceLevel: zapcore.DPanicLevel}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if *logPath != "-" {
+		if err := os.MkdirAll(filepath.Dir(*logPath), 0o755); err != nil {
+			fmt.Fprintf(os.Stderr, "splice-local: %v\n", err)
+			os.Exit(1)
+		}
+		f, err := os.Create(*logPath)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "splice-local: %v\n", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		zapOpts.DestWriter = f
+		fmt.Printf("logs: %s\n", *logPath)
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
 	if err := run(*kubeconfig, *podsPer, *runFor); err != nil {
