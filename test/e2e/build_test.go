@@ -27,7 +27,7 @@ var _ = Describe("Plugin builds", Ordered, func() {
 		cli, err = client.New(restConfig, client.Options{Scheme: scheme()})
 		Expect(err).NotTo(HaveOccurred())
 		start := time.Now()
-		in = startInfra(ctx, testNamespace)
+		in = ensureInfra(ctx)
 		GinkgoWriter.Printf("registry, module proxy and git server ready in %s (serving %s)\n", time.Since(start).Round(100*time.Millisecond), in.head)
 	}, NodeTimeout(3*time.Minute))
 

@@ -40,6 +40,19 @@ type infra struct {
 	head string
 }
 
+// sharedInfra is the run's infra, started once by the first spec that needs it (the order
+// of the top-level containers is random).
+var sharedInfra *infra
+
+// ensureInfra starts the infra once per run and returns it.
+func ensureInfra(ctx context.Context) *infra {
+	GinkgoHelper()
+	if sharedInfra == nil {
+		sharedInfra = startInfra(ctx, testNamespace)
+	}
+	return sharedInfra
+}
+
 // startInfra deploys the registry, the module proxy (this machine's module cache, read-only)
 // and a git server (a bare clone of this repository, made under .local/e2e) and waits for them.
 func startInfra(ctx context.Context, ns string) *infra {

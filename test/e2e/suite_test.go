@@ -91,7 +91,9 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		"--set", "image.pullPolicy=Never", "--set", "agent.image.pullPolicy=Never",
 		"--set", "logLevel=debug",
 		"--set", "agent.rbacBindings[0].namespace="+testNamespace,
-		"--set", "agent.rbacBindings[0].serviceAccount=greeter")
+		"--set", "agent.rbacBindings[0].serviceAccount=greeter",
+		"--set", "agent.rbacBindings[1].namespace="+testNamespace,
+		"--set", "agent.rbacBindings[1].serviceAccount="+rolloutServiceAccount)
 	GinkgoWriter.Printf("helm install and manager Ready: %s\n", time.Since(start).Round(100*time.Millisecond))
 }, NodeTimeout(6*time.Minute))
 
