@@ -44,7 +44,8 @@ type AgentOptions struct {
 	// automatic rollbacks and counters are visible only there. Default 10s.
 	PollInterval time.Duration
 	// CountersInterval is the shortest time between report writes caused only by changed
-	// call counters. Default 1m; negative: counters are written only with other changes.
+	// call counters. Default 1m; negative: counters are written only with other changes. The
+	// first counters-only write after a change of state comes sooner (FirstCountersAfter).
 	CountersInterval time.Duration
 	// MinBackoff and MaxBackoff bound the retry delay after a transient failure (default 1s
 	// and 2m, doubling, with jitter).
@@ -74,8 +75,16 @@ type Agent struct {
 	// finished outcome from being redone. Only the sync loop touches it.
 	lastWritten *splicev1.PodReport
 	countersAt  time.Time
-	syncs       atomic.Int64
+	// settling is true after a write that changed more than the counters (a swap, a new
+	// state): the first counters-only write then comes after FirstCountersAfter rather than
+	// CountersInterval, so a canary analysis sees the new version's calls within seconds.
+	settling bool
+	syncs    atomic.Int64
 }
+
+// FirstCountersAfter is how soon after a change of state the counters are written once, when
+// CountersInterval is longer.
+const FirstCountersAfter = 10 * time.Second
 
 // NewAgent checks the options and returns an Agent.
 func NewAgent(o AgentOptions) (*Agent, error) {
@@ -242,7 +251,11 @@ func (a *Agent) lastReport(pod *corev1.Pod) *splicev1.PodReport {
 func (a *Agent) write(ctx context.Context, pod *corev1.Pod, r *splicev1.PodReport) error {
 	now := time.Now()
 	r.ObservedAt = metav1.NewTime(now)
-	withCounters := a.opts.CountersInterval > 0 && now.Sub(a.countersAt) >= a.opts.CountersInterval
+	interval := a.opts.CountersInterval
+	if a.settling && interval > FirstCountersAfter {
+		interval = FirstCountersAfter
+	}
+	withCounters := interval > 0 && now.Sub(a.countersAt) >= interval
 	var cur *splicev1.PodReport
 	if raw, ok := pod.Annotations[splicev1.AnnotationReport]; ok {
 		cur, _ = splicev1.DecodeReport(raw)
@@ -261,6 +274,7 @@ func (a *Agent) write(ctx context.Context, pod *corev1.Pod, r *splicev1.PodRepor
 			a.log.Error(err, "write the report annotation", "state", r.State)
 			return fmt.Errorf("patch the report annotation of pod %s/%s: %w", a.opts.PodNamespace, a.opts.PodName, err)
 		}
+		a.settling = cur == nil || !sameReport(cur, r, false)
 		a.lastWritten = r
 		a.countersAt = now
 		a.log.V(1).Info("report written", "state", r.State, "reason", r.Reason)

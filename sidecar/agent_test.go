@@ -265,6 +265,11 @@ var _ = Describe("The agent", func() {
 		Expect(a.status).To(Equal(http.StatusOK))
 		Expect(a.version).To(Equal("v2"))
 		Expect(a.digest).To(Equal(v2.digest))
+		By("reporting v2's call counters within seconds of the swap, though counters-only writes are a minute apart")
+		Eventually(func(g Gomega) {
+			g.Expect(reportOf(g, getPod(ctx, g, pod)).Calls).To(BeNumerically(">=", 1))
+		}).WithContext(ctx).WithTimeout(2 * sidecar.FirstCountersAfter).Should(Succeed())
+
 		st := h.status(ctx)
 		vs := st.Version(v2.digest)
 		Expect(vs).NotTo(BeNil())
