@@ -22,6 +22,7 @@ import (
 	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/examples/greeter/greeterbuild"
 	"github.com/splice-dev/splice/host/control"
+	"github.com/splice-dev/splice/internal/testio"
 	"github.com/splice-dev/splice/preflight"
 )
 
@@ -507,7 +508,7 @@ func startGreeter(t *testing.T, shared string) *greeterProc {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addr")
 	cmd := exec.Command(greeterHost(t), "-addr", "127.0.0.1:0", "-addr-file", addrFile, "-shared", shared)
-	var logs lockedBuffer
+	var logs testio.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -553,23 +554,6 @@ func (h *greeterProc) greet(t *testing.T, name string) (body, digest string) {
 		t.Fatal(err)
 	}
 	return string(b), resp.Header.Get("X-Plugin-Digest")
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // An abbreviated commit is not a ref a server hands out by name: the shallow fetch is refused

@@ -31,6 +31,7 @@ import (
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/host/control"
+	"github.com/splice-dev/splice/internal/testio"
 	"github.com/splice-dev/splice/preflight"
 	"github.com/splice-dev/splice/sidecar"
 )
@@ -567,7 +568,7 @@ var _ = Describe("The agent", func() {
 			"--kubeconfig="+agentKcfg)
 		// The webhook passes the pod's name and namespace from the downward API.
 		cmd.Env = append(os.Environ(), sidecar.EnvPodName+"="+pod, sidecar.EnvPodNamespace+"="+namespace)
-		out := &syncBuffer{}
+		out := &testio.SyncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		Expect(cmd.Start()).To(Succeed())
 		exited := make(chan error, 1)

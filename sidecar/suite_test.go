@@ -1,7 +1,6 @@
 package sidecar_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -32,6 +30,7 @@ import (
 	"github.com/splice-dev/splice/examples/greeter/greeterbuild"
 	"github.com/splice-dev/splice/host/control"
 	"github.com/splice-dev/splice/internal/testenv"
+	"github.com/splice-dev/splice/internal/testio"
 )
 
 // The agent suite runs every part for real: a kube-apiserver and etcd (envtest) holding the
@@ -173,7 +172,7 @@ type hostProc struct {
 	shared string
 	addr   string
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *testio.SyncBuffer
 	exited chan struct{}
 	client *control.Client
 }
@@ -191,7 +190,7 @@ func startHost(ctx context.Context, extra ...string) *hostProc {
 	Expect(os.WriteFile(initial, data, 0o644)).To(Succeed())
 
 	addrFile := filepath.Join(shared, "addr")
-	h := &hostProc{shared: shared, out: &syncBuffer{}, exited: make(chan struct{})}
+	h := &hostProc{shared: shared, out: &testio.SyncBuffer{}, exited: make(chan struct{})}
 	args := append([]string{"-addr", "127.0.0.1:0", "-addr-file", addrFile, "-shared", shared, "-plugin", initial, "-digest", v1.digest}, extra...)
 	h.cmd = exec.Command(hostBin, args...)
 	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
@@ -262,21 +261,4 @@ func (h *hostProc) greet(name, key string) answer {
 	defer resp.Body.Close()
 	io.Copy(io.Discard, resp.Body)
 	return answer{status: resp.StatusCode, version: resp.Header.Get("X-Plugin-Version"), digest: resp.Header.Get("X-Plugin-Digest")}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/internal/testio"
 )
 
 // createRollout stores canaryCV and canaryPods in ns, status included, as the controller and
@@ -298,7 +299,7 @@ func TestGetWatch(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut := &testio.SyncBuffer{}, &testio.SyncBuffer{}
 	exited := make(chan int, 1)
 	go func() {
 		exited <- run(ctx, []string{"--kubeconfig", cluster.kubeconfig, "-n", ns, "get", "greeter", "--watch"}, out, errOut)

@@ -24,6 +24,7 @@ import (
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/controllers"
 	"github.com/splice-dev/splice/internal/simagent"
+	"github.com/splice-dev/splice/internal/testio"
 )
 
 // TestE2ECanarySteeredByCLI drives a canary with the real CompilerVersion reconciler and
@@ -88,7 +89,7 @@ func TestE2ECanarySteeredByCLI(t *testing.T) {
 	phase(splicev1.PhaseCompleted)
 
 	// Follow the second rollout live.
-	watchOut, watchErr := &syncBuffer{}, &syncBuffer{}
+	watchOut, watchErr := &testio.SyncBuffer{}, &testio.SyncBuffer{}
 	wctx, stopWatch := context.WithCancel(ctx)
 	watched := make(chan int, 1)
 	go func() {

@@ -116,21 +116,3 @@ func newNamespace(t *testing.T, c client.Client) string {
 	}
 	return ns.Name
 }
-
-// syncBuffer is a bytes.Buffer safe to write from a running command while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}

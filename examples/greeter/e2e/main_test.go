@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/splice-dev/splice/examples/greeter/greeterbuild"
 	"github.com/splice-dev/splice/host/control"
+	"github.com/splice-dev/splice/internal/testio"
 )
 
 var (
@@ -68,24 +68,6 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// syncBuffer collects a child's output from two pipes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // hostProc is a greeter host running as a child process.
 type hostProc struct {
 	t      testing.TB
@@ -93,7 +75,7 @@ type hostProc struct {
 	addr   string
 	pid    int
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *testio.SyncBuffer
 	exited chan struct{}
 	client *control.Client
 }
@@ -113,7 +95,7 @@ func startHost(t testing.TB, extraArgs ...string) *hostProc {
 		}
 	}
 	addrFile := filepath.Join(t.TempDir(), "addr")
-	h := &hostProc{t: t, shared: shared, log: &syncBuffer{}, exited: make(chan struct{})}
+	h := &hostProc{t: t, shared: shared, log: &testio.SyncBuffer{}, exited: make(chan struct{})}
 	args := append([]string{"-addr", "127.0.0.1:0", "-addr-file", addrFile, "-shared", shared,
 		"-plugin", h.pluginPath("v1"), "-digest", h.digest("v1")}, extraArgs...)
 	h.cmd = exec.Command(hostBin, args...)
