@@ -152,7 +152,7 @@ func (r *CompilerVersionReconciler) writeStatus(ctx context.Context, s *scope) e
 		return nil
 	}
 	orig := s.cv.DeepCopy()
-	prevReady := apimetaReady(orig)
+	prevReady := apimeta.FindStatusCondition(orig.Status.Conditions, splicev1.ConditionReady)
 	prevPhase := orig.Status.Phase
 	s.cv.Status = next
 	if err := r.Status().Patch(ctx, s.cv, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -169,19 +169,10 @@ func (r *CompilerVersionReconciler) writeStatus(ctx context.Context, s *scope) e
 		}
 		r.Recorder.Eventf(s.cv, nil, typ, string(next.Phase), "Rollout", "%s", s.plan.message)
 	}
-	if cur := apimetaReady(s.cv); cur != nil && (prevReady == nil || prevReady.Status != cur.Status || prevReady.Reason != cur.Reason) {
+	if cur := apimeta.FindStatusCondition(s.cv.Status.Conditions, splicev1.ConditionReady); cur != nil && (prevReady == nil || prevReady.Status != cur.Status || prevReady.Reason != cur.Reason) {
 		r.Recorder.Eventf(s.cv, nil, eventType(cur), cur.Reason, "UpdateStatus", "%s", cur.Message)
 	}
 	logf.FromContext(ctx).V(1).Info("status written", "targeted", next.Targeted, "updated", next.Updated, "ready", next.Ready)
-	return nil
-}
-
-func apimetaReady(cv *splicev1.CompilerVersion) *metav1.Condition {
-	for i := range cv.Status.Conditions {
-		if cv.Status.Conditions[i].Type == splicev1.ConditionReady {
-			return &cv.Status.Conditions[i]
-		}
-	}
 	return nil
 }
 
@@ -264,7 +255,7 @@ func podChangeMatters(oldPod, newPod *corev1.Pod) bool {
 	if oldPod.Annotations[splicev1.AnnotationReport] != newPod.Annotations[splicev1.AnnotationReport] {
 		return true
 	}
-	return observePod(oldPod).ready != observePod(newPod).ready
+	return pluginReady(oldPod) != pluginReady(newPod)
 }
 
 // enqueueFor queues every CompilerVersion in the pods' namespace whose selector matches any of

@@ -39,15 +39,23 @@ func observePod(pod *corev1.Pod) podState {
 			s.target.Traffic = &t
 		}
 	}
-	for _, c := range pod.Status.Conditions {
-		if c.Type == splicev1.PodConditionPluginReady {
-			s.ready = c.Status == corev1.ConditionTrue
-		}
-	}
+	s.ready = pluginReady(pod)
 	if raw, ok := pod.Annotations[splicev1.AnnotationReport]; ok {
 		s.report, s.reportErr = splicev1.DecodeReport(raw)
 	}
 	return s
+}
+
+// pluginReady reports the pod's splice.dev/plugin-ready condition (the last one, should a
+// writer have appended a duplicate).
+func pluginReady(pod *corev1.Pod) bool {
+	ready := false
+	for _, c := range pod.Status.Conditions {
+		if c.Type == splicev1.PodConditionPluginReady {
+			ready = c.Status == corev1.ConditionTrue
+		}
+	}
+	return ready
 }
 
 // targetable reports whether a pod counts as a target: running or about to, and not going away.
