@@ -153,8 +153,18 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+func encode(t *testing.T, r *splicev1.PodReport) string {
+	t.Helper()
+	s, err := r.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestReadiness(t *testing.T) {
 	desired := map[string]string{splicev1.AnnotationDesiredArtifact: ref(dA)}
+	tA := Target{Ref: ref(dA), Digest: dA, Percent: 100}
 	with := func(m map[string]string, k, v string) map[string]string {
 		c := map[string]string{k: v}
 		for a, b := range m {
@@ -170,7 +180,14 @@ func TestReadiness(t *testing.T) {
 		why  string
 	}{
 		{"desired runs", desired, control.Status{Current: dA, HostGoVersion: "go1.26.8"}, true, "serves"},
-		{"desired does not run yet", desired, control.Status{Current: dB, HostGoVersion: "go1.26.8"}, false, "not the desired"},
+		{"desired being brought in, old version serves", desired, control.Status{Current: dB, HostGoVersion: "go1.26.8"}, true, "while"},
+		{"desired being brought in, nothing serves", desired, control.Status{HostGoVersion: "go1.26.8"}, false, "not the desired"},
+		{"desired pulling, old version serves", with(desired, splicev1.AnnotationReport, encode(t, newReport(tA, splicev1.SwapPulling, "", nil, &control.Status{Current: dB}))), control.Status{Current: dB}, true, "while"},
+		{"desired failed, old version serves", with(desired, splicev1.AnnotationReport, encode(t, newReport(tA, splicev1.SwapFailed, ReasonInitPanic, errors.New("boom"), &control.Status{Current: dB}))), control.Status{Current: dB}, false, "not the desired"},
+		{"desired incompatible, old version serves", with(desired, splicev1.AnnotationReport, encode(t, newReport(tA, splicev1.SwapIncompatible, "PackageHashMismatch", errors.New("x"), &control.Status{Current: dB}))), control.Status{Current: dB}, false, "not the desired"},
+		{"another target failed, this one in progress", with(desired, splicev1.AnnotationReport, encode(t, newReport(Target{Ref: ref(dB), Digest: dB, Percent: 100}, splicev1.SwapFailed, ReasonInitPanic, errors.New("boom"), nil))), control.Status{Current: dB}, true, "while"},
+		{"desired reported ready, routing moved", with(desired, splicev1.AnnotationReport, encode(t, newReport(tA, splicev1.SwapReady, "", nil, &control.Status{Current: dA}))), control.Status{Current: dB}, false, "not the desired"},
+		{"toolchain differs while swapping", with(desired, splicev1.AnnotationGoVersion, "1.26.9"), control.Status{Current: dB, HostGoVersion: "go1.26.8"}, false, "pins go1.26.9"},
 		{"toolchain matches (CompilerVersion form)", with(desired, splicev1.AnnotationGoVersion, "1.26.8"), control.Status{Current: dA, HostGoVersion: "go1.26.8"}, true, "serves"},
 		{"toolchain matches (go form)", with(desired, splicev1.AnnotationGoVersion, "go1.26.8"), control.Status{Current: dA, HostGoVersion: "go1.26.8"}, true, "serves"},
 		{"toolchain differs", with(desired, splicev1.AnnotationGoVersion, "1.26.9"), control.Status{Current: dA, HostGoVersion: "go1.26.8"}, false, "pins go1.26.9"},
@@ -193,7 +210,9 @@ func TestReportsValidateAndConditionsFollow(t *testing.T) {
 	long := errors.New(strings.Repeat("x", 10000))
 	for _, r := range []*splicev1.PodReport{
 		newReport(target, splicev1.SwapFailed, ReasonInitPanic, long, st),
-		newReport(target, splicev1.SwapPulling, "", nil, nil),
+		newReport(target, splicev1.SwapPulling, "", nil, nil), // the host did not answer: nothing known to serve
+		newReport(target, splicev1.SwapIncompatible, "PackageHashMismatch", errors.New("differs"), st),
+		newReport(target, splicev1.SwapRolledBack, ReasonHostRolledBack, errors.New("rolled back"), st),
 		newReport(Target{Ref: "r/x:latest", Percent: 100}, splicev1.SwapFailed, ReasonInvalidDesiredArtifact, errors.New("not pinned"), st),
 	} {
 		if _, err := r.Encode(); err != nil {
@@ -201,6 +220,12 @@ func TestReportsValidateAndConditionsFollow(t *testing.T) {
 		}
 		if c := conditionFor(r); c.Status != corev1.ConditionFalse || c.Reason != string(r.State) {
 			t.Errorf("condition for %s: %+v", r.State, c)
+		}
+	}
+	// A swap in progress keeps the pod in its Services while the host serves the old version.
+	for _, state := range []splicev1.SwapState{splicev1.SwapPending, splicev1.SwapPulling, splicev1.SwapSwapping} {
+		if c := conditionFor(newReport(target, state, "", nil, st)); c.Status != corev1.ConditionTrue || c.Reason != string(state) || !strings.Contains(c.Message, dB) {
+			t.Errorf("condition while %s with %s serving: %+v", state, dB, c)
 		}
 	}
 	r := newReport(target, splicev1.SwapReady, "", nil, st)

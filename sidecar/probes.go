@@ -16,9 +16,12 @@ import (
 
 // Handler serves /readyz, /livez and, when g is not nil, /metrics from g.
 //
-// /readyz answers 200 when the host serves the pod's desired target (or, with none desired,
-// serves anything) and the host was built with the Go release the pod's splice.dev/go-version
-// annotation names, when it names one. The webhook points the pod's readiness at it.
+// /readyz answers 200 when the host was built with the Go release the pod's
+// splice.dev/go-version annotation names (when it names one) and serves the pod's desired
+// target, or, while that target is still being brought in (no terminal report for it yet),
+// goes on serving a plugin; with no target desired, when it serves any plugin. It follows the
+// plugin-ready condition's rule (splicev1.PodConditionPluginReady). The webhook points the
+// agent container's readiness probe at it.
 //
 // /livez answers 200 when the host answers its control socket within the probe timeout and
 // no load, swap or route has been waiting on it past --wedge-after. The pod's containers share
@@ -90,9 +93,23 @@ func Readiness(ann map[string]string, st *control.Status) (bool, string) {
 	case err != nil:
 		return false, err.Error()
 	case !Satisfied(t, st):
+		if st.Current != "" && inProgress(t, ann) {
+			return true, fmt.Sprintf("the host serves %s while %s is brought in", st.Current, t)
+		}
 		return false, fmt.Sprintf("the host serves %q (canary %q at %d%%), not the desired %s", st.Current, st.Canary, st.CanaryPercent, t)
 	}
 	return true, "the host serves " + t.String()
+}
+
+// inProgress reports whether the pod's report leaves target t still to be brought in: no
+// report, a report about another target, or one in a state that is not terminal.
+func inProgress(t Target, ann map[string]string) bool {
+	raw, ok := ann[splicev1.AnnotationReport]
+	if !ok {
+		return true
+	}
+	r, err := splicev1.DecodeReport(raw)
+	return err != nil || !sameTarget(t, r) || !r.State.Terminal()
 }
 
 // goRelease normalizes "go1.26.8", "1.26.8" and "go1.26.8 X:exp" to "go1.26.8".

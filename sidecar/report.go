@@ -176,8 +176,11 @@ const (
 	ConditionNothingServing = "NothingServing"
 )
 
-// conditionFor is the plugin-ready condition that goes with a report: True only in state
-// Ready, with the state as its reason and what to fix as its message.
+// conditionFor is the plugin-ready condition that goes with a report, with the state as its
+// reason: True in state Ready, and while a new target is still being brought in (Pending,
+// Pulling, Swapping) and the host goes on serving what it had; False when the host serves
+// nothing or the target ended Incompatible, Failed or RolledBack, with what to fix as the
+// message. See splicev1.PodConditionPluginReady for why a swap in progress stays True.
 func conditionFor(r *splicev1.PodReport) corev1.PodCondition {
 	c := corev1.PodCondition{Type: splicev1.PodConditionPluginReady, Status: corev1.ConditionFalse, Reason: string(r.State)}
 	switch {
@@ -187,6 +190,9 @@ func conditionFor(r *splicev1.PodReport) corev1.PodCondition {
 	case r.State == splicev1.SwapReady:
 		c.Status = corev1.ConditionTrue
 		c.Message = "the host serves " + r.Digest
+	case !r.State.Terminal() && r.Running != "":
+		c.Status = corev1.ConditionTrue
+		c.Message = fmt.Sprintf("the host serves %s while %s is brought in", r.Running, r.Digest)
 	case r.Error != "":
 		c.Message = truncate(r.Reason+": "+r.Error, 1024)
 	default:

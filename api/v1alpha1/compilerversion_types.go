@@ -526,7 +526,8 @@ type CompilerVersionStatus struct {
 	// updated is the number of targeted pods that run status.artifact.
 	// +optional
 	Updated int32 `json:"updated"`
-	// ready is the number of targeted pods whose plugin-ready condition is True.
+	// ready is the number of targeted pods whose plugin-ready condition is True: pods serving
+	// a plugin that passed, the desired one or, while a swap is in progress, the one before.
 	// +optional
 	Ready int32 `json:"ready"`
 	// failed is the number of targeted pods whose last swap failed or rolled back.

@@ -40,8 +40,14 @@ const (
 	// AnnotationReport is written by the agent: a JSON PodReport.
 	AnnotationReport = "splice.dev/report"
 
-	// PodConditionPluginReady is True when the pod runs its desired artifact; it backs the
-	// readiness gate the webhook injects.
+	// PodConditionPluginReady backs the readiness gate the webhook injects. It is True when the
+	// host serves the pod's desired artifact, and also while the agent is still bringing a new
+	// desired artifact in (Pending, Pulling, Swapping) and the host goes on serving the version
+	// it had: a swap in progress must not take the pod out of its Services, or a Strict or first
+	// rollout, which swaps every pod at once, would leave a Service without endpoints. It is
+	// False when the host serves nothing, and on a terminal failure for the desired artifact
+	// (Incompatible, Failed, RolledBack). Whether a pod runs the desired artifact is in its
+	// report, not in this condition.
 	PodConditionPluginReady corev1.PodConditionType = "splice.dev/plugin-ready"
 
 	// MaxReportBytes bounds the report annotation; the API server caps all annotations of an
