@@ -85,7 +85,8 @@ func countPods(pods []podState, artifact *splicev1.ArtifactStatus) podCounts {
 		}
 		switch p.report.State {
 		case splicev1.SwapReady:
-			if p.report.Running == artifact.Digest {
+			// A canary member serving the artifact to its share of calls counts as updated.
+			if p.report.Running == artifact.Digest || p.report.TrafficPercent != nil {
 				c.updated++
 			}
 		case splicev1.SwapFailed, splicev1.SwapRolledBack:

@@ -52,7 +52,7 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	// After the last step: everyone, all traffic.
 	if int(idx) >= len(steps) {
 		pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
-		done := countDone(in, anyPod)
+		done := countDone(in, anyPod, nil)
 		if failed, incompatible := failedPods(in, anyPod); len(failed)+len(incompatible) > 0 {
 			return canaryFailed(in, pl, onFailure, ReasonSwapFailed,
 				fmt.Sprintf("final step: the swap failed on %s", failureSummary(in, append(failed, incompatible...))))
@@ -87,7 +87,7 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 		return canaryFailed(in, pl, onFailure, reason, stepName+": "+msg)
 	}
 	isMember := func(p podState) bool { return members[p.name] }
-	done := countDone(in, isMember)
+	done := countDone(in, isMember, memberTarget.Traffic)
 	if done < len(members) {
 		pl.phase = splicev1.PhaseProgressing
 		pl.message = fmt.Sprintf("%s: %d of %d canary pods run %s", stepName, done, len(members), in.artifact.Digest)
@@ -150,7 +150,7 @@ func analyse(in *rolloutInput, a *splicev1.CanaryAnalysis, members map[string]bo
 	var calls, errs uint64
 	for _, p := range in.pods {
 		r := p.report
-		if !members[p.name] || r == nil || r.Running != in.artifact.Digest {
+		if !members[p.name] || r == nil || r.Digest != in.artifact.Digest || !r.CountsDigest() {
 			continue
 		}
 		calls += r.Calls

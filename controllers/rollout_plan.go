@@ -112,10 +112,19 @@ func (p podState) onArtifact(a *splicev1.ArtifactStatus) bool {
 	return a != nil && digestOf(p.target.Artifact) == a.Digest
 }
 
-// done reports whether the pod serves a and passes its plugin readiness.
-func (p podState) done(a *splicev1.ArtifactStatus) bool {
+// done reports whether the pod serves a as wanted, to all calls (traffic nil) or to the given
+// share of them beside the stable artifact, and passes its plugin readiness. A canary step
+// passes the share it plans, not the pod's current annotation: the annotations of a step just
+// planned still name the previous step's share.
+func (p podState) done(a *splicev1.ArtifactStatus, traffic *int32) bool {
 	r := p.report
-	return a != nil && p.ready && r != nil && r.Digest == a.Digest && r.State == splicev1.SwapReady && r.Running == a.Digest
+	if a == nil || !p.ready || r == nil || r.Digest != a.Digest || r.State != splicev1.SwapReady {
+		return false
+	}
+	if traffic == nil {
+		return r.TrafficPercent == nil && r.Running == a.Digest
+	}
+	return r.TrafficPercent != nil && *r.TrafficPercent == *traffic
 }
 
 // outcome returns the pod's terminal failure state for a, or "".
@@ -260,10 +269,10 @@ func failureSummary(in *rolloutInput, names []string) string {
 func anyPod(podState) bool { return true }
 
 // countDone counts the pods (among those considered) that serve the artifact and are ready.
-func countDone(in *rolloutInput, consider func(podState) bool) int {
+func countDone(in *rolloutInput, consider func(podState) bool, traffic *int32) int {
 	n := 0
 	for _, p := range in.pods {
-		if consider(p) && p.done(in.artifact) {
+		if consider(p) && p.done(in.artifact, traffic) {
 			n++
 		}
 	}
@@ -390,7 +399,7 @@ func plan(in *rolloutInput) *rolloutPlan {
 func planFirst(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
 	failed, incompatible := failedPods(in, anyPod)
-	done := countDone(in, anyPod)
+	done := countDone(in, anyPod, nil)
 	if len(in.pods) > 0 && done == len(in.pods) {
 		return complete(in, pl)
 	}

@@ -46,7 +46,12 @@ func applyPlan(pods []podState, pl *rolloutPlan, fail map[string]splicev1.SwapSt
 				p.report = &splicev1.PodReport{Digest: d, Running: running, State: s, Reason: "LoadFailed"}
 				p.ready = false
 			} else {
-				p.report = &splicev1.PodReport{Digest: d, Running: d, State: splicev1.SwapReady, SwapLatencySeconds: 0.01}
+				p.report = &splicev1.PodReport{Digest: d, Running: d, State: splicev1.SwapReady, SwapLatencySeconds: 0.01, TrafficPercent: t.Traffic}
+				if t.Traffic != nil {
+					// A request-level canary: the host keeps serving the stable artifact as
+					// Running and routes the share to the new one, as the real agent reports.
+					p.report.Running = digestOf(t.Stable)
+				}
 				p.ready = true
 			}
 		}
@@ -476,4 +481,50 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// A request-level canary, as the real agent reports it: Running stays the stable artifact, the
+// report carries the share, and the counters are the canary version's.
+func TestPlanCanaryTrafficShares(t *testing.T) {
+	t.Run("a step waits for the share it plans, not the previous step's", func(t *testing.T) {
+		in := baseInput(canary(splicev1.FailureRollback,
+			splicev1.CanaryStep{SetWeight: 50, TrafficPercent: ptr.To[int32](10)},
+			splicev1.CanaryStep{SetWeight: 50, TrafficPercent: ptr.To[int32](50), Pause: &splicev1.CanaryPause{}},
+		), fleet(2))
+		pl := plan(in)
+		in = carry(in, pl, applyPlan(in.pods, pl, nil), t0.Add(time.Second))
+		// Step 1 is done at 10%; step 2 is planned in the same pass, and its member still
+		// reports 10%: the step is not done, so it does not reach its pause.
+		pl = plan(in)
+		if *pl.step != 1 || pl.phase != splicev1.PhaseProgressing {
+			t.Fatalf("step %d phase %s (%s): a member reporting 10%% counted as done at 50%%", *pl.step, pl.phase, pl.message)
+		}
+		in = carry(in, pl, applyPlan(in.pods, pl, nil), t0.Add(2*time.Second))
+		if pl = plan(in); pl.phase != splicev1.PhasePaused || pl.paused.Reason != ReasonAwaitingPromotion {
+			t.Fatalf("at 50%%: phase %s (%s)", pl.phase, pl.message)
+		}
+	})
+	t.Run("the analysis judges the canary share's counters", func(t *testing.T) {
+		in := baseInput(canary(splicev1.FailureRollback,
+			splicev1.CanaryStep{SetWeight: 50, TrafficPercent: ptr.To[int32](20),
+				Analysis: &splicev1.CanaryAnalysis{MaxErrorRatePercent: ptr.To[int32](5)}, Pause: &splicev1.CanaryPause{}},
+		), fleet(2))
+		pl := plan(in)
+		in = carry(in, pl, applyPlan(in.pods, pl, nil), t0.Add(time.Second))
+		if pl = plan(in); pl.phase != splicev1.PhasePaused {
+			t.Fatalf("no calls yet: phase %s (%s)", pl.phase, pl.message)
+		}
+		for i := range in.pods {
+			if r := in.pods[i].report; r.Digest == digestA {
+				if r.Running != digestB || !r.CountsDigest() {
+					t.Fatalf("canary member's report %+v", r)
+				}
+				r.Calls, r.Errors = 100, 20
+			}
+		}
+		in = carry(in, pl, in.pods, t0.Add(20*time.Second))
+		if pl = plan(in); pl.phase != splicev1.PhaseRolledBack || countOn(pl, digestA) != 0 {
+			t.Fatalf("20%% errors on the canary share: phase %s (%s)", pl.phase, pl.message)
+		}
+	})
 }

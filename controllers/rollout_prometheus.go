@@ -73,7 +73,7 @@ func (r *CompilerVersionReconciler) evaluatePrometheus(ctx context.Context, s *s
 	// Query only once every pod told to run the artifact serves it: before that the plan waits
 	// for the swaps anyway, and each pod event would cost a query.
 	for _, pod := range s.pods {
-		if pod.onArtifact(art) && !pod.done(art) {
+		if pod.onArtifact(art) && !pod.done(art, pod.target.Traffic) {
 			return nil
 		}
 	}

@@ -41,7 +41,7 @@ func planRollingPatch(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	inFlight, done := 0, 0
 	for _, p := range in.pods {
 		switch {
-		case p.done(in.artifact):
+		case p.done(in.artifact, nil):
 			done++
 		case onNew(p):
 			inFlight++

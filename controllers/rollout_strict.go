@@ -17,7 +17,7 @@ func planStrict(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 		return rollBack(in, pl, ReasonSwapFailed, fmt.Sprintf("Strict: the swap failed on %s", failureSummary(in, failed)))
 	}
 	pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
-	done := countDone(in, anyPod)
+	done := countDone(in, anyPod, nil)
 	if len(in.pods) > 0 && done == len(in.pods) {
 		return complete(in, pl)
 	}

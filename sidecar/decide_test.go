@@ -235,6 +235,14 @@ func TestReportsValidateAndConditionsFollow(t *testing.T) {
 	if c := conditionFor(r); c.Status != corev1.ConditionTrue {
 		t.Fatalf("Ready condition %+v", c)
 	}
+	// A request-level canary: Running stays the stable version; the counters are the canary's,
+	// which the controller's analysis judges.
+	split := &control.Status{Current: dB, Canary: dA, CanaryPercent: 10, Versions: []control.VersionStatus{
+		{Digest: dB, Calls: 900, Errors: 1}, {Digest: dA, Calls: 100, Errors: 20}}}
+	cr := newReport(Target{Ref: ref(dA), Digest: dA, StableRef: ref(dB), StableDigest: dB, Percent: 10}, splicev1.SwapReady, "", nil, split)
+	if cr.Running != dB || cr.Calls != 100 || cr.Errors != 20 || !cr.CountsDigest() {
+		t.Fatalf("canary report %+v: want Running the stable version and the canary's counters", cr)
+	}
 	more := *r
 	more.Calls = 100
 	if !sameReport(r, &more, false) || sameReport(r, &more, true) {

@@ -76,7 +76,9 @@ func newReport(t Target, state splicev1.SwapState, reason string, err error, st 
 	return r
 }
 
-// hostFigures copies what the host says now: what runs, its toolchain, its counters.
+// hostFigures copies what the host says now: what runs, its toolchain, and the counters of the
+// version the report is about when the host routes the canary share to it (the canary
+// analysis judges those), else of the version it serves.
 func hostFigures(r *splicev1.PodReport, st *control.Status) {
 	if st == nil {
 		return
@@ -88,7 +90,11 @@ func hostFigures(r *splicev1.PodReport, st *control.Status) {
 	r.HostGoVersion = st.HostGoVersion
 	r.LoadedVersions = st.LoadedVersions
 	r.Calls, r.Errors, r.Panics = 0, 0, 0
-	if v := st.Version(st.Current); v != nil {
+	counted := st.Current
+	if st.Canary != "" && st.Canary == r.Digest {
+		counted = st.Canary
+	}
+	if v := st.Version(counted); v != nil {
 		r.Calls, r.Errors, r.Panics = v.Calls, v.Errors, v.Panics
 	}
 }

@@ -141,7 +141,9 @@ type PodReport struct {
 	GCDuringSwap bool `json:"gcDuringSwap,omitempty"`
 	// LoadedVersions is how many plugin versions the host holds (nothing is ever unloaded).
 	LoadedVersions int `json:"loadedVersions,omitempty"`
-	// Calls, Errors and Panics count plugin calls made through the host library on Running.
+	// Calls, Errors and Panics count plugin calls made through the host library on one
+	// version: Digest's while the host routes the canary share of calls to it (see
+	// CountsDigest), else Running's.
 	Calls  uint64 `json:"calls,omitempty"`
 	Errors uint64 `json:"errors,omitempty"`
 	Panics uint64 `json:"panics,omitempty"`
@@ -150,6 +152,16 @@ type PodReport struct {
 	TrafficPercent *int32 `json:"trafficPercent,omitempty"`
 	// ObservedAt is when the agent wrote the report.
 	ObservedAt metav1.Time `json:"observedAt"`
+}
+
+// CountsDigest reports whether the report's call counters are Digest's: the host serves Digest
+// to every call (Running), or, in state Ready with a TrafficPercent above 0, to the canary share
+// of calls while Running stays the stable artifact.
+func (r *PodReport) CountsDigest() bool {
+	if r.Digest == "" {
+		return false
+	}
+	return r.Running == r.Digest || (r.State == SwapReady && r.TrafficPercent != nil && *r.TrafficPercent > 0)
 }
 
 var (

@@ -11,6 +11,7 @@ package simagent
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,7 +78,7 @@ func (a *Agents) SetErrorRate(digest string, per1000 uint64) {
 }
 
 // MaxSwaps returns the most swaps any pod made to one digest: a rollout that asks a pod twice
-// for the same artifact makes it 2.
+// to load the same artifact makes it 2 (a routing change of a version it serves does not count).
 func (a *Agents) MaxSwaps() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -155,11 +156,25 @@ func (a *Agents) answer(ctx context.Context, key string) error {
 		return nil
 	}
 	digest := desired[strings.LastIndex(desired, "@")+1:]
+	// A request-level canary: the host keeps the stable artifact as Running and routes the
+	// share to the desired one, as the real agent reports it.
+	var traffic *int32
+	if v, ok := pod.Annotations[splicev1.AnnotationTrafficPercent]; ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			t := int32(n)
+			traffic = &t
+		}
+	}
+	stable := pod.Annotations[splicev1.AnnotationStableArtifact]
+	stable = stable[strings.LastIndex(stable, "@")+1:]
+	sameTraffic := func(r *splicev1.PodReport) bool {
+		return (r.TrafficPercent == nil) == (traffic == nil) && (traffic == nil || *r.TrafficPercent == *traffic)
+	}
 	old, _ := splicev1.DecodeReport(pod.Annotations[splicev1.AnnotationReport])
 
 	a.mu.Lock()
 	errs := a.errorsPer1000[digest]
-	if old != nil && old.Digest == digest && old.State.Terminal() {
+	if old != nil && old.Digest == digest && sameTraffic(old) && old.State.Terminal() {
 		// Already answered; only the error counters may move (a scripted error rate).
 		stale := old.State == splicev1.SwapReady && old.Errors != errs
 		a.mu.Unlock()
@@ -175,7 +190,7 @@ func (a *Agents) answer(ctx context.Context, key string) error {
 	} else {
 		failing = false
 	}
-	r := &splicev1.PodReport{Artifact: desired, Digest: digest, ObservedAt: metav1.Now(), LoadedVersions: 2,
+	r := &splicev1.PodReport{Artifact: desired, Digest: digest, TrafficPercent: traffic, ObservedAt: metav1.Now(), LoadedVersions: 2,
 		Before: &splicev1.RuntimeSnapshot{GCCycles: 10, HeapLiveBytes: 4 << 20, ScanGlobalsBytes: 300 << 10},
 		After:  &splicev1.RuntimeSnapshot{GCCycles: 11, HeapLiveBytes: 5 << 20, ScanGlobalsBytes: 442 << 10}}
 	if failing {
@@ -184,9 +199,17 @@ func (a *Agents) answer(ctx context.Context, key string) error {
 		if a.swaps[pod.Name] == nil {
 			a.swaps[pod.Name] = map[string]int{}
 		}
-		a.swaps[pod.Name][digest]++
+		// Moving a version already serving from its canary share to all calls (or back) is a
+		// routing change in the host, not a load: it does not count as a swap.
+		if old == nil || old.Digest != digest || old.State != splicev1.SwapReady {
+			a.swaps[pod.Name][digest]++
+		}
 		a.running[pod.Name] = digest
 		r.State, r.Running, r.SwapLatencySeconds = splicev1.SwapReady, digest, a.Latency.Seconds()
+		if traffic != nil && stable != "" {
+			r.Running = stable
+			a.running[pod.Name] = stable
+		}
 		r.Calls, r.Errors = 1000, errs
 	}
 	a.mu.Unlock()
