@@ -91,7 +91,8 @@ IMAGES_DIR ?= $(CURDIR)/.local/images
 IMAGES ?=
 # GOPROXY baked into the golang (build Job) image: the cluster's pods cannot reach the internet,
 # so builds fetch modules from the module proxy the e2e suite serves from this machine's cache.
-GOLANG_IMAGE_GOPROXY ?= http://10.96.100.11
+# GOPROXY baked into the golang image (none: the chart's build.env gives build Jobs theirs).
+GOLANG_IMAGE_GOPROXY ?=
 HELM_VERSION ?= v3.22.0
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 CLUSTER_ENV = SPLICE_CLUSTER_DIR=$(CLUSTER_DIR) SPLICE_IMAGES_DIR=$(IMAGES_DIR) K8S_BIN=$(K8S_BIN) \
@@ -111,7 +112,7 @@ cluster-status: ## Show the local cluster's processes, node, pods and images.
 
 .PHONY: images
 images: ## Build the images (IMAGES="pause manager agent ..." or all) into .local/images and load them into the local cluster if it runs.
-	go run ./hack/images -out $(IMAGES_DIR) -goproxy $(GOLANG_IMAGE_GOPROXY) $(IMAGES)
+	go run ./hack/images -out $(IMAGES_DIR) -goproxy=$(GOLANG_IMAGE_GOPROXY) $(IMAGES)
 	@if $(CLUSTER_ENV) hack/cluster/cluster.sh running; then $(CLUSTER_ENV) hack/cluster/cluster.sh import-images; \
 	else echo "the local cluster is not running: make cluster-up imports the images"; fi
 

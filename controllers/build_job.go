@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -123,12 +124,29 @@ func DefaultBuildJobOptions() BuildJobOptions {
 	}
 }
 
+// BuildEnvPrefix marks the manager's environment variables handed to every build container
+// with the prefix removed: SPLICE_BUILD_ENV_GOPROXY=https://proxy.corp becomes GOPROXY in the
+// build (GOPROXY, GOPRIVATE, GONOSUMDB, GOFLAGS, GOINSECURE, ...). The chart's build.env sets
+// them.
+const BuildEnvPrefix = "SPLICE_BUILD_ENV_"
+
+// buildOwnedEnv are the variables the Job sets itself; a build.env entry may not replace them,
+// or the read-only root file system, the cache layout or the pinned toolchain would break.
+var buildOwnedEnv = map[string]bool{"HOME": true, "GOPATH": true, "GOCACHE": true, "GOMODCACHE": true, "GOTOOLCHAIN": true, "DOCKER_CONFIG": true}
+
 // BuildJobOptionsFromEnv starts from the defaults and applies the manager's environment:
 // SPLICE_BUILDER_IMAGE, SPLICE_BUILD_GO_IMAGE (with {goVersion}), SPLICE_BUILD_CACHE_PVC (a
-// claim name in each CompilerVersion's namespace), SPLICE_BUILD_INSECURE_REGISTRY and
-// SPLICE_BUILD_SERVICE_ACCOUNT.
+// claim name in each CompilerVersion's namespace), SPLICE_BUILD_INSECURE_REGISTRY,
+// SPLICE_BUILD_SERVICE_ACCOUNT, and every SPLICE_BUILD_ENV_<NAME> (BuildEnvPrefix).
 func BuildJobOptionsFromEnv() (BuildJobOptions, error) {
 	o := DefaultBuildJobOptions()
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if name, ok := strings.CutPrefix(k, BuildEnvPrefix); ok {
+			o.Env = append(o.Env, corev1.EnvVar{Name: name, Value: v})
+		}
+	}
+	sort.Slice(o.Env, func(i, j int) bool { return o.Env[i].Name < o.Env[j].Name })
 	if v := os.Getenv("SPLICE_BUILDER_IMAGE"); v != "" {
 		o.BuilderImage = v
 	}
@@ -165,8 +183,18 @@ func (o *BuildJobOptions) Validate() error {
 	case o.BackoffLimit < 0 || o.HistoryLimit < 0:
 		return fmt.Errorf("the backoff and history limits must not be negative")
 	}
+	for _, e := range o.Env {
+		switch {
+		case !envNameRE.MatchString(e.Name):
+			return fmt.Errorf("build environment variable %q (%s%s): the name must match %s", e.Name, BuildEnvPrefix, e.Name, envNameRE)
+		case buildOwnedEnv[e.Name]:
+			return fmt.Errorf("build environment variable %s (%s%s) is set by the build Job itself and cannot be replaced; remove it", e.Name, BuildEnvPrefix, e.Name)
+		}
+	}
 	return nil
 }
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // buildInputs are what decides a build: the Job name and the build key are a hash of them,
 // so an unchanged spec finds its Job again and any change gets a new one. Fields outside this

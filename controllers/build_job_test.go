@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -336,8 +337,19 @@ func TestBuildJobOptionsValidate(t *testing.T) {
 		t.Fatalf("a malformed boolean was accepted: %v", err)
 	}
 	t.Setenv("SPLICE_BUILD_INSECURE_REGISTRY", "true")
+	t.Setenv(BuildEnvPrefix+"GOPROXY", "http://proxy.example.com")
+	t.Setenv(BuildEnvPrefix+"GOPRIVATE", "git.example.com/*")
 	o, err := BuildJobOptionsFromEnv()
 	if err != nil || o.BuilderImage != "example.com/splice:1" || !o.InsecureRegistry || o.CacheVolume.PersistentVolumeClaim.ClaimName != "cache" {
 		t.Fatalf("options from env %+v, %v", o, err)
+	}
+	want := []corev1.EnvVar{{Name: "GOPRIVATE", Value: "git.example.com/*"}, {Name: "GOPROXY", Value: "http://proxy.example.com"}}
+	if fmt.Sprint(o.Env) != fmt.Sprint(want) {
+		t.Fatalf("build env %v, want %v", o.Env, want)
+	}
+	// A variable the Job sets itself cannot be replaced: the error names it and the fix.
+	t.Setenv(BuildEnvPrefix+"GOTOOLCHAIN", "auto")
+	if _, err := BuildJobOptionsFromEnv(); err == nil || !strings.Contains(err.Error(), BuildEnvPrefix+"GOTOOLCHAIN") {
+		t.Fatalf("replacing GOTOOLCHAIN was accepted: %v", err)
 	}
 }

@@ -84,7 +84,7 @@ func run() error {
 	}
 	out := flag.String("out", filepath.Join(root, ".local", "images"), "directory the image tarballs are written to (<name>.tar)")
 	goVersion := flag.String("go-version", strings.TrimPrefix(runtime.Version(), "go"), "Go release of the golang image (a golang.org/toolchain module version must exist for it)")
-	goproxy := flag.String("goproxy", "", "GOPROXY of the golang image (the local cluster's pods cannot reach the internet: the e2e suite serves this machine's module cache at http://10.96.100.11)")
+	goproxy := flag.String("goproxy", "", "GOPROXY baked into the golang image (usually empty: the chart's build.env gives build Jobs theirs)")
 	cache := flag.String("cache", filepath.Join(root, ".local", "images-cache"), "directory for build outputs and the Debian root filesystem (kept between runs)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./hack/images [flags] [IMAGE...]\nimages:")

@@ -20,8 +20,8 @@ import (
 )
 
 // The in-cluster services builds need, at fixed ClusterIPs: the cluster has no DNS, and its
-// pods cannot reach anything outside this machine. The golang image's GOPROXY names the module
-// proxy's address (make images passes it to hack/images).
+// pods cannot reach anything outside this machine. Build Jobs get the module proxy's address as
+// GOPROXY from the chart's build.env (suite_test.go), as a user's proxy would be given.
 const (
 	registryIP   = "10.96.100.10"
 	goproxyIP    = "10.96.100.11"

@@ -90,6 +90,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		"--namespace", releaseNamespace, "--create-namespace", "--wait", "--timeout", "3m",
 		"--set", "image.pullPolicy=Never", "--set", "agent.image.pullPolicy=Never",
 		"--set", "logLevel=debug",
+		"--set", "build.env.GOPROXY=http://"+goproxyIP,
 		"--set", "agent.rbacBindings[0].namespace="+testNamespace,
 		"--set", "agent.rbacBindings[0].serviceAccount=greeter",
 		"--set", "agent.rbacBindings[1].namespace="+testNamespace,
