@@ -11,6 +11,9 @@
 //	builder   splice-builder:dev             /builder alone
 //	greeter   splice-greeter:dev             the example host (cgo) with its shared libraries, and
 //	                                         plugin v1 served from the start
+//	greeter-variant splice-greeter:variant   the same, built with -gcflags=fmt=-N -l: plugins
+//	                                         built the usual way are Incompatible with it
+//	                                         (the e2e suite's Strict scenario recreates its pods)
 //	e2e-services splice-e2e-services:dev     an OCI registry and a static file server (a GOPROXY
 //	                                         over a module cache) for the end-to-end suite
 //	golang    golang:<go version>            Debian bookworm with gcc, libc6-dev and git
@@ -62,7 +65,12 @@ func images(goVersion, goproxy string) []image {
 		{"manager", "splice-manager:dev", buildManager},
 		{"agent", "splice-agent:dev", buildAgent},
 		{"builder", "splice-builder:dev", buildBuilder},
-		{"greeter", "splice-greeter:dev", buildGreeter},
+		{"greeter", "splice-greeter:dev", func(ctx context.Context, b *builder) (v1.Image, error) {
+			return buildGreeter(ctx, b, "greeter", nil)
+		}},
+		{"greeter-variant", "splice-greeter:variant", func(ctx context.Context, b *builder) (v1.Image, error) {
+			return buildGreeter(ctx, b, "greeter-variant", greeterVariantFlags)
+		}},
 		{"e2e-services", "splice-e2e-services:dev", buildE2EServices},
 		{"golang", "golang:" + goVersion, func(ctx context.Context, b *builder) (v1.Image, error) {
 			return buildGolang(ctx, b, goVersion, goproxy)
@@ -296,11 +304,19 @@ func buildBuilder(ctx context.Context, b *builder) (v1.Image, error) {
 	return staticImage(map[string]string{"/builder": bin}, []string{"/builder"})
 }
 
+// greeterVariantFlags build a greeter host (and its seed plugin) whose fmt package differs from
+// the usual build's: the preflight, and plugin.Open, refuse usual plugins in it
+// (PackageHashMismatch on fmt, which every greeter plugin links). The greeter package itself
+// would not do: it holds only an interface, so -N -l leaves its hash unchanged (measured).
+var greeterVariantFlags = []string{"-trimpath", "-gcflags=fmt=-N -l"}
+
 // buildGreeter: the greeter host is a cgo binary that opens plugins, so the image carries the
 // shared libraries it and its plugins link (found with ldd), and the v1 plugin, which
 // greeter-start copies into the shared volume for the host to serve from its first request.
-func buildGreeter(ctx context.Context, b *builder) (v1.Image, error) {
-	gb := &greeterbuild.Builder{Root: b.root, Out: filepath.Join(b.work, "greeter")}
+// flags, when not nil, replace greeterbuild's for the host and the seed plugin; out names the
+// build directory.
+func buildGreeter(ctx context.Context, b *builder, out string, flags []string) (v1.Image, error) {
+	gb := &greeterbuild.Builder{Root: b.root, Out: filepath.Join(b.work, out), Flags: flags}
 	host, err := gb.Host(ctx)
 	if err != nil {
 		return nil, err
