@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,8 +17,10 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
@@ -256,13 +257,22 @@ var _ = Describe("Rollout under load", Ordered, func() {
 	var (
 		cli       client.Client
 		svc       *corev1.Service
-		refs      = map[string]string{} // plugin -> artifact ref
+		refs      = map[string]string{} // plugin build -> artifact ref
 		digests   = map[string]string{}
 		greetPath string
+		key       = client.ObjectKey{Name: rolloutApp}
 	)
+	// Each rollout gets an artifact of its own: a plugin source built with a nonce of its own
+	// is a distinct plugin path and digest ("v2b" is v2's source built again).
+	builds := []struct{ name, source, nonce, api string }{
+		{"v2", "v2", "a", "1.0.1"}, {"v3", "v3", "a", "1.1.0"},
+		{"v2b", "v2", "b", "1.0.1"}, {"v3b", "v3", "b", "1.1.0"}, {"v2c", "v2", "c", "1.0.1"},
+		{"flaky", "flaky", "a", "1.0.4"}, {"flaky2", "flaky", "b", "1.0.4"},
+	}
 
 	BeforeAll(func(ctx SpecContext) {
 		var err error
+		key.Namespace = testNamespace
 		cli, err = client.New(restConfig, client.Options{Scheme: scheme()})
 		Expect(err).NotTo(HaveOccurred())
 
@@ -274,16 +284,18 @@ var _ = Describe("Rollout under load", Ordered, func() {
 		ensureInfra(ctx)
 		GinkgoWriter.Printf("in-cluster registry ready after %s\n", time.Since(start).Round(100*time.Millisecond))
 
-		By("building plugins v2 and v3 on this machine, as the greeter image's host was built, and pushing them to the in-cluster registry")
+		By("building the plugins on this machine, as the greeter image's host was built, and pushing them to the in-cluster registry")
 		start = time.Now()
 		gb := &greeterbuild.Builder{Root: repoRoot, Out: filepath.Join(repoRoot, ".local", "e2e", "plugins")}
-		built, err := gb.Plugins(ctx, []string{"v2", "v3"}, fmt.Sprintf("e2e-rollout-%d", time.Now().UnixNano()))
-		Expect(err).NotTo(HaveOccurred())
-		for name, api := range map[string]string{"v2": "1.0.1", "v3": "1.1.0"} {
-			refs[name], digests[name], err = artifact.Push(ctx, registryAddr+"/greeter-rollout", built[name].Path, artifact.Config{APIVersion: api})
+		run := time.Now().UnixNano()
+		for _, b := range builds {
+			built, err := gb.Plugin(ctx, b.source, fmt.Sprintf("e2e-%s-%d", b.nonce, run))
 			Expect(err).NotTo(HaveOccurred())
+			refs[b.name], digests[b.name], err = artifact.Push(ctx, registryAddr+"/greeter-rollout", built.Path, artifact.Config{APIVersion: b.api})
+			Expect(err).NotTo(HaveOccurred())
+			GinkgoWriter.Printf("plugin %s (%s): %s\n", b.name, b.source, refs[b.name])
 		}
-		GinkgoWriter.Printf("plugins built and pushed in %s: v2 %s, v3 %s\n", time.Since(start).Round(100*time.Millisecond), refs["v2"], refs["v3"])
+		GinkgoWriter.Printf("%d plugins built and pushed in %s\n", len(builds), time.Since(start).Round(100*time.Millisecond))
 
 		By(fmt.Sprintf("deploying %d opted-in greeter pods running their built-in v1", rolloutReplicas))
 		start = time.Now()
@@ -332,49 +344,18 @@ var _ = Describe("Rollout under load", Ordered, func() {
 		GinkgoWriter.Printf("%s (%d pods) Ready and answering v1 %s after create\n", rolloutApp, rolloutReplicas, time.Since(start).Round(100*time.Millisecond))
 	}, NodeTimeout(8*time.Minute))
 
-	It("hot-swaps every pod v1 -> v2 (first rollout) -> v3 (RollingPatch, one pod at a time) while the Service answers every request", func(ctx SpecContext) {
-		stop := make(chan struct{})
-		stopped := false
-		stopLoad := func() {
-			if !stopped {
-				stopped = true
-				close(stop)
-			}
-		}
-		defer stopLoad()
-		watchStart := time.Now()
-		w := watchRollout(ctx, rolloutApp, stop)
-		counters := &loadCounters{}
-		results := make(chan *loadResult, 1)
-		go func() { results <- runLoad(greetPath, stop, counters) }()
+	// expectNoFailures checks a hot-swap session: not one failed request.
+	expectNoFailures := func(res *loadResult, summary string, transitions []string) {
+		GinkgoHelper()
+		Expect(res.requests).To(BeNumerically(">", 0))
+		Expect(res.failures).To(BeZero(), "failed requests during hot-swap rollouts: %s; first failures: %v; pod transitions: %v",
+			summary, res.firstErrors, transitions)
+	}
 
+	It("hot-swaps every pod v1 -> v2 (first rollout) -> v3 (RollingPatch, one pod at a time) while the Service answers every request", func(ctx SpecContext) {
+		s := startTraffic(ctx, rolloutApp, greetPath)
 		// A few seconds of v1 traffic before the rollout starts.
 		time.Sleep(3 * time.Second)
-
-		key := client.ObjectKey{Namespace: testNamespace, Name: rolloutApp}
-		// waitCompleted waits for the CompilerVersion to have rolled digest out to every pod.
-		waitCompleted := func(digest string, generation int64) *splicev1.CompilerVersion {
-			GinkgoHelper()
-			got := &splicev1.CompilerVersion{}
-			Eventually(func(g Gomega) {
-				g.Expect(cli.Get(ctx, key, got)).To(Succeed())
-				g.Expect(got.Status.Phase).NotTo(BeElementOf(splicev1.PhaseBuildFailed, splicev1.PhaseDegraded, splicev1.PhaseRolledBack),
-					"a terminal failure; progress %q, failures %+v, conditions %+v", got.Status.Progress, got.Status.RecentFailures, got.Status.Conditions)
-				g.Expect(got.Status.ObservedGeneration).To(BeNumerically(">=", generation), "observed generation")
-				g.Expect(got.Status.Artifact).NotTo(BeNil(), "status.artifact")
-				g.Expect(got.Status.Artifact.Digest).To(Equal(digest), "status.artifact.digest")
-				g.Expect(got.Status.Phase).To(Equal(splicev1.PhaseCompleted), "progress %q, conditions %+v", got.Status.Progress, got.Status.Conditions)
-			}).WithContext(ctx).WithTimeout(5 * time.Minute).WithPolling(200 * time.Millisecond).Should(Succeed())
-			return got
-		}
-		type phase struct {
-			name               string
-			took               time.Duration
-			requests, failures int64
-			maxInFlight        int
-			cv                 *splicev1.CompilerVersion
-		}
-		var phases []phase
 
 		By("rolling v2 out: the CompilerVersion's first rollout, every pod at once")
 		cv := &splicev1.CompilerVersion{
@@ -392,103 +373,281 @@ var _ = Describe("Rollout under load", Ordered, func() {
 				},
 			},
 		}
-		w.trackSwaps(digests["v2"])
-		req0, fail0 := counters.requests.Load(), counters.failures.Load()
+		s.w.trackSwaps(digests["v2"])
+		req0, fail0 := s.mark()
 		start := time.Now()
 		Expect(cli.Create(ctx, cv)).To(Succeed())
-		GinkgoWriter.Printf("CompilerVersion %s (v2) created %s after the load and the watches started\n", cv.Name, start.Sub(watchStart).Round(time.Millisecond))
-		got := waitCompleted(digests["v2"], cv.Generation)
-		_, _, inFlight, _ := w.summary()
-		phases = append(phases, phase{"v1 -> v2 (first rollout)", time.Since(start), counters.requests.Load() - req0, counters.failures.Load() - fail0, inFlight, got})
+		got := waitCompleted(ctx, cli, key, digests["v2"], cv.Generation)
+		s.record("v1 -> v2 (first rollout)", start, req0, fail0, got)
 
 		// A second of v2 traffic between the rollouts.
 		time.Sleep(time.Second)
 
 		By("rolling v3 out with RollingPatch, maxUnavailable 1")
-		w.trackSwaps(digests["v3"])
-		req0, fail0 = counters.requests.Load(), counters.failures.Load()
+		s.w.trackSwaps(digests["v3"])
+		req0, fail0 = s.mark()
 		start = time.Now()
-		var generation int64
-		Eventually(func(g Gomega) {
-			cur := &splicev1.CompilerVersion{}
-			g.Expect(cli.Get(ctx, key, cur)).To(Succeed())
+		generation := updateCV(ctx, cli, key, func(cur *splicev1.CompilerVersion) {
 			cur.Spec.Plugin.Source.Artifact = refs["v3"]
 			cur.Spec.Plugin.APIVersion = "1.1.0"
-			g.Expect(cli.Update(ctx, cur)).To(Succeed())
-			generation = cur.Generation
-		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
-		GinkgoWriter.Printf("CompilerVersion %s updated to v3 %s after the load and the watches started\n", cv.Name, start.Sub(watchStart).Round(time.Millisecond))
-		got = waitCompleted(digests["v3"], generation)
-		_, _, inFlight, _ = w.summary()
-		phases = append(phases, phase{"v2 -> v3 (RollingPatch, maxUnavailable 1)", time.Since(start), counters.requests.Load() - req0, counters.failures.Load() - fail0, inFlight, got})
+		})
+		got = waitCompleted(ctx, cli, key, digests["v3"], generation)
+		rp := s.record("v2 -> v3 (RollingPatch, maxUnavailable 1)", start, req0, fail0, got)
 
 		// Two more seconds of traffic after completion: kube-proxy and the hosts must still answer.
 		time.Sleep(2 * time.Second)
-		stopLoad()
-		res := <-results
-		leastReady, flips, _, transitions := w.summary()
+		res, summary, transitions := s.finish()
 
-		for _, ph := range phases {
-			GinkgoWriter.Printf("ROLLOUT %s: Completed in %s; requests during it %d, failed %d; most pods swapping at once %d; status targeted=%d updated=%d ready=%d failed=%d progress=%q\n",
-				ph.name, ph.took.Round(10*time.Millisecond), ph.requests, ph.failures, ph.maxInFlight,
-				ph.cv.Status.Targeted, ph.cv.Status.Updated, ph.cv.Status.Ready, ph.cv.Status.Failed, ph.cv.Status.Progress)
-			for _, p := range ph.cv.Status.Pods {
-				lat := ""
-				if p.SwapLatency != nil {
-					lat = p.SwapLatency.Duration.Round(100 * time.Microsecond).String()
-				}
-				GinkgoWriter.Printf("  pod %s state=%s swapLatency=%s loadedVersions=%d gcCyclesDuringSwap=%d\n", p.Pod, p.State, lat, p.LoadedVersions, p.GCCyclesDuringSwap)
-			}
-		}
-		vs := make([]string, 0, len(res.versions))
-		for v, n := range res.versions {
-			vs = append(vs, fmt.Sprintf("%s=%d", v, n))
-		}
-		sort.Strings(vs)
-		summary := fmt.Sprintf("LOAD: %d workers, a fresh connection per request, %s: REQUESTS=%d FAILED=%d; answers by version: %s; fewest ready endpoints: %d of %d; pod readiness-condition changes: %d",
-			loadWorkers, res.duration.Round(100*time.Millisecond), res.requests, res.failures, strings.Join(vs, " "), leastReady, rolloutReplicas, flips)
-		GinkgoWriter.Println(summary)
-		fmt.Println(summary)
-		for _, t := range transitions {
-			GinkgoWriter.Println("  pod transition: " + t)
-		}
-		for _, e := range res.firstErrors {
-			GinkgoWriter.Println("  failed request: " + e)
-		}
+		By("checking every pod's report: Ready on v3, plugin-ready True, and the Service answering from v3 only")
+		checkPodsServe(ctx, "app="+rolloutApp, refs["v3"], digests["v3"], rolloutReplicas)
+		Expect(answers(greetPath, 30)).To(Equal(map[string]int{"v3": 30}))
 
-		By("checking every pod's report: Ready on v3, plugin-ready True")
+		expectNoFailures(res, summary, transitions)
+		Expect(rp.maxInFlight).To(Equal(1), "RollingPatch with maxUnavailable 1 must swap one pod at a time; pod transitions: %v", transitions)
+	}, SpecTimeout(10*time.Minute))
+
+	It("Canary: one pod gets half of its calls on the new version and waits; kubectl splice shows it and promotes it; the Service answers every request", func(ctx SpecContext) {
+		s := startTraffic(ctx, rolloutApp, greetPath)
+		time.Sleep(2 * time.Second)
+
+		By("rolling v2b out with Canary: setWeight 33 (1 of 3 pods) at 50% of its calls, then a pause until promoted")
+		s.w.trackSwaps(digests["v2b"])
+		req0, fail0 := s.mark()
+		start := time.Now()
+		generation := updateCV(ctx, cli, key, func(cur *splicev1.CompilerVersion) {
+			cur.Spec.Plugin.Source.Artifact = refs["v2b"]
+			cur.Spec.Plugin.APIVersion = "1.0.1"
+			cur.Spec.Strategy = splicev1.RolloutStrategy{Type: splicev1.StrategyCanary, Canary: &splicev1.CanaryStrategy{Steps: []splicev1.CanaryStep{
+				{SetWeight: 33, TrafficPercent: ptr.To[int32](50), Pause: &splicev1.CanaryPause{}},
+			}}}
+		})
+		paused := waitPhase(ctx, cli, key, digests["v2b"], generation, splicev1.PhasePaused, splicev1.PhaseDegraded, splicev1.PhaseRolledBack)
+		toPause := time.Since(start)
+		Expect(paused.Status.CurrentStepIndex).To(HaveValue(Equal(int32(0))))
+
+		By("checking that one pod splits its calls and the Service answers from both versions")
 		pods, err := kube.CoreV1().Pods(testNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + rolloutApp})
 		Expect(err).NotTo(HaveOccurred())
-		Expect(pods.Items).To(HaveLen(rolloutReplicas))
-		for i := range pods.Items {
-			p := &pods.Items[i]
-			Expect(p.Annotations[splicev1.AnnotationDesiredArtifact]).To(Equal(refs["v3"]), "pod %s desired artifact", p.Name)
+		canaries := 0
+		for _, p := range pods.Items {
+			if p.Annotations[splicev1.AnnotationDesiredArtifact] != refs["v2b"] {
+				Expect(p.Annotations[splicev1.AnnotationDesiredArtifact]).To(Equal(refs["v3"]), "pod %s", p.Name)
+				continue
+			}
+			canaries++
+			Expect(p.Annotations[splicev1.AnnotationTrafficPercent]).To(Equal("50"), "pod %s", p.Name)
+			Expect(p.Annotations[splicev1.AnnotationStableArtifact]).To(Equal(refs["v3"]), "pod %s", p.Name)
 			rep, err := splicev1.DecodeReport(p.Annotations[splicev1.AnnotationReport])
-			Expect(err).NotTo(HaveOccurred(), "pod %s report %q", p.Name, p.Annotations[splicev1.AnnotationReport])
-			Expect(rep.State).To(Equal(splicev1.SwapReady), "pod %s report %+v", p.Name, rep)
-			Expect(rep.Digest).To(Equal(digests["v3"]), "pod %s report digest", p.Name)
-			Expect(rep.Running).To(Equal(digests["v3"]), "pod %s report running", p.Name)
-			Expect(podCondition(p, corev1.PodConditionType(splicev1.PodConditionPluginReady))).To(Equal(corev1.ConditionTrue), "pod %s plugin-ready", p.Name)
-			Expect(podCondition(p, corev1.PodReady)).To(Equal(corev1.ConditionTrue), "pod %s Ready", p.Name)
-			GinkgoWriter.Printf("  pod %s report: state=%s running=%s swapLatency=%.3fs loadedVersions=%d calls=%d errors=%d panics=%d\n",
-				p.Name, rep.State, rep.Running[:19], rep.SwapLatencySeconds, rep.LoadedVersions, rep.Calls, rep.Errors, rep.Panics)
-		}
-
-		By("checking that the Service answers from v3 only")
-		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-		for i := range 30 {
-			resp, err := c.Post(greetPath, "text/plain", strings.NewReader(fmt.Sprintf("after-%d", i)))
 			Expect(err).NotTo(HaveOccurred())
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			Expect(resp.StatusCode).To(Equal(http.StatusOK), "%s", body)
-			Expect(resp.Header.Get("X-Plugin-Version")).To(Equal("v3"), "answer %q", body)
+			Expect(rep.State).To(Equal(splicev1.SwapReady), "pod %s report %+v", p.Name, rep)
+			Expect(rep.TrafficPercent).To(HaveValue(Equal(int32(50))), "pod %s report %+v", p.Name, rep)
+			Expect(rep.Running).To(Equal(digests["v3"]), "pod %s: the stable version keeps serving the rest", p.Name)
+		}
+		Expect(canaries).To(Equal(1), "canary pods")
+		// 1 pod of 3 at 50%: about one answer in six from v2; 90 requests miss it with
+		// probability (5/6)^90, about 1e-7.
+		mix := answers(greetPath, 90)
+		GinkgoWriter.Printf("answers during the canary pause: %v\n", mix)
+		Expect(mix).To(HaveKey("v2"))
+		Expect(mix).To(HaveKey("v3"))
+
+		By("kubectl splice get: the paused canary and its pods")
+		out := kubectlSplice(ctx, "get", rolloutApp)
+		Expect(out).To(ContainSubstring("Paused"))
+		for _, p := range pods.Items {
+			Expect(out).To(ContainSubstring(p.Name))
 		}
 
-		Expect(res.requests).To(BeNumerically(">", 0))
-		Expect(res.failures).To(BeZero(), "failed requests during hot-swap rollouts: %s; first failures: %v; pod transitions: %v",
-			summary, res.firstErrors, transitions)
-		Expect(phases[1].maxInFlight).To(Equal(1), "RollingPatch with maxUnavailable 1 must swap one pod at a time; pod transitions: %v", transitions)
+		By("kubectl splice promote: every pod, all calls")
+		promoteAt := time.Now()
+		kubectlSplice(ctx, "promote", rolloutApp)
+		got := waitCompleted(ctx, cli, key, digests["v2b"], generation)
+		ph := s.record("v3 -> v2b (Canary 33% at 50% traffic, paused, promoted)", start, req0, fail0, got)
+		GinkgoWriter.Printf("canary: %s to its pause, %s from promote to Completed\n", toPause.Round(10*time.Millisecond), time.Since(promoteAt).Round(10*time.Millisecond))
+		Expect(got.Status.StableArtifact).NotTo(BeNil())
+		Expect(got.Status.StableArtifact.Digest).To(Equal(digests["v2b"]))
+		Expect(kubectlSplice(ctx, "get", rolloutApp)).To(ContainSubstring("Completed"))
+
+		time.Sleep(2 * time.Second)
+		res, summary, transitions := s.finish()
+		checkPodsServe(ctx, "app="+rolloutApp, refs["v2b"], digests["v2b"], rolloutReplicas)
+		expectNoFailures(res, summary, transitions)
+		Expect(ph.maxInFlight).To(BeNumerically("<=", rolloutReplicas))
+	}, SpecTimeout(10*time.Minute))
+
+	It("Strict: every pod swaps at once, and the Service answers every request", func(ctx SpecContext) {
+		s := startTraffic(ctx, rolloutApp, greetPath)
+		time.Sleep(2 * time.Second)
+
+		By("rolling v3b out with Strict")
+		s.w.trackSwaps(digests["v3b"])
+		req0, fail0 := s.mark()
+		start := time.Now()
+		generation := updateCV(ctx, cli, key, func(cur *splicev1.CompilerVersion) {
+			cur.Spec.Plugin.Source.Artifact = refs["v3b"]
+			cur.Spec.Plugin.APIVersion = "1.1.0"
+			cur.Spec.Strategy = splicev1.RolloutStrategy{Type: splicev1.StrategyStrict}
+		})
+		got := waitCompleted(ctx, cli, key, digests["v3b"], generation)
+		ph := s.record("v2b -> v3b (Strict)", start, req0, fail0, got)
+		time.Sleep(2 * time.Second)
+		res, summary, transitions := s.finish()
+		checkPodsServe(ctx, "app="+rolloutApp, refs["v3b"], digests["v3b"], rolloutReplicas)
+		expectNoFailures(res, summary, transitions)
+		leastReady, _, _, _ := s.w.summary()
+		// Every pod swaps at once; none leaves the Service while it does (plugin-ready stays
+		// True while the host serves the old version).
+		Expect(ph.maxInFlight).To(BeNumerically(">=", 2), "Strict moves every pod at once; pod transitions: %v", transitions)
+		Expect(leastReady).To(Equal(rolloutReplicas), "a pod left the Service during the swap; pod transitions: %v", transitions)
+	}, SpecTimeout(10*time.Minute))
+
+	It("completes a rollout whose manager pod is deleted mid-way, and the Service answers every request", func(ctx SpecContext) {
+		s := startTraffic(ctx, rolloutApp, greetPath)
+		time.Sleep(2 * time.Second)
+		managers, err := kube.CoreV1().Pods(releaseNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=manager"})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(managers.Items).NotTo(BeEmpty())
+
+		By("rolling v2c out with Canary: 1 of 3 pods, a 15 s timed pause, then every pod")
+		s.w.trackSwaps(digests["v2c"])
+		req0, fail0 := s.mark()
+		start := time.Now()
+		generation := updateCV(ctx, cli, key, func(cur *splicev1.CompilerVersion) {
+			cur.Spec.Plugin.Source.Artifact = refs["v2c"]
+			cur.Spec.Plugin.APIVersion = "1.0.1"
+			cur.Spec.Strategy = splicev1.RolloutStrategy{Type: splicev1.StrategyCanary, Canary: &splicev1.CanaryStrategy{Steps: []splicev1.CanaryStep{
+				{SetWeight: 33, Pause: &splicev1.CanaryPause{Duration: &metav1.Duration{Duration: 15 * time.Second}}},
+			}}}
+		})
+		waitPhase(ctx, cli, key, digests["v2c"], generation, splicev1.PhasePaused, splicev1.PhaseDegraded, splicev1.PhaseRolledBack)
+
+		By("deleting the manager pod during the timed pause")
+		deletedAt := time.Now()
+		old := map[string]bool{}
+		for _, m := range managers.Items {
+			old[m.Name] = true
+			Expect(kube.CoreV1().Pods(releaseNamespace).Delete(ctx, m.Name, metav1.DeleteOptions{})).To(Succeed())
+		}
+		Eventually(func(g Gomega) {
+			ms, err := kube.CoreV1().Pods(releaseNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=manager"})
+			g.Expect(err).NotTo(HaveOccurred())
+			fresh := 0
+			for _, m := range ms.Items {
+				if !old[m.Name] && podCondition(&m, corev1.PodReady) == corev1.ConditionTrue {
+					fresh++
+				}
+			}
+			g.Expect(fresh).To(BeNumerically(">=", 1), "a new manager pod Ready")
+		}).WithContext(ctx).WithTimeout(3 * time.Minute).Should(Succeed())
+		managerBack := time.Since(deletedAt)
+
+		got := waitCompleted(ctx, cli, key, digests["v2c"], generation)
+		s.record("v3b -> v2c (Canary with a 15 s pause; manager pod deleted in the pause)", start, req0, fail0, got)
+		GinkgoWriter.Printf("manager: new pod Ready %s after the delete; rollout Completed %s after the delete\n",
+			managerBack.Round(10*time.Millisecond), time.Since(deletedAt).Round(10*time.Millisecond))
+		time.Sleep(2 * time.Second)
+		res, summary, transitions := s.finish()
+		checkPodsServe(ctx, "app="+rolloutApp, refs["v2c"], digests["v2c"], rolloutReplicas)
+		expectNoFailures(res, summary, transitions)
+	}, SpecTimeout(10*time.Minute))
+
+	// failingCanary rolls the flaky plugin out as a one-pod canary whose analysis allows 5%
+	// errors; the plugin fails every fourth call.
+	failingCanary := func(ctx context.Context, plugin string, onFailure splicev1.FailurePolicy) int64 {
+		return updateCV(ctx, cli, key, func(cur *splicev1.CompilerVersion) {
+			cur.Spec.Plugin.Source.Artifact = refs[plugin]
+			cur.Spec.Plugin.APIVersion = "1.0.4"
+			cur.Spec.Strategy = splicev1.RolloutStrategy{Type: splicev1.StrategyCanary, Canary: &splicev1.CanaryStrategy{
+				OnFailure: onFailure,
+				Steps: []splicev1.CanaryStep{{SetWeight: 33,
+					Analysis: &splicev1.CanaryAnalysis{MaxErrorRatePercent: ptr.To[int32](5)}, Pause: &splicev1.CanaryPause{}}},
+			}}
+		})
+	}
+	// onlyPluginErrors checks that every failed request was the flaky plugin's own error
+	// answered by the host (HTTP 500), never a connection that failed.
+	onlyPluginErrors := func(res *loadResult) {
+		GinkgoHelper()
+		for _, e := range res.firstErrors {
+			Expect(e).To(And(ContainSubstring("status 500"), ContainSubstring("flaky: deliberate failure")), "a failure other than the plugin's own error")
+		}
+	}
+
+	It("Canary: a failing analysis rolls the canary back, and the Service keeps answering", func(ctx SpecContext) {
+		s := startTraffic(ctx, rolloutApp, greetPath)
+		time.Sleep(2 * time.Second)
+
+		By("rolling the flaky plugin (every fourth call fails) out as a canary whose analysis allows 5% errors")
+		s.w.trackSwaps(digests["flaky"])
+		req0, fail0 := s.mark()
+		start := time.Now()
+		generation := failingCanary(ctx, "flaky", "")
+		got := waitPhase(ctx, cli, key, digests["flaky"], generation, splicev1.PhaseRolledBack, splicev1.PhaseCompleted)
+		degraded := apimeta.FindStatusCondition(got.Status.Conditions, splicev1.ConditionDegraded)
+		Expect(degraded).NotTo(BeNil())
+		Expect(degraded.Reason).To(Equal("AnalysisFailed"), "%+v", degraded)
+		Expect(degraded.Message).To(ContainSubstring("error rate"))
+		GinkgoWriter.Printf("rolled back %s after the change: %s\n", time.Since(start).Round(10*time.Millisecond), degraded.Message)
+
+		By("checking that every pod is back on the stable version, and the Service answers without a failure")
+		checkPodsServe(ctx, "app="+rolloutApp, refs["v2c"], digests["v2c"], rolloutReplicas)
+		s.record("v2c -> flaky (Canary, failing analysis, rolled back)", start, req0, fail0, got)
+		req1, fail1 := s.mark()
+		time.Sleep(3 * time.Second)
+		req2, fail2 := s.mark()
+		res, summary, transitions := s.finish()
+		GinkgoWriter.Printf("after the rollback: %d requests, %d failed\n", req2-req1, fail2-fail1)
+		Expect(fail2 - fail1).To(BeZero(), "requests failed after the rollback: %s", summary)
+		Expect(res.failures).To(BeNumerically(">", 0), "the flaky canary should have failed some requests: did it serve? %s", summary)
+		onlyPluginErrors(res)
+		Expect(answers(greetPath, 30)).To(Equal(map[string]int{"v2": 30}))
+		_ = transitions
+	}, SpecTimeout(10*time.Minute))
+
+	It("Canary: with onFailure Pause a failing analysis pauses the rollout, and kubectl splice abort rolls it back", func(ctx SpecContext) {
+		s := startTraffic(ctx, rolloutApp, greetPath)
+		time.Sleep(2 * time.Second)
+
+		By("rolling flaky2 out as a canary with onFailure: Pause")
+		req0, fail0 := s.mark()
+		start := time.Now()
+		generation := failingCanary(ctx, "flaky2", splicev1.FailurePause)
+		var got *splicev1.CompilerVersion
+		Eventually(func(g Gomega) {
+			got = waitPhase(ctx, cli, key, digests["flaky2"], generation, splicev1.PhasePaused, splicev1.PhaseRolledBack, splicev1.PhaseCompleted)
+			degraded := apimeta.FindStatusCondition(got.Status.Conditions, splicev1.ConditionDegraded)
+			g.Expect(degraded).NotTo(BeNil())
+			g.Expect(degraded.Status).To(Equal(metav1.ConditionTrue), "%+v", degraded)
+			g.Expect(degraded.Reason).To(Equal("AnalysisFailed"), "%+v", degraded)
+		}).WithContext(ctx).WithTimeout(3 * time.Minute).Should(Succeed())
+		GinkgoWriter.Printf("paused on the failing analysis %s after the change\n", time.Since(start).Round(10*time.Millisecond))
+
+		By("checking the canary pod stays where it is while paused")
+		pods, err := kube.CoreV1().Pods(testNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + rolloutApp})
+		Expect(err).NotTo(HaveOccurred())
+		onCanary := 0
+		for _, p := range pods.Items {
+			if p.Annotations[splicev1.AnnotationDesiredArtifact] == refs["flaky2"] {
+				onCanary++
+			}
+		}
+		Expect(onCanary).To(Equal(1))
+		Expect(kubectlSplice(ctx, "get", rolloutApp)).To(ContainSubstring("Paused"))
+
+		By("kubectl splice abort")
+		abortAt := time.Now()
+		kubectlSplice(ctx, "abort", rolloutApp)
+		got = waitPhase(ctx, cli, key, digests["flaky2"], generation, splicev1.PhaseRolledBack, splicev1.PhaseCompleted)
+		checkPodsServe(ctx, "app="+rolloutApp, refs["v2c"], digests["v2c"], rolloutReplicas)
+		s.record("v2c -> flaky2 (Canary, onFailure Pause, aborted)", start, req0, fail0, got)
+		GinkgoWriter.Printf("abort: every pod back on the stable version %s after kubectl splice abort\n", time.Since(abortAt).Round(10*time.Millisecond))
+		req1, fail1 := s.mark()
+		time.Sleep(3 * time.Second)
+		req2, fail2 := s.mark()
+		res, summary, _ := s.finish()
+		GinkgoWriter.Printf("after the abort: %d requests, %d failed\n", req2-req1, fail2-fail1)
+		Expect(fail2 - fail1).To(BeZero(), "requests failed after the abort: %s", summary)
+		onlyPluginErrors(res)
 	}, SpecTimeout(10*time.Minute))
 })
 

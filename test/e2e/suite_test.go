@@ -94,7 +94,9 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		"--set", "agent.rbacBindings[0].namespace="+testNamespace,
 		"--set", "agent.rbacBindings[0].serviceAccount=greeter",
 		"--set", "agent.rbacBindings[1].namespace="+testNamespace,
-		"--set", "agent.rbacBindings[1].serviceAccount="+rolloutServiceAccount)
+		"--set", "agent.rbacBindings[1].serviceAccount="+rolloutServiceAccount,
+		"--set", "agent.rbacBindings[2].namespace="+testNamespace,
+		"--set", "agent.rbacBindings[2].serviceAccount="+strictServiceAccount)
 	GinkgoWriter.Printf("helm install and manager Ready: %s\n", time.Since(start).Round(100*time.Millisecond))
 }, NodeTimeout(6*time.Minute))
 

@@ -1,0 +1,138 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/artifact"
+	"github.com/splice-dev/splice/examples/greeter/greeterbuild"
+)
+
+const (
+	strictApp = "greeter-strict"
+	// strictServiceAccount: the chart binds the agent's role to it (suite_test.go).
+	strictServiceAccount = "greeter-strict"
+	// variantImage is a greeter host built with -gcflags=fmt=-N -l (hack/images): usual plugins
+	// cannot load in it (PackageHashMismatch on fmt).
+	variantImage = "splice-greeter:variant"
+)
+
+// The story: an application was first built with other compiler flags than the plugins. Its
+// template is fixed (the usual image) but, with the OnDelete update strategy, one pod still
+// runs the old build. Strict with recreateIncompatible finds that pod Incompatible in its
+// preflight, evicts it, its StatefulSet recreates it from the fixed template, and the rollout
+// completes on every pod.
+var _ = Describe("Strict and an incompatible pod", Ordered, func() {
+	It("evicts the pod whose host cannot load the plugin; it is recreated from its fixed template and the rollout completes", func(ctx SpecContext) {
+		cli, err := client.New(restConfig, client.Options{Scheme: scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = kube.CoreV1().ServiceAccounts(testNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: strictServiceAccount}}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		ensureInfra(ctx)
+
+		By("building and pushing plugin v2 the usual way")
+		gb := &greeterbuild.Builder{Root: repoRoot, Out: filepath.Join(repoRoot, ".local", "e2e", "plugins")}
+		built, err := gb.Plugin(ctx, "v2", fmt.Sprintf("e2e-strict-%d", time.Now().UnixNano()))
+		Expect(err).NotTo(HaveOccurred())
+		ref, digest, err := artifact.Push(ctx, registryAddr+"/greeter-strict", built.Path, artifact.Config{APIVersion: "1.0.1"})
+		Expect(err).NotTo(HaveOccurred())
+
+		By("running 2 pods of a StatefulSet (OnDelete updates) from the variant build")
+		tmpl := greeterDeployment(testNamespace, 2).Spec.Template
+		tmpl.Labels = map[string]string{"app": strictApp, splicev1.LabelInject: "true"}
+		tmpl.Spec.ServiceAccountName = strictServiceAccount
+		tmpl.Spec.Containers[0].Image = variantImage
+		sts := &appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{Name: strictApp, Namespace: testNamespace},
+			Spec: appsv1.StatefulSetSpec{
+				Replicas:            ptr.To[int32](2),
+				ServiceName:         strictApp,
+				Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{"app": strictApp}},
+				PodManagementPolicy: appsv1.ParallelPodManagement,
+				UpdateStrategy:      appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType},
+				Template:            tmpl,
+			},
+		}
+		_, err = kube.AppsV1().StatefulSets(testNamespace).Create(ctx, sts, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		readyPods := func(g Gomega, want int) map[string]*corev1.Pod {
+			pods, err := kube.CoreV1().Pods(testNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + strictApp})
+			g.Expect(err).NotTo(HaveOccurred())
+			out := map[string]*corev1.Pod{}
+			for i := range pods.Items {
+				p := &pods.Items[i]
+				if p.DeletionTimestamp == nil && podCondition(p, corev1.PodReady) == corev1.ConditionTrue {
+					out[p.Name] = p
+				}
+			}
+			g.Expect(out).To(HaveLen(want), "Ready pods of %s", strictApp)
+			return out
+		}
+		Eventually(func(g Gomega) { readyPods(g, 2) }).WithContext(ctx).WithTimeout(3 * time.Minute).Should(Succeed())
+
+		By("fixing the template (the usual image) and replacing pod 0 only")
+		patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"greeter","image":%q}]}}}}`, greeterImage)
+		_, err = kube.AppsV1().StatefulSets(testNamespace).Patch(ctx, strictApp, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(kube.CoreV1().Pods(testNamespace).Delete(ctx, strictApp+"-0", metav1.DeleteOptions{})).To(Succeed())
+		var stale *corev1.Pod
+		Eventually(func(g Gomega) {
+			pods := readyPods(g, 2)
+			g.Expect(pods[strictApp+"-0"].Spec.Containers[0].Image).To(Equal(greeterImage))
+			stale = pods[strictApp+"-1"]
+			g.Expect(stale.Spec.Containers[0].Image).To(Equal(variantImage))
+		}).WithContext(ctx).WithTimeout(3 * time.Minute).Should(Succeed())
+
+		By("rolling v2 out with Strict and recreateIncompatible")
+		start := time.Now()
+		cv := &splicev1.CompilerVersion{
+			ObjectMeta: metav1.ObjectMeta{Name: strictApp, Namespace: testNamespace},
+			Spec: splicev1.CompilerVersionSpec{
+				GoVersion: "1.26.8",
+				Plugin:    splicev1.PluginSpec{Source: splicev1.PluginSource{Artifact: ref}, APIVersion: "1.0.1"},
+				Selector:  metav1.LabelSelector{MatchLabels: map[string]string{"app": strictApp}},
+				Strategy:  splicev1.RolloutStrategy{Type: splicev1.StrategyStrict, Strict: &splicev1.StrictStrategy{RecreateIncompatible: true}},
+			},
+		}
+		Expect(cli.Create(ctx, cv)).To(Succeed())
+		got := waitPhase(ctx, cli, client.ObjectKeyFromObject(cv), digest, cv.Generation, splicev1.PhaseCompleted, splicev1.PhaseBuildFailed, splicev1.PhaseRolledBack)
+		took := time.Since(start)
+
+		By("checking that the stale pod was found Incompatible, evicted and recreated from the fixed template")
+		var incompatible *splicev1.PodFailure
+		for i, f := range got.Status.RecentFailures {
+			if f.Pod == stale.Name && f.State == splicev1.SwapIncompatible {
+				incompatible = &got.Status.RecentFailures[i]
+			}
+		}
+		Expect(incompatible).NotTo(BeNil(), "status.recentFailures %+v", got.Status.RecentFailures)
+		Expect(incompatible.Reason).To(Equal("PackageHashMismatch"), "%+v", incompatible)
+		Expect(incompatible.Message).To(ContainSubstring("fmt"))
+		evs, err := kube.CoreV1().Events(testNamespace).List(ctx, metav1.ListOptions{FieldSelector: "reason=EvictedIncompatible"})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(evs.Items).NotTo(BeEmpty(), "an EvictedIncompatible event")
+		pods := map[string]*corev1.Pod{}
+		Eventually(func(g Gomega) { pods = readyPods(g, 2) }).WithContext(ctx).WithTimeout(time.Minute).Should(Succeed())
+		fresh := pods[stale.Name]
+		Expect(fresh.UID).NotTo(Equal(stale.UID), "pod %s was not recreated", stale.Name)
+		Expect(fresh.Spec.Containers[0].Image).To(Equal(greeterImage))
+		checkPodsServe(ctx, "app="+strictApp, ref, digest, 2)
+		line := fmt.Sprintf("ROLLOUT Strict with an incompatible pod (first rollout, 2 pods): Completed in %s; %s reported %s (%s), evicted and recreated",
+			took.Round(10*time.Millisecond), stale.Name, incompatible.State, incompatible.Reason)
+		GinkgoWriter.Println(line)
+		fmt.Println(line)
+	}, SpecTimeout(10*time.Minute))
+})
