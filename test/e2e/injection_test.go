@@ -14,49 +14,23 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/internal/clusterkit"
 )
 
 const (
-	greeterImage = "splice-greeter:dev"
+	greeterImage = clusterkit.GreeterImage
 	agentName    = "splice-agent" // webhooks.AgentContainerName
 	sharedVolume = "splice-shared"
 	// serviceAccountDir is where in-cluster clients find their token.
 	serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 )
 
-// greeterDeployment is the example service, opted in by its pods' label.
+// greeterDeployment is the example service "greeter", opted in by its pods' label.
 func greeterDeployment(ns string, replicas int32) *appsv1.Deployment {
-	labels := map[string]string{"app": "greeter"}
-	podLabels := map[string]string{"app": "greeter", splicev1.LabelInject: "true"}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "greeter", Namespace: ns, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(replicas),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
-				Spec: corev1.PodSpec{
-					ServiceAccountName:            "greeter",
-					TerminationGracePeriodSeconds: ptr.To[int64](5),
-					Containers: []corev1.Container{{
-						Name:            "greeter",
-						Image:           greeterImage,
-						ImagePullPolicy: corev1.PullNever,
-						Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
-							PeriodSeconds: 2,
-						},
-						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{}},
-					}},
-				},
-			},
-		},
-	}
+	return clusterkit.Greeter(ns, "greeter", "greeter", replicas)
 }
 
 var _ = Describe("Agent injection", Ordered, ContinueOnFailure, func() {
@@ -65,13 +39,7 @@ var _ = Describe("Agent injection", Ordered, ContinueOnFailure, func() {
 	BeforeAll(func(ctx SpecContext) {
 		_, err := kube.CoreV1().ServiceAccounts(testNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "greeter"}}, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
-		svc, err = kube.CoreV1().Services(testNamespace).Create(ctx, &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: "greeter"},
-			Spec: corev1.ServiceSpec{
-				Selector: map[string]string{"app": "greeter"},
-				Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
-			},
-		}, metav1.CreateOptions{})
+		svc, err = kube.CoreV1().Services(testNamespace).Create(ctx, clusterkit.GreeterService(testNamespace, "greeter"), metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
 	}, NodeTimeout(time.Minute))
 

@@ -5,12 +5,10 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -26,6 +24,8 @@ import (
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/examples/greeter/greeterbuild"
+	"github.com/splice-dev/splice/internal/clusterkit"
+	"github.com/splice-dev/splice/internal/loadgen"
 )
 
 const (
@@ -40,81 +40,6 @@ const (
 	loadInterval    = 50 * time.Millisecond
 	loadMaxDuration = 2 * time.Minute
 )
-
-// loadResult is what the load generator counted.
-type loadResult struct {
-	requests, failures int64
-	versions           map[string]int64
-	firstErrors        []string
-	duration           time.Duration
-}
-
-// loadCounters are the load generator's running counts, read while it runs.
-type loadCounters struct{ requests, failures atomic.Int64 }
-
-// runLoad sends bounded traffic to url until stop is closed or loadMaxDuration has passed.
-func runLoad(url string, stop <-chan struct{}, counters *loadCounters) *loadResult {
-	var (
-		requests, failures = &counters.requests, &counters.failures
-		mu                 sync.Mutex
-		versions           = map[string]int64{}
-		firstErrors        []string
-		wg                 sync.WaitGroup
-	)
-	start := time.Now()
-	deadline := start.Add(loadMaxDuration)
-	fail := func(msg string) {
-		failures.Add(1)
-		mu.Lock()
-		defer mu.Unlock()
-		if len(firstErrors) < 10 {
-			firstErrors = append(firstErrors, time.Since(start).Round(time.Millisecond).String()+": "+msg)
-		}
-	}
-	for w := range loadWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// A fresh connection for every request: each one goes through kube-proxy's choice
-			// of endpoint.
-			c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-			tick := time.NewTicker(loadInterval)
-			defer tick.Stop()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-				}
-				if time.Now().After(deadline) {
-					return
-				}
-				requests.Add(1)
-				resp, err := c.Post(url, "text/plain", strings.NewReader(fmt.Sprintf("w%d-%d", w, i)))
-				if err != nil {
-					fail(err.Error())
-					continue
-				}
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err != nil {
-					fail("read body: " + err.Error())
-					continue
-				}
-				if resp.StatusCode != http.StatusOK {
-					fail(fmt.Sprintf("status %d: %s", resp.StatusCode, body))
-					continue
-				}
-				v := resp.Header.Get("X-Plugin-Version")
-				mu.Lock()
-				versions[v]++
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return &loadResult{requests: requests.Load(), failures: failures.Load(), versions: versions, firstErrors: firstErrors, duration: time.Since(start)}
-}
 
 // rolloutWatch follows, from watches (every update is seen, however short), the Service's ready
 // endpoints and the rollout's pods: their readiness conditions, what the controller asks of them
@@ -299,27 +224,11 @@ var _ = Describe("Rollout under load", Ordered, func() {
 
 		By(fmt.Sprintf("deploying %d opted-in greeter pods running their built-in v1", rolloutReplicas))
 		start = time.Now()
-		d := greeterDeployment(testNamespace, rolloutReplicas)
-		d.Name = rolloutApp
-		d.Labels = map[string]string{"app": rolloutApp}
-		d.Spec.Selector.MatchLabels = map[string]string{"app": rolloutApp}
-		d.Spec.Template.Labels = map[string]string{"app": rolloutApp, splicev1.LabelInject: "true"}
-		d.Spec.Template.Spec.ServiceAccountName = rolloutServiceAccount
-		_, err = kube.AppsV1().Deployments(testNamespace).Create(ctx, d, metav1.CreateOptions{})
+		_, err = kube.AppsV1().Deployments(testNamespace).Create(ctx, clusterkit.Greeter(testNamespace, rolloutApp, rolloutServiceAccount, rolloutReplicas), metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
-		svc, err = kube.CoreV1().Services(testNamespace).Create(ctx, &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: rolloutApp},
-			Spec: corev1.ServiceSpec{
-				Selector: map[string]string{"app": rolloutApp},
-				Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
-			},
-		}, metav1.CreateOptions{})
+		svc, err = kube.CoreV1().Services(testNamespace).Create(ctx, clusterkit.GreeterService(testNamespace, rolloutApp), metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
-		Eventually(func(g Gomega) {
-			d, err := kube.AppsV1().Deployments(testNamespace).Get(ctx, rolloutApp, metav1.GetOptions{})
-			g.Expect(err).NotTo(HaveOccurred())
-			g.Expect(d.Status.ReadyReplicas).To(Equal(int32(rolloutReplicas)), "ready replicas")
-		}).WithContext(ctx).WithTimeout(3 * time.Minute).Should(Succeed())
+		Expect(clusterkit.WaitReady(ctx, kube, testNamespace, rolloutApp, rolloutReplicas, 3*time.Minute)).To(Succeed())
 		greetPath = fmt.Sprintf("http://%s/greet", svc.Spec.ClusterIP)
 		// Every endpoint ready in the Service, and the Service answering v1.
 		Eventually(func(g Gomega) {
@@ -345,11 +254,11 @@ var _ = Describe("Rollout under load", Ordered, func() {
 	}, NodeTimeout(8*time.Minute))
 
 	// expectNoFailures checks a hot-swap session: not one failed request.
-	expectNoFailures := func(res *loadResult, summary string, transitions []string) {
+	expectNoFailures := func(res *loadgen.Result, summary string, transitions []string) {
 		GinkgoHelper()
-		Expect(res.requests).To(BeNumerically(">", 0))
-		Expect(res.failures).To(BeZero(), "failed requests during hot-swap rollouts: %s; first failures: %v; pod transitions: %v",
-			summary, res.firstErrors, transitions)
+		Expect(res.Requests).To(BeNumerically(">", 0))
+		Expect(res.Failures).To(BeZero(), "failed requests during hot-swap rollouts: %s; first failures: %v; pod transitions: %v",
+			summary, res.FirstErrors, transitions)
 	}
 
 	It("hot-swaps every pod v1 -> v2 (first rollout) -> v3 (RollingPatch, one pod at a time) while the Service answers every request", func(ctx SpecContext) {
@@ -566,10 +475,12 @@ var _ = Describe("Rollout under load", Ordered, func() {
 	}
 	// onlyPluginErrors checks that every failed request was the flaky plugin's own error
 	// answered by the host (HTTP 500), never a connection that failed.
-	onlyPluginErrors := func(res *loadResult) {
+	onlyPluginErrors := func(res *loadgen.Result) {
 		GinkgoHelper()
-		for _, e := range res.firstErrors {
-			Expect(e).To(And(ContainSubstring("status 500"), ContainSubstring("flaky: deliberate failure")), "a failure other than the plugin's own error")
+		Expect(res.TransportErrors).To(BeZero(), "requests without an answer: %v", res.FirstErrors)
+		Expect(res.Statuses).To(Equal(map[int]int64{http.StatusInternalServerError: res.Failures}), "answers other than 200: %v", res.FirstErrors)
+		for _, e := range res.FirstErrors {
+			Expect(e).To(ContainSubstring("flaky: deliberate failure"), "a failure other than the plugin's own error")
 		}
 	}
 
@@ -598,10 +509,9 @@ var _ = Describe("Rollout under load", Ordered, func() {
 		res, summary, transitions := s.finish()
 		GinkgoWriter.Printf("after the rollback: %d requests, %d failed\n", req2-req1, fail2-fail1)
 		Expect(fail2-fail1).To(BeZero(), "requests failed after the rollback: %s", summary)
-		Expect(res.failures).To(BeNumerically(">", 0), "the flaky canary should have failed some requests: did it serve? %s", summary)
+		Expect(res.Failures).To(BeNumerically(">", 0), "the flaky canary should have failed some requests: did it serve? %s", summary)
 		onlyPluginErrors(res)
-		Expect(answers(greetPath, 30)).To(Equal(map[string]int{"v2": 30}))
-		_ = transitions
+		Expect(answers(greetPath, 30)).To(Equal(map[string]int{"v2": 30}), "pod transitions: %v", transitions)
 	}, SpecTimeout(10*time.Minute))
 
 	It("Canary: with onFailure Pause a failing analysis pauses the rollout, and kubectl splice abort rolls it back", func(ctx SpecContext) {

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -22,19 +21,18 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/internal/loadgen"
 )
 
 // trafficSession is one spec's load and watches: bounded traffic to a Service on fresh
 // connections, its ready endpoints and its pods' readiness, with the requests and failures
 // counted per rollout phase.
 type trafficSession struct {
-	w        *rolloutWatch
-	counters *loadCounters
-	results  chan *loadResult
-	stop     chan struct{}
-	stopped  bool
-	start    time.Time
-	phases   []rolloutPhase
+	w       *rolloutWatch
+	load    *loadgen.Generator
+	stop    chan struct{}
+	stopped bool
+	phases  []rolloutPhase
 }
 
 // rolloutPhase is one rollout measured under load.
@@ -50,23 +48,25 @@ type rolloutPhase struct {
 // stops them.
 func startTraffic(ctx context.Context, svc, url string) *trafficSession {
 	GinkgoHelper()
-	s := &trafficSession{counters: &loadCounters{}, results: make(chan *loadResult, 1), stop: make(chan struct{}), start: time.Now()}
+	s := &trafficSession{stop: make(chan struct{})}
 	s.w = watchRollout(ctx, svc, s.stop)
-	go func() { s.results <- runLoad(url, s.stop, s.counters) }()
+	s.load = loadgen.Start(loadgen.Options{URL: url, Workers: loadWorkers, Interval: loadInterval, MaxDuration: loadMaxDuration})
 	DeferCleanup(s.halt)
 	return s
 }
 
-func (s *trafficSession) halt() {
+// halt stops the watches and the load.
+func (s *trafficSession) halt() *loadgen.Result {
 	if !s.stopped {
 		s.stopped = true
 		close(s.stop)
 	}
+	return s.load.Stop()
 }
 
 // mark returns the load's counts now, to measure a phase from.
 func (s *trafficSession) mark() (requests, failures int64) {
-	return s.counters.requests.Load(), s.counters.failures.Load()
+	return s.load.Counts()
 }
 
 // record adds a phase that started at start with the counts from mark.
@@ -79,9 +79,8 @@ func (s *trafficSession) record(name string, start time.Time, req0, fail0 int64,
 }
 
 // finish stops the load and prints every phase, the totals and the transitions the watches saw.
-func (s *trafficSession) finish() (*loadResult, string, []string) {
-	s.halt()
-	res := <-s.results
+func (s *trafficSession) finish() (*loadgen.Result, string, []string) {
+	res := s.halt()
 	leastReady, flips, _, transitions := s.w.summary()
 	for _, ph := range s.phases {
 		line := fmt.Sprintf("ROLLOUT %s: %s in %s; requests during it %d, failed %d; most pods swapping at once %d",
@@ -98,19 +97,14 @@ func (s *trafficSession) finish() (*loadResult, string, []string) {
 			GinkgoWriter.Printf("  pod %s state=%s swapLatency=%s loadedVersions=%d gcCyclesDuringSwap=%d\n", p.Pod, p.State, lat, p.LoadedVersions, p.GCCyclesDuringSwap)
 		}
 	}
-	vs := make([]string, 0, len(res.versions))
-	for v, n := range res.versions {
-		vs = append(vs, fmt.Sprintf("%s=%d", v, n))
-	}
-	sort.Strings(vs)
 	summary := fmt.Sprintf("LOAD: %d workers, a fresh connection per request, %s: REQUESTS=%d FAILED=%d; answers by version: %s; fewest ready endpoints: %d of %d; pod readiness-condition changes: %d",
-		loadWorkers, res.duration.Round(100*time.Millisecond), res.requests, res.failures, strings.Join(vs, " "), leastReady, rolloutReplicas, flips)
+		loadWorkers, res.Duration.Round(100*time.Millisecond), res.Requests, res.Failures, res.VersionsString(), leastReady, rolloutReplicas, flips)
 	GinkgoWriter.Println(summary)
 	fmt.Println(summary)
 	for _, t := range transitions {
 		GinkgoWriter.Println("  pod transition: " + t)
 	}
-	for _, e := range res.firstErrors {
+	for _, e := range res.FirstErrors {
 		GinkgoWriter.Println("  failed request: " + e)
 	}
 	return res, summary, transitions
