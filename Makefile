@@ -53,7 +53,10 @@ envtest-assets: ## Provide kube-apiserver, etcd and kubectl in bin/k8s (download
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/k8s-binaries.sh $(K8S_BIN) etcd kube-apiserver kubectl
 
 .PHONY: test
-test: verify-generated vet envtest-assets ## The full test suite: generated files, vet, unit and envtest suites, real plugins.
+test: test-unit test-e2e ## What CI runs: test-unit, then test-e2e (root; a cold machine builds Kubernetes and helm once, ~25 min).
+
+.PHONY: test-unit
+test-unit: verify-generated vet envtest-assets ## Generated files, vet, unit and envtest suites, real plugins and hosts (no root, no cluster).
 	go test ./... -count=1 -timeout 30m
 
 ##@ Build and run
@@ -89,8 +92,6 @@ CLUSTER_DIR ?= $(CURDIR)/.local/cluster
 IMAGES_DIR ?= $(CURDIR)/.local/images
 # Images `make images` builds (all by default): pause manager agent builder greeter e2e-services golang.
 IMAGES ?=
-# GOPROXY baked into the golang (build Job) image: the cluster's pods cannot reach the internet,
-# so builds fetch modules from the module proxy the e2e suite serves from this machine's cache.
 # GOPROXY baked into the golang image (none: the chart's build.env gives build Jobs theirs).
 GOLANG_IMAGE_GOPROXY ?=
 HELM_VERSION ?= v3.22.0
@@ -129,6 +130,27 @@ helm-lint: $(HELM) ## helm lint and helm template the chart, and check it agains
 		--set 'agent.rbacBindings[0].namespace=demo,agent.rbacBindings[0].serviceAccount=greeter'
 	$(HELM) template splice charts/splice --namespace splice-system >/dev/null
 	HELM=$(HELM) go test ./test/chart/ -count=1
+
+.PHONY: demo
+demo: $(HELM) ## The README's first command: a local cluster (root), the chart, the example service, two rollouts under load, live.
+	@if [ "$$(id -u)" != 0 ]; then echo "make demo runs a real cluster on this machine and needs root (make run shows the rollouts on a local control plane, without root)"; exit 1; fi
+	@$(CLUSTER_ENV) hack/cluster/cluster.sh running || $(MAKE) cluster-up
+	$(MAKE) images
+	go build -o $(LOCALBIN)/kubectl-splice ./cmd/kubectl-splice
+	go run ./cmd/splice-demo -kubeconfig $(CLUSTER_DIR)/kubeconfig -helm $(HELM) -kubectl-splice $(LOCALBIN)/kubectl-splice
+
+.PHONY: test-e2e
+test-e2e: $(HELM) ## The e2e suite on a local cluster: cluster-up (unless one runs), e2e, then cluster-down whatever happened.
+	@if [ "$$(id -u)" != 0 ]; then echo "test-e2e brings up a real cluster on this machine and needs root (make test-unit runs the rest)"; exit 1; fi
+	@if $(CLUSTER_ENV) hack/cluster/cluster.sh running; then \
+		echo "test-e2e: using the local cluster that runs already, and leaving it running"; \
+		$(MAKE) e2e; \
+	else \
+		status=0; \
+		{ $(MAKE) cluster-up && $(MAKE) e2e; } || status=$$?; \
+		$(MAKE) cluster-down || { echo "test-e2e: cluster-down failed"; [ $$status != 0 ] || status=1; }; \
+		exit $$status; \
+	fi
 
 .PHONY: e2e
 e2e: $(HELM) ## End-to-end suite on the running local cluster (make cluster-up e2e cluster-down): builds and loads the images, installs the chart.

@@ -109,6 +109,10 @@ func Deploy(ctx context.Context, cs kubernetes.Interface, ns string, f Fixed) er
 	if port == 0 {
 		port = f.Port
 	}
+	// Look first: creating it again fails on its ClusterIP before its name.
+	if _, err := cs.CoreV1().Services(ns).Get(ctx, f.Name, metav1.GetOptions{}); err == nil {
+		return nil
+	}
 	_, err = cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: f.Name, Labels: labels},
 		Spec: corev1.ServiceSpec{
