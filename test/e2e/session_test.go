@@ -85,8 +85,7 @@ func (s *trafficSession) finish() (*loadgen.Result, string, []string) {
 	for _, ph := range s.phases {
 		line := fmt.Sprintf("ROLLOUT %s: %s in %s; requests during it %d, failed %d; most pods swapping at once %d",
 			ph.name, ph.cv.Status.Phase, ph.took.Round(10*time.Millisecond), ph.requests, ph.failures, ph.maxInFlight)
-		GinkgoWriter.Println(line)
-		fmt.Println(line)
+		fmt.Println(line) // on stdout whatever the verbosity: these are the suite's numbers
 		GinkgoWriter.Printf("  status targeted=%d updated=%d ready=%d failed=%d progress=%q\n",
 			ph.cv.Status.Targeted, ph.cv.Status.Updated, ph.cv.Status.Ready, ph.cv.Status.Failed, ph.cv.Status.Progress)
 		for _, p := range ph.cv.Status.Pods {
@@ -99,7 +98,6 @@ func (s *trafficSession) finish() (*loadgen.Result, string, []string) {
 	}
 	summary := fmt.Sprintf("LOAD: %d workers, a fresh connection per request, %s: REQUESTS=%d FAILED=%d; answers by version: %s; fewest ready endpoints: %d of %d; pod readiness-condition changes: %d",
 		loadWorkers, res.Duration.Round(100*time.Millisecond), res.Requests, res.Failures, res.VersionsString(), leastReady, rolloutReplicas, flips)
-	GinkgoWriter.Println(summary)
 	fmt.Println(summary)
 	for _, t := range transitions {
 		GinkgoWriter.Println("  pod transition: " + t)
