@@ -14,12 +14,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlbuilder "sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -471,6 +474,16 @@ func (r *BuildReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.compilerVersionOfPod), ctrlbuilder.WithPredicates(isBuildPod)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
 		Complete(r)
+}
+
+// BuildCacheOptions restrict the manager's Job cache to build Jobs (labelled LabelBuildKey): the
+// build controller owns no other Jobs, and a cluster's other Jobs would only cost memory.
+func BuildCacheOptions() map[client.Object]cache.ByObject {
+	hasKey, err := labels.NewRequirement(LabelBuildKey, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant label key
+	}
+	return map[client.Object]cache.ByObject{&batchv1.Job{}: {Label: labels.NewSelector().Add(*hasKey)}}
 }
 
 // compilerVersionOfPod maps a build pod to the CompilerVersion that owns its Job.

@@ -19,6 +19,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -46,6 +47,8 @@ var _ = Describe("Build controller", Ordered, func() {
 		// greeterRef is a real artifact (greeter plugin v1, built with the Go on PATH).
 		greeterRef string
 		greeterRes *builder.Result
+		// mgrCache is the manager's cache, to see what it holds.
+		mgrCache cache.Cache
 	)
 
 	BeforeAll(func() {
@@ -66,11 +69,14 @@ var _ = Describe("Build controller", Ordered, func() {
 		mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 			Scheme:  scheme,
 			Metrics: metricsserver.Options{BindAddress: "0"},
-			Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-				&splicev1.CompilerVersion{}: {Label: labels.SelectorFromSet(labels.Set{testLabel: "build"})},
-			}},
+			Cache: cache.Options{ByObject: func() map[client.Object]cache.ByObject {
+				by := BuildCacheOptions()
+				by[&splicev1.CompilerVersion{}] = cache.ByObject{Label: labels.SelectorFromSet(labels.Set{testLabel: "build"})}
+				return by
+			}()},
 		})
 		Expect(err).NotTo(HaveOccurred())
+		mgrCache = mgr.GetCache()
 		opts := DefaultBuildJobOptions()
 		opts.BuilderImage = "registry.example.com/splice/manager:test"
 		Expect((&BuildReconciler{
@@ -287,6 +293,21 @@ var _ = Describe("Build controller", Ordered, func() {
 		Expect(next.Name).To(Equal(buildJobName("greeter", inputsOf(getCV(cv)(Default)).key())))
 		o = parseBuilderArgs(GinkgoT(), next.Spec.Template.Spec.Containers[0])
 		Expect(o.Revision).To(Equal("v1.3.1"))
+	})
+
+	It("caches build Jobs only", func() {
+		ns := newNamespace()
+		cv := newGitCV(ns)
+		job := theJob(cv)
+		Eventually(func() error { return mgrCache.Get(ctx, client.ObjectKeyFromObject(job), &batchv1.Job{}) }).Should(Succeed())
+		other := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "not-a-build", Namespace: ns}, Spec: *job.Spec.DeepCopy()}
+		other.Spec.Selector, other.Spec.Template.Labels = nil, nil
+		Expect(k8sClient.Create(ctx, other)).To(Succeed())
+		// The Job exists; the cache, which saw the build Job at once, never holds it.
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(other), &batchv1.Job{})).To(Succeed())
+		Consistently(func() bool {
+			return apierrors.IsNotFound(mgrCache.Get(ctx, client.ObjectKeyFromObject(other), &batchv1.Job{}))
+		}).WithTimeout(2 * time.Second).Should(BeTrue())
 	})
 
 	It("turns a successful build into status.artifact, Built=True, an Event and metrics", func() {

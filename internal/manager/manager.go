@@ -12,6 +12,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -87,6 +88,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		// Release the lease on a clean shutdown so a successor takes over at once.
 		LeaderElectionReleaseOnCancel: true,
 		WebhookServer:                 wh.server(),
+		Cache:                         cache.Options{ByObject: controllers.BuildCacheOptions()},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
