@@ -100,6 +100,9 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		res, err = r.reconcileArtifact(ctx, s)
 	}
 	if werr := r.writeStatus(ctx, s); werr != nil {
+		if err == nil {
+			return conflictRetry(werr)
+		}
 		return ctrl.Result{}, errors.Join(err, werr)
 	}
 	if err != nil {
@@ -429,9 +432,6 @@ func (r *BuildReconciler) writeStatus(ctx context.Context, s *buildScope) error 
 	prev := meta.FindStatusCondition(orig.Status.Conditions, splicev1.ConditionBuilt)
 	cv.Status = next
 	if err := r.Status().Patch(ctx, cv, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsConflict(err) {
-			logf.FromContext(ctx).V(1).Info("status conflict; retrying")
-		}
 		return fmt.Errorf("patch status: %w", err)
 	}
 	cur := meta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionBuilt)

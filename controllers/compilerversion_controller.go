@@ -90,7 +90,7 @@ func (r *CompilerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	// recorded decision is acted on again. The other order can lose a decision whose evidence
 	// the action erases (a rollback makes the failed pods swap back and report Ready).
 	if err := r.writeStatus(ctx, s); err != nil {
-		return ctrl.Result{}, err
+		return conflictRetry(err)
 	}
 	if s.plan == nil {
 		return ctrl.Result{}, nil
@@ -156,9 +156,6 @@ func (r *CompilerVersionReconciler) writeStatus(ctx context.Context, s *scope) e
 	prevPhase := orig.Status.Phase
 	s.cv.Status = next
 	if err := r.Status().Patch(ctx, s.cv, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsConflict(err) {
-			logf.FromContext(ctx).V(1).Info("status conflict; retrying")
-		}
 		return fmt.Errorf("patch status: %w", err)
 	}
 	recordRollout(s.cv)
@@ -279,4 +276,17 @@ func (r *CompilerVersionReconciler) enqueueFor(ctx context.Context, q workqueue,
 			}
 		}
 	}
+}
+
+// conflictRetryAfter is how soon a reconcile whose status write lost a race runs again.
+const conflictRetryAfter = 100 * time.Millisecond
+
+// conflictRetry turns a status write that lost an optimistic-lock race (the build and the
+// rollout reconcilers both write status, and so does a newer pass) into a quiet, quick retry:
+// such a conflict is routine and must not be logged as a reconciler error. Other errors stay.
+func conflictRetry(err error) (ctrl.Result, error) {
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: conflictRetryAfter}, nil
+	}
+	return ctrl.Result{}, err
 }
