@@ -55,6 +55,10 @@ type Swapper struct {
 	// busySince is when the control request in flight began (unix nanos, 0: none), for the
 	// liveness check: a host that sits on a load past every bound is wedged.
 	busySince atomic.Int64
+	// facts caches the build facts of the plugins the host opened, by digest: a plugin file
+	// never changes under its digest, and reading the ELF of every tried version on every swap
+	// made the preflight grow from 9 ms to 100 ms over ten versions.
+	facts sync.Map // digest -> *preflight.Facts
 }
 
 // NewSwapper checks the options and returns a Swapper.
@@ -301,6 +305,10 @@ func (s *Swapper) triedFacts(st *control.Status) ([]*preflight.Facts, error) {
 		if v.State == control.StateFailed && strings.Contains(v.Error, hostPreflightText) {
 			continue // refused before plugin.Open: nothing of it is in the process
 		}
+		if f, ok := s.facts.Load(v.Digest); ok && v.Digest != "" {
+			out = append(out, f.(*preflight.Facts))
+			continue
+		}
 		var errs []error
 		var f *preflight.Facts
 		// The host reports its own path; the agent may mount the volume elsewhere.
@@ -314,6 +322,9 @@ func (s *Swapper) triedFacts(st *control.Status) ([]*preflight.Facts, error) {
 		if f == nil {
 			return nil, fmt.Errorf("read the build facts of %s, which the host already opened, for the preflight: %w (plugin files must stay in the shared directory for the life of the pod)",
 				v.Digest, errors.Join(errs...))
+		}
+		if v.Digest != "" {
+			s.facts.Store(v.Digest, f)
 		}
 		out = append(out, f)
 	}
