@@ -83,7 +83,8 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	}
 	stepName := fmt.Sprintf("Canary step %d/%d (setWeight %d%%)", idx+1, len(steps), step.SetWeight)
 
-	if reason, msg := analyse(in, step.Analysis, members); reason != "" {
+	reason, msg, pending := analyse(in, step.Analysis, members)
+	if reason != "" {
 		return canaryFailed(in, pl, onFailure, reason, stepName+": "+msg)
 	}
 	isMember := func(p podState) bool { return members[p.name] }
@@ -92,6 +93,14 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 		pl.phase = splicev1.PhaseProgressing
 		pl.message = fmt.Sprintf("%s: %d of %d canary pods run %s", stepName, done, len(members), in.artifact.Digest)
 		pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonSwapping, pl.message)
+		return pl
+	}
+	// The error rate is not judged yet: too few calls. A pause still runs (and is shown);
+	// the step does not advance past it until the rate is judged.
+	waitCalls := func() *rolloutPlan {
+		pl.phase = splicev1.PhaseProgressing
+		pl.message = stepName + ": " + pending
+		pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonAnalysisPending, pl.message)
 		return pl
 	}
 	// The Prometheus analysis judges the step once all its pods run the artifact.
@@ -129,12 +138,19 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 			return pl
 		}
 	}
+	if pending != "" {
+		return waitCalls()
+	}
 	return advance()
 }
 
+// DefaultMinCalls is analysis.minCalls when maxErrorRatePercent is set and minCalls is not.
+const DefaultMinCalls = 100
+
 // analyse checks a step's members against its analysis. Without an analysis, no failed swap is
-// tolerated. It returns a reason and message when the step fails.
-func analyse(in *rolloutInput, a *splicev1.CanaryAnalysis, members map[string]bool) (string, string) {
+// tolerated. It returns a reason and message when the step fails, and pending, saying why,
+// while the error rate cannot be judged yet (fewer than minCalls calls).
+func analyse(in *rolloutInput, a *splicev1.CanaryAnalysis, members map[string]bool) (reason, msg, pending string) {
 	isMember := func(p podState) bool { return members[p.name] }
 	failed, incompatible := failedPods(in, isMember)
 	maxFailed := 0
@@ -142,10 +158,10 @@ func analyse(in *rolloutInput, a *splicev1.CanaryAnalysis, members map[string]bo
 		maxFailed = int(*a.MaxFailedSwaps)
 	}
 	if bad := append(failed, incompatible...); len(bad) > maxFailed {
-		return ReasonSwapFailed, fmt.Sprintf("%d failed swaps (%s), more than maxFailedSwaps %d", len(bad), failureSummary(in, bad), maxFailed)
+		return ReasonSwapFailed, fmt.Sprintf("%d failed swaps (%s), more than maxFailedSwaps %d", len(bad), failureSummary(in, bad), maxFailed), ""
 	}
 	if a == nil {
-		return "", ""
+		return "", "", ""
 	}
 	var calls, errs uint64
 	for _, p := range in.pods {
@@ -157,16 +173,28 @@ func analyse(in *rolloutInput, a *splicev1.CanaryAnalysis, members map[string]bo
 		errs += r.Errors + r.Panics
 		if a.MaxSwapLatency != nil && r.Digest == in.artifact.Digest && r.SwapLatencySeconds > a.MaxSwapLatency.Seconds() {
 			return ReasonAnalysisFailed, fmt.Sprintf("pod %s swapped in %.3fs, more than maxSwapLatency %s", p.name,
-				r.SwapLatencySeconds, a.MaxSwapLatency.Duration)
+				r.SwapLatencySeconds, a.MaxSwapLatency.Duration), ""
 		}
 	}
-	if a.MaxErrorRatePercent != nil && calls > 0 {
-		if rate := float64(errs) * 100 / float64(calls); rate > float64(*a.MaxErrorRatePercent) {
-			return ReasonAnalysisFailed, fmt.Sprintf("plugin error rate %.2f%% (%d of %d calls), more than maxErrorRatePercent %d%%",
-				rate, errs, calls, *a.MaxErrorRatePercent)
-		}
+	if a.MaxErrorRatePercent == nil {
+		return "", "", ""
 	}
-	return "", ""
+	minCalls := uint64(DefaultMinCalls)
+	if a.MinCalls != nil {
+		minCalls = uint64(*a.MinCalls)
+	}
+	switch {
+	case calls < minCalls:
+		return "", "", fmt.Sprintf("judging the error rate after %d plugin calls on the new version, %d reported so far (send traffic, lower analysis.minCalls, or annotate %s)",
+			minCalls, calls, splicev1.AnnotationPromote)
+	case calls == 0:
+		return "", "", "" // minCalls 0: nothing to judge
+	}
+	if rate := float64(errs) * 100 / float64(calls); rate > float64(*a.MaxErrorRatePercent) {
+		return ReasonAnalysisFailed, fmt.Sprintf("plugin error rate %.2f%% (%d of %d calls), more than maxErrorRatePercent %d%%",
+			rate, errs, calls, *a.MaxErrorRatePercent), ""
+	}
+	return "", "", ""
 }
 
 // canaryFailed applies onFailure: roll back, or freeze where the rollout stands.

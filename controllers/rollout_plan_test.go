@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -525,6 +526,62 @@ func TestPlanCanaryTrafficShares(t *testing.T) {
 		in = carry(in, pl, in.pods, t0.Add(20*time.Second))
 		if pl = plan(in); pl.phase != splicev1.PhaseRolledBack || countOn(pl, digestA) != 0 {
 			t.Fatalf("20%% errors on the canary share: phase %s (%s)", pl.phase, pl.message)
+		}
+	})
+}
+
+// The error rate is judged on at least analysis.minCalls calls (default 100), either way.
+func TestPlanCanaryMinCalls(t *testing.T) {
+	step := func(minCalls *int32) *rolloutInput {
+		return baseInput(canary(splicev1.FailureRollback,
+			splicev1.CanaryStep{SetWeight: 50, Pause: &splicev1.CanaryPause{Duration: &metav1.Duration{Duration: 10 * time.Second}},
+				Analysis: &splicev1.CanaryAnalysis{MaxErrorRatePercent: ptr.To[int32](5), MinCalls: minCalls}},
+			splicev1.CanaryStep{SetWeight: 100, Pause: &splicev1.CanaryPause{}},
+		), fleet(2))
+	}
+	// swapped plays the agents, then sets the canary member's counters.
+	swapped := func(in *rolloutInput, calls, errs uint64, at time.Time) *rolloutInput {
+		pl := plan(in)
+		pods := applyPlan(in.pods, pl, nil)
+		for i := range pods {
+			if pods[i].report.Digest == digestA {
+				pods[i].report.Calls, pods[i].report.Errors = calls, errs
+			}
+		}
+		return carry(in, pl, pods, at)
+	}
+	t.Run("too few calls: the step waits past its pause, whatever their error rate", func(t *testing.T) {
+		in := swapped(step(nil), 40, 20, t0.Add(time.Second))
+		pl := plan(in) // the pause starts
+		in = carry(in, pl, in.pods, t0.Add(time.Minute))
+		pl = plan(in)
+		if pl.phase != splicev1.PhaseProgressing || pl.progressing.Reason != ReasonAnalysisPending || *pl.step != 0 ||
+			!strings.Contains(pl.message, "after 100 plugin calls") || !strings.Contains(pl.message, "40 reported") {
+			t.Fatalf("40 calls, 50%% errors: phase %s reason %s step %d: %s", pl.phase, pl.progressing.Reason, *pl.step, pl.message)
+		}
+		// Enough calls, few errors: the step advances.
+		for i := range in.pods {
+			if in.pods[i].report.Digest == digestA {
+				in.pods[i].report.Calls, in.pods[i].report.Errors = 400, 4
+			}
+		}
+		in = carry(in, pl, in.pods, t0.Add(2*time.Minute))
+		if pl = plan(in); *pl.step != 1 {
+			t.Fatalf("400 calls, 1%% errors: step %d phase %s: %s", *pl.step, pl.phase, pl.message)
+		}
+	})
+	t.Run("enough calls, too many errors: rolled back", func(t *testing.T) {
+		in := swapped(step(nil), 200, 20, t0.Add(time.Second))
+		if pl := plan(in); pl.phase != splicev1.PhaseRolledBack {
+			t.Fatalf("200 calls, 10%% errors: phase %s: %s", pl.phase, pl.message)
+		}
+	})
+	t.Run("minCalls 0 judges at once, and passes a step without calls", func(t *testing.T) {
+		in := swapped(step(ptr.To[int32](0)), 0, 0, t0.Add(time.Second))
+		pl := plan(in)
+		in = carry(in, pl, in.pods, t0.Add(time.Minute))
+		if pl = plan(in); *pl.step != 1 {
+			t.Fatalf("minCalls 0, no calls: step %d phase %s: %s", *pl.step, pl.phase, pl.message)
 		}
 	})
 }

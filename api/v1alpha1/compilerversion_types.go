@@ -282,6 +282,16 @@ type CanaryAnalysis struct {
 	// +kubebuilder:validation:Maximum=100
 	MaxErrorRatePercent *int32 `json:"maxErrorRatePercent,omitempty"`
 
+	// minCalls is how many plugin calls the step's pods must have reported on the new version
+	// before maxErrorRatePercent is judged, either way: until then the step waits
+	// (AnalysisPending), even past its pause, so that a step is never passed or failed on a
+	// handful of calls. Agents report their counters 10s after a swap, then every minute.
+	// Default 100 when maxErrorRatePercent is set; 0 judges at once.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100000000
+	MinCalls *int32 `json:"minCalls,omitempty"`
+
 	// maxSwapLatency is the longest a pod's swap may take, such as "500ms".
 	// +optional
 	// +kubebuilder:validation:Type=string

@@ -42,6 +42,11 @@ func (in *CanaryAnalysis) DeepCopyInto(out *CanaryAnalysis) {
 		*out = new(int32)
 		**out = **in
 	}
+	if in.MinCalls != nil {
+		in, out := &in.MinCalls, &out.MinCalls
+		*out = new(int32)
+		**out = **in
+	}
 	if in.MaxSwapLatency != nil {
 		in, out := &in.MaxSwapLatency, &out.MaxSwapLatency
 		*out = new(v1.Duration)
