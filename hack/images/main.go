@@ -358,7 +358,7 @@ func buildGreeter(ctx context.Context, b *builder, out string, flags []string) (
 	if err != nil {
 		return nil, err
 	}
-	b.logf("greeter: host %s, seed plugin v1 %s, %d shared libraries", filepath.Base(host), seed.Digest[:19], len(libs))
+	b.logf("%s: host %s, seed plugin v1 %s, %d shared libraries", out, filepath.Base(host), seed.Digest[:19], len(libs))
 	return config(img, fmt.Sprintf("%d:%d", nonroot, nonroot),
 		[]string{"/greeter-start", "-seed", "/plugins/v1.so", "--", "/greeter", "-addr", ":8080"})
 }

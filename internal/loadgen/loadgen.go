@@ -24,7 +24,8 @@ type Options struct {
 	// Workers send concurrently (default 8), each one request every Interval (default 50ms).
 	Workers  int
 	Interval time.Duration
-	// MaxDuration (default 2m) and MaxRequests (default: none beyond MaxDuration) bound the load.
+	// MaxDuration (default 2m) and MaxRequests (default: what the workers send in
+	// MaxDuration, Workers*MaxDuration/Interval) bound the load, in time and in count.
 	MaxDuration time.Duration
 	MaxRequests int64
 	// Timeout bounds each request (default 5s).
@@ -43,6 +44,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxDuration <= 0 {
 		o.MaxDuration = 2 * time.Minute
+	}
+	if o.MaxRequests <= 0 {
+		o.MaxRequests = int64(o.Workers) * int64(o.MaxDuration/o.Interval)
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
@@ -126,7 +130,7 @@ func (g *Generator) worker(w int) {
 		if time.Now().After(deadline) {
 			return
 		}
-		if n := g.requests.Add(1); g.opts.MaxRequests > 0 && n > g.opts.MaxRequests {
+		if n := g.requests.Add(1); n > g.opts.MaxRequests {
 			g.requests.Add(-1)
 			return
 		}
