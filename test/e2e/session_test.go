@@ -44,15 +44,29 @@ type rolloutPhase struct {
 	cv                 *splicev1.CompilerVersion
 }
 
-// startTraffic starts the watches on Service svc and the load on url; the spec's DeferCleanup
-// stops them.
-func startTraffic(ctx context.Context, svc, url string) *trafficSession {
+// startTraffic starts the watches on Service svc and the load on url, and lets warmup pass
+// (traffic on the version before the rollout); the spec's DeferCleanup stops them.
+func startTraffic(ctx context.Context, svc, url string, warmup time.Duration) *trafficSession {
 	GinkgoHelper()
 	s := &trafficSession{stop: make(chan struct{})}
 	s.w = watchRollout(ctx, svc, s.stop)
 	s.load = loadgen.Start(loadgen.Options{URL: url, Workers: loadWorkers, Interval: loadInterval, MaxDuration: loadMaxDuration})
 	DeferCleanup(s.halt)
+	time.Sleep(warmup)
 	return s
+}
+
+// phaseStart is where a rollout measured under load began.
+type phaseStart struct {
+	at                 time.Time
+	requests, failures int64
+}
+
+// begin starts measuring a rollout of digest: its swaps are tracked from now.
+func (s *trafficSession) begin(digest string) phaseStart {
+	s.w.trackSwaps(digest)
+	req, fail := s.mark()
+	return phaseStart{at: time.Now(), requests: req, failures: fail}
 }
 
 // halt stops the watches and the load.
@@ -69,11 +83,11 @@ func (s *trafficSession) mark() (requests, failures int64) {
 	return s.load.Counts()
 }
 
-// record adds a phase that started at start with the counts from mark.
-func (s *trafficSession) record(name string, start time.Time, req0, fail0 int64, cv *splicev1.CompilerVersion) rolloutPhase {
+// record adds a phase that began at ps and ends now, with cv as it ended.
+func (s *trafficSession) record(name string, ps phaseStart, cv *splicev1.CompilerVersion) rolloutPhase {
 	_, _, inFlight, _ := s.w.summary()
 	req, fail := s.mark()
-	ph := rolloutPhase{name: name, took: time.Since(start), requests: req - req0, failures: fail - fail0, maxInFlight: inFlight, cv: cv}
+	ph := rolloutPhase{name: name, took: time.Since(ps.at), requests: req - ps.requests, failures: fail - ps.failures, maxInFlight: inFlight, cv: cv}
 	s.phases = append(s.phases, ph)
 	return ph
 }
