@@ -107,8 +107,18 @@ func debianRootfs(ctx context.Context, b *builder) (string, error) {
 	}
 	if _, err := exec.LookPath("debootstrap"); err != nil {
 		b.logf("golang: installing debootstrap")
-		if err := runLogged(ctx, "", "apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"); err != nil {
-			return "", err
+		install := func() error {
+			return runLogged(ctx, "", "apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap")
+		}
+		if err := install(); err != nil {
+			// A fresh machine may have no package lists yet.
+			b.logf("golang: apt-get install failed (%v); apt-get update, then once more", err)
+			if err := runLogged(ctx, "", "apt-get", "update", "-qq"); err != nil {
+				return "", err
+			}
+			if err := install(); err != nil {
+				return "", err
+			}
 		}
 	}
 	mirror := os.Getenv("SPLICE_DEBIAN_MIRROR")
