@@ -268,6 +268,7 @@ type CanaryPause struct {
 }
 
 // CanaryAnalysis bounds what a step may observe before it fails.
+// +kubebuilder:validation:XValidation:rule="!has(self.minCalls) || has(self.maxErrorRatePercent)",message="analysis.minCalls only sets when maxErrorRatePercent is judged: set maxErrorRatePercent or remove minCalls"
 type CanaryAnalysis struct {
 	// maxFailedSwaps is how many pods may fail to swap in this step before it fails.
 	// +optional

@@ -47,7 +47,7 @@ func artifactCV() *splicev1.CompilerVersion {
 	cv.Spec.Strategy = splicev1.RolloutStrategy{Type: splicev1.StrategyCanary, Canary: &splicev1.CanaryStrategy{
 		Steps: []splicev1.CanaryStep{
 			{SetWeight: 10, TrafficPercent: ptr.To[int32](5), Pause: &splicev1.CanaryPause{Duration: &metav1.Duration{Duration: time.Minute}},
-				Analysis: &splicev1.CanaryAnalysis{MaxFailedSwaps: ptr.To[int32](0), MaxErrorRatePercent: ptr.To[int32](1),
+				Analysis: &splicev1.CanaryAnalysis{MaxFailedSwaps: ptr.To[int32](0), MaxErrorRatePercent: ptr.To[int32](1), MinCalls: ptr.To[int32](200),
 					MaxSwapLatency: &metav1.Duration{Duration: 500 * time.Millisecond}}},
 			{SetWeight: 50, Pause: &splicev1.CanaryPause{}},
 			{SetWeight: 100},
@@ -190,6 +190,13 @@ var _ = Describe("CompilerVersion schema", func() {
 		Entry("maxErrorRatePercent over 100", func(cv *splicev1.CompilerVersion) {
 			cv.Spec.Strategy.Canary.Steps[0].Analysis.MaxErrorRatePercent = ptr.To[int32](101)
 		}, artifactCV, "spec.strategy.canary.steps[0].analysis.maxErrorRatePercent", "less than or equal to 100"),
+		Entry("minCalls without maxErrorRatePercent", func(cv *splicev1.CompilerVersion) {
+			cv.Spec.Strategy.Canary.Steps[0].Analysis.MaxErrorRatePercent = nil
+			cv.Spec.Strategy.Canary.Steps[0].Analysis.MinCalls = ptr.To[int32](50)
+		}, artifactCV, "spec.strategy.canary.steps[0].analysis", "set maxErrorRatePercent or remove minCalls"),
+		Entry("minCalls negative", func(cv *splicev1.CompilerVersion) {
+			cv.Spec.Strategy.Canary.Steps[0].Analysis.MinCalls = ptr.To[int32](-1)
+		}, artifactCV, "spec.strategy.canary.steps[0].analysis.minCalls", "greater than or equal to 0"),
 		Entry("Prometheus address that is not a URL", func(cv *splicev1.CompilerVersion) {
 			cv.Spec.Strategy.Canary.Steps[0].Analysis.Prometheus = &splicev1.PrometheusAnalysis{Address: "prometheus:9090", Query: "up", MaxValue: "1"}
 		}, artifactCV, "spec.strategy.canary.steps[0].analysis.prometheus.address", "http:// or https:// URL"),
