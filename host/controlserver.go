@@ -238,7 +238,7 @@ func within(dir, p string) bool {
 func (c *controlHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	ce := toControlError(err)
 	c.log.Info("control request refused", "path", r.URL.Path, "method", r.Method, "code", ce.Code, "message", ce.Message)
-	writeJSON(w, ce.Status, control.ErrorResponse{Error: control.ErrorBody{Code: ce.Code, Message: ce.Message}})
+	writeJSON(w, ce.Status, control.ErrorResponse{Error: control.ErrorBody{Code: ce.Code, Reason: ce.Reason, Message: ce.Message}})
 }
 
 func toControlError(err error) *control.Error {
@@ -265,7 +265,9 @@ func toControlError(err error) *control.Error {
 	}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
-			return control.Errorf(c.code, "%s", err.Error())
+			ce := control.Errorf(c.code, "%s", err.Error())
+			ce.Reason = Reason(err)
+			return ce
 		}
 	}
 	return control.Errorf(control.CodeInternal, "%s", err.Error())

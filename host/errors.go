@@ -55,3 +55,39 @@ type PanicError struct {
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("plugin %s panicked: %v", e.Digest, e.Value)
 }
+
+// Reasons refine ErrLoad and ErrPreflight for machines (the preflight's own reasons, such as
+// PackageHashMismatch, refine ErrPreflight too). The control endpoint sends them beside the
+// code, and a failed version's status carries them, so that an agent never has to read
+// messages.
+const (
+	// ReasonInitPanic: the plugin's init panicked inside plugin.Open.
+	ReasonInitPanic = "InitPanic"
+	// ReasonSymbolLookupFailed: the constructor or API version symbol is missing, has the
+	// wrong type, or its constructor panicked or returned nil.
+	ReasonSymbolLookupFailed = "SymbolLookupFailed"
+	// ReasonLoadFailed: plugin.Open failed otherwise, or did not return in time.
+	ReasonLoadFailed = "LoadFailed"
+	// ReasonPreflightRefused: the preflight could not read the file's build facts.
+	ReasonPreflightRefused = "PreflightRefused"
+)
+
+// reasonError attaches a reason to an error and unwraps to it.
+type reasonError struct {
+	reason string
+	err    error
+}
+
+func (e *reasonError) Error() string { return e.err.Error() }
+func (e *reasonError) Unwrap() error { return e.err }
+
+func withReason(reason string, err error) error { return &reasonError{reason: reason, err: err} }
+
+// Reason returns the CamelCase reason attached to err, or "" when it has none.
+func Reason(err error) string {
+	var re *reasonError
+	if errors.As(err, &re) {
+		return re.reason
+	}
+	return ""
+}

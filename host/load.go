@@ -73,7 +73,8 @@ func (s *Slot[T]) Load(ctx context.Context, path, digest string) (control.Versio
 
 	s.mu.Lock()
 	if err != nil {
-		v.state, v.err = control.StateFailed, err.Error()
+		ce := toControlError(err)
+		v.state, v.err, v.errCode, v.errReason = control.StateFailed, err.Error(), ce.Code, ce.Reason
 	} else {
 		s.entries[digest] = &entry[T]{v: v, impl: impl}
 	}
@@ -115,17 +116,17 @@ func (s *Slot[T]) lockLoad(ctx context.Context) error {
 func (s *Slot[T]) open(ctx context.Context, v *Version, opened []*preflight.Facts) (impl T, stuck bool, err error) {
 	fd, err := control.FileDigest(v.path)
 	if err != nil {
-		return impl, false, fmt.Errorf("%w: %v", ErrLoad, err)
+		return impl, false, withReason(ReasonLoadFailed, fmt.Errorf("%w: %v", ErrLoad, err))
 	}
 	v.fileDigest = fd
 	facts, err := preflight.ReadFacts(v.path)
 	if err != nil {
-		return impl, false, fmt.Errorf("%w: read build facts of %s (is it a Go plugin built with -buildmode=plugin?): %v", ErrPreflight, v.path, err)
+		return impl, false, withReason(ReasonPreflightRefused, fmt.Errorf("%w: read build facts of %s (is it a Go plugin built with -buildmode=plugin?): %v", ErrPreflight, v.path, err))
 	}
 	v.facts = facts
 	v.pluginPath = facts.PluginPath
 	if verdict := preflight.Check(s.hostFacts, facts, opened); !verdict.OK {
-		return impl, false, fmt.Errorf("%w: %s", ErrPreflight, verdict.Error())
+		return impl, false, withReason(verdict.Problems[0].Reason, fmt.Errorf("%w: %s", ErrPreflight, verdict.Error()))
 	}
 
 	// From here the file's packages may be in the process whatever the outcome, so every
@@ -150,7 +151,7 @@ func (s *Slot[T]) open(ctx context.Context, v *Version, opened []*preflight.Fact
 	case r = <-done:
 	case <-timer.C:
 		go func() { <-done; s.loadMu.Unlock() }()
-		return impl, true, fmt.Errorf("%w: plugin.Open(%s) has not returned after %v (an init that blocks?); loads wait until it does", ErrLoad, v.path, s.opts.OpenTimeout)
+		return impl, true, withReason(ReasonLoadFailed, fmt.Errorf("%w: plugin.Open(%s) has not returned after %v (an init that blocks?); loads wait until it does", ErrLoad, v.path, s.opts.OpenTimeout))
 	}
 	if r.err != nil {
 		return impl, false, r.err
@@ -158,7 +159,7 @@ func (s *Slot[T]) open(ctx context.Context, v *Version, opened []*preflight.Fact
 
 	apiv, err := lookupAPIVersion(r.p, s.opts.APIVersionSymbol)
 	if err != nil {
-		return impl, false, err
+		return impl, false, withReason(ReasonSymbolLookupFailed, err)
 	}
 	v.apiVersion = apiv
 	if s.opts.APIVersion != "" {
@@ -167,7 +168,10 @@ func (s *Slot[T]) open(ctx context.Context, v *Version, opened []*preflight.Fact
 		}
 	}
 	impl, err = lookupImpl[T](r.p, s.opts.Symbol, s.typ)
-	return impl, false, err
+	if err != nil {
+		return impl, false, withReason(ReasonSymbolLookupFailed, err)
+	}
+	return impl, false, nil
 }
 
 // openPlugin is plugin.Open with the plugin's init panics recovered: they surface here, on
@@ -175,12 +179,12 @@ func (s *Slot[T]) open(ctx context.Context, v *Version, opened []*preflight.Fact
 func openPlugin(path string) (p *plugin.Plugin, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			p, err = nil, fmt.Errorf("%w: init of %s panicked: %v (the path is dead in this process: reopening it would hang)", ErrLoad, path, r)
+			p, err = nil, withReason(ReasonInitPanic, fmt.Errorf("%w: init of %s panicked: %v (the path is dead in this process: reopening it would hang)", ErrLoad, path, r))
 		}
 	}()
 	p, err = plugin.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrLoad, err)
+		return nil, withReason(ReasonLoadFailed, fmt.Errorf("%w: %v", ErrLoad, err))
 	}
 	return p, nil
 }

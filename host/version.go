@@ -32,6 +32,9 @@ type Version struct {
 	// Guarded by the slot's mu.
 	state control.VersionState
 	err   string
+	// errCode and errReason are err's control code and reason.
+	errCode   control.Code
+	errReason string
 
 	inflight atomic.Int64 // low bits: calls running; retiredBit: not routable
 	calls    atomic.Uint64
@@ -134,6 +137,8 @@ func (v *Version) status() control.VersionStatus {
 		APIVersion:  v.apiVersion,
 		State:       v.state,
 		Error:       v.err,
+		ErrorCode:   v.errCode,
+		ErrorReason: v.errReason,
 		InFlight:    n,
 		Calls:       v.calls.Load(),
 		Errors:      v.errors.Load(),

@@ -109,25 +109,47 @@ func classifyHost(err error) failure {
 		// restarted mid-load); a version that failed is caught from the status before.
 		return failure{splicev1.SwapSwapping, ReasonRetrying, true}
 	case control.CodePreflight:
-		return failure{splicev1.SwapIncompatible, preflightReason(ce.Message), false}
+		return failure{splicev1.SwapIncompatible, hostReason(ce.Reason, ce.Message, preflightReason), false}
 	case control.CodeLoadFailed:
-		return failure{splicev1.SwapFailed, loadFailureReason(ce.Message), false}
+		return failure{splicev1.SwapFailed, hostReason(ce.Reason, ce.Message, loadFailureReason), false}
 	}
 	// The codes are CamelCase and say what the host refused (APIMajorChange,
 	// APIMinorChangeNeedsConsent, PathAlreadyTried, PathOutsideSharedDir, ...).
 	return failure{splicev1.SwapFailed, string(ce.Code), false}
 }
 
-// Messages of the host library's errors (host.ErrPreflight, host.ErrAPIMajor) as they appear in
-// a failed version's status, which carries text only. The agent does not link the host
-// library (it would pull package plugin into the sidecar), hence the copies.
+// hostReason is the host's own CamelCase reason when it sends one (control.ErrorBody.Reason,
+// control.VersionStatus.ErrorReason); hosts built with an older host library send none, and
+// their message is read instead.
+func hostReason(reason, msg string, fromMessage func(string) string) string {
+	if reasonRE.MatchString(reason) {
+		return reason
+	}
+	return fromMessage(msg)
+}
+
+var reasonRE = regexp.MustCompile(`^[A-Z][A-Za-z0-9]{0,63}$`)
+
+// Messages of the host library's errors (host.ErrPreflight, host.ErrAPIMajor) as an older host
+// library writes them, without a reason. The agent does not link the host library (it would
+// pull package plugin into the sidecar), hence the copies.
 const (
 	hostPreflightText = "preflight refused the plugin"
 	hostAPIMajorText  = "plugin API major version change refused"
 )
 
-// classifyVersion maps the error recorded for a version the host already tried and failed.
-func classifyVersion(msg string) failure {
+// classifyVersion maps the error recorded for a version the host already tried and failed:
+// by its code and reason when the host gives them, as classifyHost does, else by its message.
+func classifyVersion(v control.VersionStatus) failure {
+	if v.ErrorCode != "" {
+		f := classifyHost(&control.Error{Code: v.ErrorCode, Reason: v.ErrorReason, Message: v.Error})
+		if f.retry {
+			// The host tries a version once: whatever failed it, it stays failed.
+			f = failure{splicev1.SwapFailed, ReasonLoadFailed, false}
+		}
+		return f
+	}
+	msg := v.Error
 	switch {
 	case strings.Contains(msg, hostPreflightText):
 		return failure{splicev1.SwapIncompatible, preflightReason(msg), false}

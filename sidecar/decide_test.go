@@ -142,9 +142,18 @@ func TestClassify(t *testing.T) {
 		{"host: preflight, unparsable", classifyHost(control.Errorf(control.CodePreflight, "nope")), failure{splicev1.SwapIncompatible, ReasonPreflightRefused, false}},
 		{"host: API major", classifyHost(control.Errorf(control.CodeAPIMajor, "2.0.0")), failure{splicev1.SwapFailed, "APIMajorChange", false}},
 		{"host: path tried", classifyHost(control.Errorf(control.CodePathTried, "x")), failure{splicev1.SwapFailed, "PathAlreadyTried", false}},
-		{"version: preflight", classifyVersion("preflight refused the plugin: DuplicatePluginPath: x"), failure{splicev1.SwapIncompatible, "DuplicatePluginPath", false}},
-		{"version: API major", classifyVersion("host API 1.0.0, plugin API 2.0.0: plugin API major version change refused"), failure{splicev1.SwapFailed, "APIMajorChange", false}},
-		{"version: init panic", classifyVersion("plugin load failed: init of /s/x.so panicked: boom"), failure{splicev1.SwapFailed, ReasonInitPanic, false}},
+		// An older host library: only the message.
+		{"version: preflight", classifyVersion(control.VersionStatus{Error: "preflight refused the plugin: DuplicatePluginPath: x"}), failure{splicev1.SwapIncompatible, "DuplicatePluginPath", false}},
+		{"version: API major", classifyVersion(control.VersionStatus{Error: "host API 1.0.0, plugin API 2.0.0: plugin API major version change refused"}), failure{splicev1.SwapFailed, "APIMajorChange", false}},
+		{"version: init panic", classifyVersion(control.VersionStatus{Error: "plugin load failed: init of /s/x.so panicked: boom"}), failure{splicev1.SwapFailed, ReasonInitPanic, false}},
+		// The host's code and reason win over any message.
+		{"host reason: init panic", classifyHost(&control.Error{Code: control.CodeLoadFailed, Reason: ReasonInitPanic, Message: "anything"}), failure{splicev1.SwapFailed, ReasonInitPanic, false}},
+		{"host reason: preflight", classifyHost(&control.Error{Code: control.CodePreflight, Reason: "GoVersionMismatch", Message: "anything"}), failure{splicev1.SwapIncompatible, "GoVersionMismatch", false}},
+		{"host reason: not CamelCase", classifyHost(&control.Error{Code: control.CodeLoadFailed, Reason: "oops!", Message: "init of x panicked"}), failure{splicev1.SwapFailed, ReasonInitPanic, false}},
+		{"version code: preflight", classifyVersion(control.VersionStatus{ErrorCode: control.CodePreflight, ErrorReason: "PackageHashMismatch", Error: "x"}), failure{splicev1.SwapIncompatible, "PackageHashMismatch", false}},
+		{"version code: symbol", classifyVersion(control.VersionStatus{ErrorCode: control.CodeLoadFailed, ErrorReason: ReasonSymbolLookupFailed, Error: "x"}), failure{splicev1.SwapFailed, ReasonSymbolLookupFailed, false}},
+		{"version code: API major", classifyVersion(control.VersionStatus{ErrorCode: control.CodeAPIMajor, Error: "x"}), failure{splicev1.SwapFailed, "APIMajorChange", false}},
+		{"version code: internal is final", classifyVersion(control.VersionStatus{ErrorCode: control.CodeInternal, Error: "x"}), failure{splicev1.SwapFailed, ReasonLoadFailed, false}},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

@@ -198,7 +198,7 @@ func (s *Swapper) ensure(ctx context.Context, out *Outcome, st *control.Status, 
 		switch {
 		case v.State == control.StateFailed:
 			// Never again: reopening a path whose init panicked hangs plugin.Open forever.
-			out.fail(classifyVersion(v.Error), fmt.Errorf("the host already tried %s and it failed (a version is tried once per host process): %s", ref, v.Error))
+			out.fail(classifyVersion(*v), fmt.Errorf("the host already tried %s and it failed (a version is tried once per host process): %s", ref, v.Error))
 			return false
 		case v.LoadedAt.IsZero():
 			out.fail(failure{splicev1.SwapSwapping, ReasonRetrying, true}, fmt.Errorf("the host is still loading %s", digest))
@@ -302,7 +302,7 @@ func (s *Swapper) ensure(ctx context.Context, out *Outcome, st *control.Status, 
 func (s *Swapper) triedFacts(st *control.Status) ([]*preflight.Facts, error) {
 	var out []*preflight.Facts
 	for _, v := range st.Versions {
-		if v.State == control.StateFailed && strings.Contains(v.Error, hostPreflightText) {
+		if v.State == control.StateFailed && (v.ErrorCode == control.CodePreflight || (v.ErrorCode == "" && strings.Contains(v.Error, hostPreflightText))) {
 			continue // refused before plugin.Open: nothing of it is in the process
 		}
 		if f, ok := s.facts.Load(v.Digest); ok && v.Digest != "" {

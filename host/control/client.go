@@ -144,7 +144,7 @@ func (c *Client) do(ctx context.Context, method, path string, in Request, out an
 		if err := json.Unmarshal(data, &er); err != nil || er.Error.Code == "" {
 			return &Error{Status: resp.StatusCode, Code: CodeInternal, Message: fmt.Sprintf("host answered %s %s with %q", method, path, truncate(string(data), 200))}
 		}
-		return &Error{Status: resp.StatusCode, Code: er.Error.Code, Message: er.Error.Message}
+		return &Error{Status: resp.StatusCode, Code: er.Error.Code, Reason: er.Error.Reason, Message: er.Error.Message}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("decode %s response: %w", path, err)

@@ -56,15 +56,21 @@ type ErrorResponse struct {
 
 // ErrorBody names the cause and says what to fix.
 type ErrorBody struct {
-	Code    Code   `json:"code"`
+	Code Code `json:"code"`
+	// Reason refines PreflightRefused and LoadFailed for machines, in CamelCase: the
+	// preflight's first problem (PackageHashMismatch, ...), or InitPanic, SymbolLookupFailed,
+	// LoadFailed. Empty from hosts that predate it.
+	Reason  string `json:"reason,omitempty"`
 	Message string `json:"message"`
 }
 
 // Error is a control request that failed: either the host refused it (Status and Code set from
 // its answer) or decoding refused it locally.
 type Error struct {
-	Status  int
-	Code    Code
+	Status int
+	Code   Code
+	// Reason is ErrorBody.Reason.
+	Reason  string
 	Message string
 }
 

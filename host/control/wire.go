@@ -84,6 +84,10 @@ type VersionStatus struct {
 	State VersionState `json:"state"`
 	// error is why a Failed version failed.
 	Error string `json:"error,omitempty"`
+	// errorCode and errorReason say why a Failed version failed, for machines, as a refused
+	// load request would have (ErrorBody.Code and Reason).
+	ErrorCode   Code   `json:"errorCode,omitempty"`
+	ErrorReason string `json:"errorReason,omitempty"`
 	// inFlight is the number of calls running on the version now.
 	InFlight int64 `json:"inFlight"`
 	// calls, errors and panics count calls made through the host library on this version.

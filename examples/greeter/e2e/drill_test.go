@@ -19,13 +19,14 @@ func TestPanicDrills(t *testing.T) {
 
 	t.Run("init panic fails the load cleanly", func(t *testing.T) {
 		_, err := h.client.Load(ctx, control.LoadRequest{Path: h.pluginPath("initpanic"), Digest: h.digest("initpanic")})
-		if codeOf(err) != control.CodeLoadFailed || !strings.Contains(err.Error(), "deliberate panic in plugin init") {
-			t.Fatalf("load initpanic: %v; want LoadFailed naming the init panic", err)
+		if codeOf(err) != control.CodeLoadFailed || reasonOf(err) != "InitPanic" || !strings.Contains(err.Error(), "deliberate panic in plugin init") {
+			t.Fatalf("load initpanic: %v; want LoadFailed, reason InitPanic, naming the init panic", err)
 		}
 		h.requireAlive()
 		vs := h.status(t).Version(h.digest("initpanic"))
-		if vs == nil || vs.State != control.StateFailed || !strings.Contains(vs.Error, "panicked") {
-			t.Fatalf("initpanic status %+v; want Failed with the panic", vs)
+		if vs == nil || vs.State != control.StateFailed || !strings.Contains(vs.Error, "panicked") ||
+			vs.ErrorCode != control.CodeLoadFailed || vs.ErrorReason != "InitPanic" {
+			t.Fatalf("initpanic status %+v; want Failed with the panic, code LoadFailed, reason InitPanic", vs)
 		}
 		if a := h.greet(t, "n", ""); known(a, "n") != nil || a.version != "v1" {
 			t.Fatalf("v1 stopped serving after a failed load: %+v", a)
@@ -54,7 +55,7 @@ func TestPanicDrills(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = h.client.Load(ctx, control.LoadRequest{Path: copyPath, Digest: "sha256:" + strings.Repeat("1", 64)})
-		if codeOf(err) != control.CodePreflight || !strings.Contains(err.Error(), "DuplicatePluginPath") {
+		if codeOf(err) != control.CodePreflight || reasonOf(err) != "DuplicatePluginPath" || !strings.Contains(err.Error(), "DuplicatePluginPath") {
 			t.Fatalf("load of a copy of the failed plugin: %v; want PreflightRefused for DuplicatePluginPath", err)
 		}
 		h.requireAlive()
@@ -62,8 +63,8 @@ func TestPanicDrills(t *testing.T) {
 
 	t.Run("symbol of the wrong type is refused", func(t *testing.T) {
 		_, err := h.client.Load(ctx, control.LoadRequest{Path: h.pluginPath("badsymbol"), Digest: h.digest("badsymbol")})
-		if codeOf(err) != control.CodeLoadFailed || !strings.Contains(err.Error(), "want func() greeter.Greeter") {
-			t.Fatalf("load badsymbol: %v; want LoadFailed naming both types", err)
+		if codeOf(err) != control.CodeLoadFailed || reasonOf(err) != "SymbolLookupFailed" || !strings.Contains(err.Error(), "want func() greeter.Greeter") {
+			t.Fatalf("load badsymbol: %v; want LoadFailed, reason SymbolLookupFailed, naming both types", err)
 		}
 	})
 

@@ -376,3 +376,12 @@ func codeOf(err error) control.Code {
 	}
 	return ""
 }
+
+// reasonOf is the reason the host gave beside the code.
+func reasonOf(err error) string {
+	var ce *control.Error
+	if errors.As(err, &ce) {
+		return ce.Reason
+	}
+	return ""
+}
