@@ -144,9 +144,6 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	return advance()
 }
 
-// DefaultMinCalls is analysis.minCalls when maxErrorRatePercent is set and minCalls is not.
-const DefaultMinCalls = 100
-
 // analyse checks a step's members against its analysis. Without an analysis, no failed swap is
 // tolerated. It returns a reason and message when the step fails, and pending, saying why,
 // while the error rate cannot be judged yet (fewer than minCalls calls).
@@ -179,7 +176,7 @@ func analyse(in *rolloutInput, a *splicev1.CanaryAnalysis, members map[string]bo
 	if a.MaxErrorRatePercent == nil {
 		return "", "", ""
 	}
-	minCalls := uint64(DefaultMinCalls)
+	minCalls := uint64(splicev1.DefaultAnalysisMinCalls)
 	if a.MinCalls != nil {
 		minCalls = uint64(*a.MinCalls)
 	}

@@ -267,6 +267,10 @@ type CanaryPause struct {
 	Duration *metav1.Duration `json:"duration,omitempty"`
 }
 
+// DefaultAnalysisMinCalls is analysis.minCalls when maxErrorRatePercent is set and minCalls is
+// not.
+const DefaultAnalysisMinCalls = 100
+
 // CanaryAnalysis bounds what a step may observe before it fails.
 // +kubebuilder:validation:XValidation:rule="!has(self.minCalls) || has(self.maxErrorRatePercent)",message="analysis.minCalls only sets when maxErrorRatePercent is judged: set maxErrorRatePercent or remove minCalls"
 type CanaryAnalysis struct {

@@ -80,7 +80,7 @@ func TestGet(t *testing.T) {
 	for _, want := range []string{
 		"Namespace:  " + ns,
 		"Status:     ॥ Paused (AwaitingPromotion)",
-		"  Step:     2/3: setWeight 50%, trafficPercent 10%, pause until promoted",
+		"  Step:     2/3: setWeight 50%, trafficPercent 10%, pause until promoted, analysis (failed swaps <= 0, errors <= 1% over >= 100 calls, swap <= 500ms)",
 		"  Stable:   1a2b3c4d5e6f  registry.example.com/team/greeter-plugin",
 		"  Canary:   9f8e7d6c5b4a  registry.example.com/team/greeter-plugin",
 		"Pods:       4 targeted, 2 updated, 4 ready, 0 failed, 0 incompatible",

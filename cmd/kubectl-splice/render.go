@@ -314,8 +314,8 @@ func stepLine(cv *splicev1.CompilerVersion, now time.Time) string {
 			parts = append(parts, "pause until promoted")
 		}
 	}
-	if step.Analysis != nil {
-		parts = append(parts, "analysis")
+	if a := step.Analysis; a != nil {
+		parts = append(parts, "analysis ("+describeAnalysis(a)+")")
 	}
 	line := fmt.Sprintf("%d/%d: %s", idx+1, len(steps), strings.Join(parts, ", "))
 	switch {
@@ -520,4 +520,27 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// describeAnalysis says what a step's analysis checks, in a few words.
+func describeAnalysis(a *splicev1.CanaryAnalysis) string {
+	failed := int32(0)
+	if a.MaxFailedSwaps != nil {
+		failed = *a.MaxFailedSwaps
+	}
+	parts := []string{fmt.Sprintf("failed swaps <= %d", failed)}
+	if a.MaxErrorRatePercent != nil {
+		minCalls := int32(splicev1.DefaultAnalysisMinCalls)
+		if a.MinCalls != nil {
+			minCalls = *a.MinCalls
+		}
+		parts = append(parts, fmt.Sprintf("errors <= %d%% over >= %d calls", *a.MaxErrorRatePercent, minCalls))
+	}
+	if a.MaxSwapLatency != nil {
+		parts = append(parts, "swap <= "+a.MaxSwapLatency.Duration.String())
+	}
+	if a.Prometheus != nil {
+		parts = append(parts, "prometheus <= "+a.Prometheus.MaxValue)
+	}
+	return strings.Join(parts, ", ")
 }

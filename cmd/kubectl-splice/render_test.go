@@ -53,7 +53,8 @@ func canaryCV(ns string) *splicev1.CompilerVersion {
 				OnFailure: splicev1.FailureRollback,
 				Steps: []splicev1.CanaryStep{
 					{SetWeight: 25, TrafficPercent: ptr.To[int32](5), Pause: &splicev1.CanaryPause{Duration: &metav1.Duration{Duration: 2 * time.Minute}}},
-					{SetWeight: 50, TrafficPercent: ptr.To[int32](10), Pause: &splicev1.CanaryPause{}},
+					{SetWeight: 50, TrafficPercent: ptr.To[int32](10), Pause: &splicev1.CanaryPause{},
+						Analysis: &splicev1.CanaryAnalysis{MaxErrorRatePercent: ptr.To[int32](1), MaxSwapLatency: &metav1.Duration{Duration: 500 * time.Millisecond}}},
 					{SetWeight: 100},
 				},
 			}},
