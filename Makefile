@@ -90,7 +90,10 @@ $(CONTROLLER_GEN):
 # Kubernetes built from the Go module proxy into bin/k8s); its state and kubeconfig live here.
 CLUSTER_DIR ?= $(CURDIR)/.local/cluster
 IMAGES_DIR ?= $(CURDIR)/.local/images
-# Images `make images` builds (all by default): pause manager agent builder greeter e2e-services golang.
+# Images `make images` builds (all by default): pause manager agent builder greeter greeter-variant
+# e2e-services golang.
+# The demo's: it rolls out prebuilt artifacts, so no build Job image (golang) and no variant.
+DEMO_IMAGES ?= pause manager agent builder greeter e2e-services
 IMAGES ?=
 # GOPROXY baked into the golang image (none: the chart's build.env gives build Jobs theirs).
 GOLANG_IMAGE_GOPROXY ?=
@@ -135,7 +138,7 @@ helm-lint: $(HELM) ## helm lint and helm template the chart, and check it agains
 demo: $(HELM) ## The README's first command: a local cluster (root), the chart, the example service, two rollouts under load, live.
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo runs a real cluster on this machine and needs root (make run shows the rollouts on a local control plane, without root)"; exit 1; fi
 	@$(CLUSTER_ENV) hack/cluster/cluster.sh running || $(MAKE) cluster-up
-	$(MAKE) images
+	$(MAKE) images IMAGES="$(DEMO_IMAGES)"
 	go build -o $(LOCALBIN)/kubectl-splice ./cmd/kubectl-splice
 	go run ./cmd/splice-demo -kubeconfig $(CLUSTER_DIR)/kubeconfig -helm $(HELM) -kubectl-splice $(LOCALBIN)/kubectl-splice
 
