@@ -30,8 +30,9 @@ type podState struct {
 // than dropped, so status can say which pod sends garbage.
 func observePod(pod *corev1.Pod) podState {
 	s := podState{name: pod.Name, target: podTarget{
-		Artifact: pod.Annotations[splicev1.AnnotationDesiredArtifact],
-		Stable:   pod.Annotations[splicev1.AnnotationStableArtifact],
+		Artifact:         pod.Annotations[splicev1.AnnotationDesiredArtifact],
+		Stable:           pod.Annotations[splicev1.AnnotationStableArtifact],
+		CountersInterval: pod.Annotations[splicev1.AnnotationCountersInterval],
 	}}
 	if v, ok := pod.Annotations[splicev1.AnnotationTrafficPercent]; ok {
 		if n, err := strconv.ParseInt(v, 10, 32); err == nil {

@@ -3,6 +3,7 @@ package controllers
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,5 +142,28 @@ func TestConflictRetry(t *testing.T) {
 	other := fmt.Errorf("patch status: %w", apierrors.NewForbidden(schema.GroupResource{Resource: "compilerversions"}, "greeter", errors.New("no")))
 	if _, err := conflictRetry(other); err == nil {
 		t.Fatal("a forbidden write was swallowed")
+	}
+}
+
+func TestAnnotationPatchCountersInterval(t *testing.T) {
+	cv := &splicev1.CompilerVersion{ObjectMeta: metav1.ObjectMeta{Name: "greeter"}, Spec: splicev1.CompilerVersionSpec{GoVersion: "1.26.8"}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{}}}
+	member := podTarget{Artifact: "r/p@" + digestA, CountersInterval: "10s"}
+	patch := string(annotationPatch(pod, member, cv))
+	if !strings.Contains(patch, `"splice.dev/counters-interval":"10s"`) {
+		t.Fatalf("patch %s does not ask for counters", patch)
+	}
+	pod.Annotations = map[string]string{splicev1.AnnotationDesiredArtifact: member.Artifact, splicev1.AnnotationCountersInterval: "10s",
+		splicev1.AnnotationCompilerVersion: "greeter", splicev1.AnnotationGoVersion: "1.26.8"}
+	if p := annotationPatch(pod, member, cv); p != nil {
+		t.Fatalf("a pod already as wanted got a patch: %s", p)
+	}
+	// Observing the pod gives back the same target, so no pass patches it again.
+	if got := observePod(pod).target; got.CountersInterval != "10s" || got.Artifact != member.Artifact {
+		t.Fatalf("observed target %+v", got)
+	}
+	patch = string(annotationPatch(pod, podTarget{Artifact: member.Artifact}, cv))
+	if !strings.Contains(patch, `"splice.dev/counters-interval":null`) {
+		t.Fatalf("patch %s does not remove the request", patch)
 	}
 }

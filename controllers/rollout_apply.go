@@ -123,11 +123,12 @@ func (r *CompilerVersionReconciler) applyRollout(ctx context.Context, s *scope) 
 // nil when they already match.
 func annotationPatch(pod *corev1.Pod, t podTarget, cv *splicev1.CompilerVersion) []byte {
 	want := map[string]*string{
-		splicev1.AnnotationDesiredArtifact: strOrNil(t.Artifact),
-		splicev1.AnnotationStableArtifact:  strOrNil(t.Stable),
-		splicev1.AnnotationTrafficPercent:  nil,
-		splicev1.AnnotationCompilerVersion: strOrNil(cv.Name),
-		splicev1.AnnotationGoVersion:       strOrNil(cv.Spec.GoVersion),
+		splicev1.AnnotationDesiredArtifact:  strOrNil(t.Artifact),
+		splicev1.AnnotationStableArtifact:   strOrNil(t.Stable),
+		splicev1.AnnotationTrafficPercent:   nil,
+		splicev1.AnnotationCountersInterval: strOrNil(t.CountersInterval),
+		splicev1.AnnotationCompilerVersion:  strOrNil(cv.Name),
+		splicev1.AnnotationGoVersion:        strOrNil(cv.Spec.GoVersion),
 	}
 	if t.Traffic != nil {
 		v := strconv.Itoa(int(*t.Traffic))

@@ -73,6 +73,9 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 		traffic := *t
 		memberTarget.Stable, memberTarget.Traffic = in.stable.Ref, &traffic
 	}
+	if a := step.Analysis; a != nil && a.MaxErrorRatePercent != nil {
+		memberTarget.CountersInterval = analysedCountersInterval.String()
+	}
 	pl.targets = map[string]podTarget{}
 	for _, p := range in.pods {
 		if members[p.name] {

@@ -31,7 +31,15 @@ type podTarget struct {
 	Stable string
 	// Traffic is the share of in-pod requests Artifact receives; nil means all of them.
 	Traffic *int32
+	// CountersInterval, when set, asks the agent for its call counters this often
+	// (AnnotationCountersInterval): canary pods whose error rate a step judges.
+	CountersInterval string
 }
+
+// analysedCountersInterval is how often the canary pods of a step that judges their error rate
+// write their call counters (the agents' default is once a minute; they read their host every
+// 10s).
+const analysedCountersInterval = 10 * time.Second
 
 // controls are the people's requests, read from the CompilerVersion's annotations.
 type controls struct {

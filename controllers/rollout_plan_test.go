@@ -585,3 +585,35 @@ func TestPlanCanaryMinCalls(t *testing.T) {
 		}
 	})
 }
+
+// The canary pods of a step that judges their error rate are asked for fresher counters; no
+// other pod is.
+func TestPlanCanaryAsksForCounters(t *testing.T) {
+	in := baseInput(canary(splicev1.FailureRollback,
+		splicev1.CanaryStep{SetWeight: 50, Analysis: &splicev1.CanaryAnalysis{MaxErrorRatePercent: ptr.To[int32](5)}, Pause: &splicev1.CanaryPause{}},
+		splicev1.CanaryStep{SetWeight: 100, Analysis: &splicev1.CanaryAnalysis{MaxFailedSwaps: ptr.To[int32](0)}, Pause: &splicev1.CanaryPause{}},
+	), fleet(4))
+	pl := plan(in)
+	asked := 0
+	for name, tg := range pl.targets {
+		switch {
+		case contains(members(pl), name) && tg.CountersInterval != "10s":
+			t.Fatalf("canary member %s: %+v, want counters every 10s", name, tg)
+		case !contains(members(pl), name) && tg.CountersInterval != "":
+			t.Fatalf("stable pod %s asked for counters: %+v", name, tg)
+		case tg.CountersInterval != "":
+			asked++
+		}
+	}
+	if asked != 2 {
+		t.Fatalf("%d pods asked for counters, want the 2 members", asked)
+	}
+	// The next step judges no error rate: nobody is asked.
+	in = carry(in, pl, applyPlan(in.pods, pl, nil), t0.Add(time.Second))
+	in.controls.promote = true
+	for name, tg := range plan(in).targets {
+		if tg.CountersInterval != "" {
+			t.Fatalf("pod %s asked for counters in a step without an error-rate analysis: %+v", name, tg)
+		}
+	}
+}

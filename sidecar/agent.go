@@ -86,6 +86,20 @@ type Agent struct {
 // CountersInterval is longer.
 const FirstCountersAfter = 10 * time.Second
 
+// countersIntervalOf reads the controller's request for fresher counters
+// (splicev1.AnnotationCountersInterval); a malformed or sub-second value is ignored.
+func countersIntervalOf(pod *corev1.Pod) (time.Duration, bool) {
+	v, ok := pod.Annotations[splicev1.AnnotationCountersInterval]
+	if !ok {
+		return 0, false
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < time.Second {
+		return 0, false
+	}
+	return d, true
+}
+
 // NewAgent checks the options and returns an Agent.
 func NewAgent(o AgentOptions) (*Agent, error) {
 	if o.PodName == "" || o.PodNamespace == "" {
@@ -252,6 +266,9 @@ func (a *Agent) write(ctx context.Context, pod *corev1.Pod, r *splicev1.PodRepor
 	now := time.Now()
 	r.ObservedAt = metav1.NewTime(now)
 	interval := a.opts.CountersInterval
+	if d, ok := countersIntervalOf(pod); ok && (interval <= 0 || d < interval) {
+		interval = d
+	}
 	if a.settling && interval > FirstCountersAfter {
 		interval = FirstCountersAfter
 	}

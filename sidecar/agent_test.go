@@ -271,6 +271,16 @@ var _ = Describe("The agent", func() {
 			g.Expect(reportOf(g, getPod(ctx, g, pod)).Calls).To(BeNumerically(">=", 1))
 		}).WithContext(ctx).WithTimeout(2 * sidecar.FirstCountersAfter).Should(Succeed())
 
+		By("writing the counters as often as the controller's counters-interval annotation asks, not a minute apart")
+		callsBefore := reportOf(Default, getPod(ctx, Default, pod)).Calls
+		for range 3 {
+			Expect(h.greet("grace", "").err).NotTo(HaveOccurred())
+		}
+		annotate(ctx, pod, map[string]string{splicev1.AnnotationCountersInterval: "1s"})
+		Eventually(func(g Gomega) {
+			g.Expect(reportOf(g, getPod(ctx, g, pod)).Calls).To(BeNumerically(">=", callsBefore+3))
+		}).WithContext(ctx).WithTimeout(5 * time.Second).Should(Succeed())
+
 		st := h.status(ctx)
 		vs := st.Version(v2.digest)
 		Expect(vs).NotTo(BeNil())

@@ -29,6 +29,11 @@ const (
 	// AnnotationTrafficPercent is the share (0-100) of in-pod requests the desired artifact
 	// receives while the stable one is still loaded; absent means 100.
 	AnnotationTrafficPercent = "splice.dev/traffic-percent"
+	// AnnotationCountersInterval is set by the controller on the canary pods of a step whose
+	// analysis judges their error rate: the agent writes its call counters at least this often
+	// (a Go duration of 1s or more) rather than every --report-counters-interval, so that the
+	// analysis judges fresh figures. Absent on every other pod.
+	AnnotationCountersInterval = "splice.dev/counters-interval"
 	// AnnotationCompilerVersion names the CompilerVersion that manages the pod.
 	AnnotationCompilerVersion = "splice.dev/compiler-version"
 	// AnnotationGoVersion is the Go release the managing CompilerVersion pins; the agent's
