@@ -90,7 +90,9 @@ func swapping(p *corev1.Pod, digest string) bool {
 		return false
 	}
 	r, err := splicev1.DecodeReport(p.Annotations[splicev1.AnnotationReport])
-	done := err == nil && r.State == splicev1.SwapReady && r.Digest == digest && r.Running == digest &&
+	// A canary member serving digest to its share of calls (Running stays the stable version)
+	// is done as well.
+	done := err == nil && r.State == splicev1.SwapReady && r.Digest == digest && (r.Running == digest || r.TrafficPercent != nil) &&
 		podCondition(p, corev1.PodConditionType(splicev1.PodConditionPluginReady)) == corev1.ConditionTrue
 	return !done
 }
