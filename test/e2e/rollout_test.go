@@ -525,6 +525,10 @@ var _ = Describe("Rollout under load", Ordered, func() {
 		for _, p := range pods.Items {
 			if p.Annotations[splicev1.AnnotationDesiredArtifact] == refs["flaky2"] {
 				onCanary++
+				// Its error rate is judged: its agent is asked for counters every 10 s.
+				Expect(p.Annotations).To(HaveKeyWithValue(splicev1.AnnotationCountersInterval, "10s"), "pod %s", p.Name)
+			} else {
+				Expect(p.Annotations).NotTo(HaveKey(splicev1.AnnotationCountersInterval), "pod %s", p.Name)
 			}
 		}
 		Expect(onCanary).To(Equal(1))
