@@ -47,6 +47,7 @@ vet: ## go vet, and fail on unformatted files.
 	@unformatted=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed (run make fmt):"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
+	go vet -tags e2e ./test/e2e/
 
 .PHONY: envtest-assets
 envtest-assets: ## Provide kube-apiserver, etcd and kubectl in bin/k8s (download, else build from the Go module proxy; cached).

@@ -89,7 +89,7 @@ func TestGet(t *testing.T) {
 			t.Errorf("get output lacks %q:\n%s", want, out)
 		}
 	}
-	podLine := regexp.MustCompile(`(?m)^greeter-7d9f-4xk2p\s+Running\s+9f8e7d6c5b4a \(canary\)\s+10%\s+✔ Ready\s+9f8e7d6c5b4a\s+182ms\s+1\s+\+96KiB\s+✔ True$`)
+	podLine := regexp.MustCompile(`(?m)^greeter-7d9f-4xk2p\s+Running\s+9f8e7d6c5b4a \(canary\)\s+10%\s+✔ Ready\s+1a2b3c4d5e6f\+9f8e7d6c5b4a\s+182ms\s+1\s+\+96KiB\s+✔ True$`)
 	if !podLine.MatchString(out) {
 		t.Errorf("get output lacks the canary pod's line:\n%s", out)
 	}

@@ -20,8 +20,9 @@
 //
 // Rendering is a pure function (render.go) with golden files (testdata; `go test -run
 // TestRender -update` rewrites them); the commands run in-process against a real API server
-// (envtest) through a kubeconfig file. e2e_test.go (build tag e2e) steers a canary driven by
-// the real CompilerVersion reconciler and simulated agents through every command:
+// (envtest) through a kubeconfig file. steer_test.go steers a canary driven by the real
+// CompilerVersion reconciler and simulated agents through every command (the end-to-end suite,
+// test/e2e, runs get, promote and abort against the real cluster):
 //
-//	go test -tags e2e ./cmd/kubectl-splice -run E2E -v
+//	go test ./cmd/kubectl-splice -run TestCanarySteeredByCLI -v
 package main

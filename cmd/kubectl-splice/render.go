@@ -222,6 +222,10 @@ func describePod(cv *splicev1.CompilerVersion, p *corev1.Pod) podRow {
 	}
 	if rep != nil {
 		r.running = orDash(shortDigest(rep.Running))
+		if rep.State == splicev1.SwapReady && rep.TrafficPercent != nil && rep.Running != "" && rep.Digest != rep.Running {
+			// A request-level canary: the host serves both, the stable artifact as Running.
+			r.running += "+" + shortDigest(rep.Digest)
+		}
 		if rep.SwapLatencySeconds > 0 {
 			r.swap = latency(rep.SwapLatencySeconds)
 		}

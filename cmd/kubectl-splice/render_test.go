@@ -144,16 +144,32 @@ func testPod(ns, name string, o podOpts) corev1.Pod {
 	return p
 }
 
+// splitReport is report for a canary member at a traffic share, as the agent writes it: the
+// host keeps the stable artifact as Running and routes the share to the canary.
+func splitReport(t testing.TB, percent int32, latency float64, gc, globalsKiB uint64) string {
+	t.Helper()
+	r, err := splicev1.DecodeReport(report(t, canaryDigest, splicev1.SwapReady, stableDigest, latency, gc, globalsKiB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.TrafficPercent = &percent
+	s, err := r.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // canaryPods are four pods at the second canary step: two members on the canary with 10% of
 // their requests, two on the stable artifact.
 func canaryPods(t testing.TB, ns string) []corev1.Pod {
 	return []corev1.Pod{
 		testPod(ns, "greeter-7d9f-4xk2p", podOpts{desired: canaryRef, stable: stableRef, traffic: "10",
-			report: report(t, canaryDigest, splicev1.SwapReady, canaryDigest, 0.182, 1, 96), ready: ptr.To(true)}),
+			report: splitReport(t, 10, 0.182, 1, 96), ready: ptr.To(true)}),
 		testPod(ns, "greeter-7d9f-9zq7m", podOpts{desired: stableRef,
 			report: report(t, stableDigest, splicev1.SwapReady, stableDigest, 0.151, 0, 88), ready: ptr.To(true)}),
 		testPod(ns, "greeter-7d9f-b2v8c", podOpts{desired: canaryRef, stable: stableRef, traffic: "10",
-			report: report(t, canaryDigest, splicev1.SwapReady, canaryDigest, 1.2468, 2, 1536), ready: ptr.To(true)}),
+			report: splitReport(t, 10, 1.2468, 2, 1536), ready: ptr.To(true)}),
 		testPod(ns, "greeter-7d9f-k8s3d", podOpts{desired: stableRef,
 			report: report(t, stableDigest, splicev1.SwapReady, stableDigest, 0.0009, 0, 0), ready: ptr.To(true)}),
 	}
