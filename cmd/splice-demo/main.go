@@ -259,7 +259,7 @@ func (d *demo) prepare(ctx context.Context) (map[string]string, error) {
 	if _, err := d.kube.CoreV1().Services(d.ns).Create(ctx, clusterkit.GreeterService(d.ns, app), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, err
 	}
-	if err := clusterkit.WaitReady(ctx, d.kube, d.ns, "registry", 1, 2*time.Minute); err != nil {
+	if err := clusterkit.WaitServing(ctx, d.kube, d.ns, reg, 2*time.Minute); err != nil {
 		return nil, err
 	}
 

@@ -6,6 +6,8 @@ package clusterkit
 import (
 	"context"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -123,6 +125,36 @@ func Deploy(ctx context.Context, cs kubernetes.Interface, ns string, f Fixed) er
 	}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create Service %s/%s at %s: %w", ns, f.Name, f.ClusterIP, err)
+	}
+	return nil
+}
+
+// WaitServing waits until f's Deployment is ready and its Service answers on its ClusterIP
+// from this machine: a ready pod is not yet a working Service until kube-proxy has programmed
+// its rules (a push right after the Deployment turned ready was seen refused).
+func WaitServing(ctx context.Context, cs kubernetes.Interface, ns string, f Fixed, timeout time.Duration) error {
+	start := time.Now()
+	if err := WaitReady(ctx, cs, ns, f.Name, 1, timeout); err != nil {
+		return err
+	}
+	port := f.ServicePort
+	if port == 0 {
+		port = f.Port
+	}
+	addr := net.JoinHostPort(f.ClusterIP, strconv.Itoa(int(port)))
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout-time.Since(start), true, func(ctx context.Context) (bool, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		c.Close()
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("Service %s/%s at %s does not accept connections (%v): %w", ns, f.Name, addr, last, err)
 	}
 	return nil
 }

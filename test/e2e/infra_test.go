@@ -92,7 +92,7 @@ func startInfra(ctx context.Context, ns string) *infra {
 		Expect(clusterkit.Deploy(ctx, kube, ns, f)).To(Succeed())
 	}
 	for _, f := range fixed {
-		Expect(clusterkit.WaitReady(ctx, kube, ns, f.Name, 1, 2*time.Minute)).To(Succeed())
+		Expect(clusterkit.WaitServing(ctx, kube, ns, f, 2*time.Minute)).To(Succeed())
 	}
 	return in
 }
