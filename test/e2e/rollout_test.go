@@ -74,6 +74,21 @@ func (w *rolloutWatch) summary() (leastReady, flips, maxInFlight int, log []stri
 	return w.leastReady, w.flips, w.maxInFlight, append([]string(nil), w.log...)
 }
 
+// servesAll reports whether the watch has seen every pod asked for digest and serving it: the
+// pod events that led to a phase the CompilerVersion reports may still be on their way to the
+// watch.
+func (w *rolloutWatch) servesAll(digest string, n int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	serving := 0
+	for _, p := range w.pods {
+		if strings.HasSuffix(p.Annotations[splicev1.AnnotationDesiredArtifact], digest) && !swapping(p, digest) {
+			serving++
+		}
+	}
+	return serving == n
+}
+
 // podSwap is what the controller asks of p and what its agent answers.
 func podSwap(p *corev1.Pod) (desired, report string) {
 	desired = shortDigest(p.Annotations[splicev1.AnnotationDesiredArtifact])

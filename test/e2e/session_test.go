@@ -83,11 +83,21 @@ func (s *trafficSession) mark() (requests, failures int64) {
 	return s.load.Counts()
 }
 
-// record adds a phase that began at ps and ends now, with cv as it ended.
+// record adds a phase that began at ps and ends now, with cv as it ended (Completed, or rolled
+// back to its stable artifact). It first lets the watch catch up with the pods' last events.
 func (s *trafficSession) record(name string, ps phaseStart, cv *splicev1.CompilerVersion) rolloutPhase {
+	GinkgoHelper()
+	end := time.Now()
+	final := cv.Status.Artifact
+	if cv.Status.Phase == splicev1.PhaseRolledBack {
+		final = cv.Status.StableArtifact
+	}
+	Expect(final).NotTo(BeNil(), "phase %s without the artifact it ends on", cv.Status.Phase)
+	Eventually(func() bool { return s.w.servesAll(final.Digest, rolloutReplicas) }).WithTimeout(30*time.Second).WithPolling(50*time.Millisecond).
+		Should(BeTrue(), "the pod watch never saw every pod serve %s", final.Digest)
 	_, _, inFlight, _ := s.w.summary()
 	req, fail := s.mark()
-	ph := rolloutPhase{name: name, took: time.Since(ps.at), requests: req - ps.requests, failures: fail - ps.failures, maxInFlight: inFlight, cv: cv}
+	ph := rolloutPhase{name: name, took: end.Sub(ps.at), requests: req - ps.requests, failures: fail - ps.failures, maxInFlight: inFlight, cv: cv}
 	s.phases = append(s.phases, ph)
 	return ph
 }
