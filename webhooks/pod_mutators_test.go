@@ -116,6 +116,15 @@ var tokenMount = corev1.VolumeMount{Name: "kube-api-access-x7k2p", MountPath: "/
 func TestInject(t *testing.T) {
 	emptyDir := corev1.Volume{Name: "splice-shared", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
 	gate := []corev1.PodReadinessGate{{ConditionType: "splice.dev/plugin-ready"}}
+	// injected is p as the mutator leaves it with the default choices: agent appended to the
+	// init containers, the shared volume mounted into the first container, the readiness gate.
+	injected := func(p *corev1.Pod, agent corev1.Container) *corev1.Pod {
+		p.Spec.InitContainers = append(p.Spec.InitContainers, agent)
+		p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, sharedMount)
+		p.Spec.Volumes = append(p.Spec.Volumes, emptyDir)
+		p.Spec.ReadinessGates = gate
+		return p
+	}
 	tests := []struct {
 		name     string
 		pod      func() *corev1.Pod
@@ -139,11 +148,7 @@ func TestInject(t *testing.T) {
 				}
 				agent := wantAgent(1000, ptr.To(int64(3000)))
 				agent.VolumeMounts = append(agent.VolumeMounts, tokenMount)
-				p.Spec.InitContainers = append(p.Spec.InitContainers, agent)
-				p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, sharedMount)
-				p.Spec.Volumes = append(p.Spec.Volumes, emptyDir)
-				p.Spec.ReadinessGates = gate
-				return p
+				return injected(p, agent)
 			},
 		},
 		{
@@ -151,11 +156,7 @@ func TestInject(t *testing.T) {
 			pod:  basePod,
 			want: func() *corev1.Pod {
 				p := basePod()
-				p.Spec.InitContainers = append(p.Spec.InitContainers, wantAgent(1000, ptr.To(int64(3000))))
-				p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, sharedMount)
-				p.Spec.Volumes = append(p.Spec.Volumes, emptyDir)
-				p.Spec.ReadinessGates = gate
-				return p
+				return injected(p, wantAgent(1000, ptr.To(int64(3000))))
 			},
 		},
 		{
@@ -245,11 +246,7 @@ func TestInject(t *testing.T) {
 				p := basePod()
 				p.Spec.AutomountServiceAccountToken = ptr.To(false)
 				p.Spec.HostNetwork = true
-				p.Spec.InitContainers = append(p.Spec.InitContainers, wantAgent(1000, ptr.To(int64(3000))))
-				p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, sharedMount)
-				p.Spec.Volumes = append(p.Spec.Volumes, emptyDir)
-				p.Spec.ReadinessGates = gate
-				return p
+				return injected(p, wantAgent(1000, ptr.To(int64(3000))))
 			},
 			warnings: []string{"automountServiceAccountToken: false", "port 7001 is a port of the node"},
 		},
@@ -267,11 +264,7 @@ func TestInject(t *testing.T) {
 			},
 			want: func() *corev1.Pod {
 				p := basePod()
-				p.Spec.InitContainers = append(p.Spec.InitContainers, wantAgent(1000, ptr.To(int64(3000))))
-				p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, sharedMount)
-				p.Spec.Volumes = append(p.Spec.Volumes, emptyDir)
-				p.Spec.ReadinessGates = gate
-				return p
+				return injected(p, wantAgent(1000, ptr.To(int64(3000))))
 			},
 		},
 		{
