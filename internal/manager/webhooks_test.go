@@ -25,10 +25,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/internal/testenv"
@@ -216,22 +214,7 @@ func inOwnProcess(t *testing.T) bool {
 
 func startControlPlane(t *testing.T) (*envtest.Environment, client.Client, *rest.Config) {
 	t.Helper()
-	// Logs go to stderr, shown by go test for failing packages; t.Log would panic on lines the
-	// manager's goroutines write after the test ends.
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
-	env, err := testenv.NewWithWebhooks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop control plane: %v", err)
-		}
-	})
+	env, cfg := testenv.StartWithWebhooks(t)
 	scheme, err := Scheme()
 	if err != nil {
 		t.Fatal(err)

@@ -11,8 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"testing"
 
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
 
 // RepoRoot returns the checkout's root: the directory holding this module's go.mod.
@@ -69,4 +73,26 @@ func NewWithWebhooks() (*envtest.Environment, error) {
 		LocalServingHostExternalName: "localhost",
 	}
 	return env, nil
+}
+
+// StartWithWebhooks starts NewWithWebhooks' control plane for test t and stops it when t ends.
+// Controller-runtime logs go to stderr, which go test shows for failing packages: a manager's
+// goroutines may still log after t has ended, when t.Log would panic.
+func StartWithWebhooks(t testing.TB) (*envtest.Environment, *rest.Config) {
+	t.Helper()
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
+	env, err := NewWithWebhooks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("start control plane: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stop control plane: %v", err)
+		}
+	})
+	return env, cfg
 }
