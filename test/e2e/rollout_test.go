@@ -89,6 +89,17 @@ func (w *rolloutWatch) servesAll(digest string, n int) bool {
 	return serving == n
 }
 
+// readyEndpoints counts the ready endpoints of an EndpointSlice.
+func readyEndpoints(s *discoveryv1.EndpointSlice) int {
+	n := 0
+	for _, e := range s.Endpoints {
+		if e.Conditions.Ready != nil && *e.Conditions.Ready {
+			n++
+		}
+	}
+	return n
+}
+
 // podSwap is what the controller asks of p and what its agent answers.
 func podSwap(p *corev1.Pod) (desired, report string) {
 	desired = shortDigest(p.Annotations[splicev1.AnnotationDesiredArtifact])
@@ -142,13 +153,7 @@ func watchRollout(ctx context.Context, svc string, stop <-chan struct{}) *rollou
 				if !ok {
 					continue
 				}
-				n := 0
-				for _, e := range s.Endpoints {
-					if e.Conditions.Ready != nil && *e.Conditions.Ready {
-						n++
-					}
-				}
-				ready[s.Name] = n
+				ready[s.Name] = readyEndpoints(s)
 				total := 0
 				for _, v := range ready {
 					total += v
@@ -254,12 +259,8 @@ var _ = Describe("Rollout under load", Ordered, func() {
 			slices, err := kube.DiscoveryV1().EndpointSlices(testNamespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + rolloutApp})
 			g.Expect(err).NotTo(HaveOccurred())
 			n := 0
-			for _, s := range slices.Items {
-				for _, e := range s.Endpoints {
-					if e.Conditions.Ready != nil && *e.Conditions.Ready {
-						n++
-					}
-				}
+			for i := range slices.Items {
+				n += readyEndpoints(&slices.Items[i])
 			}
 			g.Expect(n).To(Equal(rolloutReplicas), "ready endpoints")
 			c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
