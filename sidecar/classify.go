@@ -122,13 +122,11 @@ func classifyHost(err error) failure {
 // control.VersionStatus.ErrorReason); hosts built with an older host library send none, and
 // their message is read instead.
 func hostReason(reason, msg string, fromMessage func(string) string) string {
-	if reasonRE.MatchString(reason) {
+	if splicev1.ValidReason(reason) {
 		return reason
 	}
 	return fromMessage(msg)
 }
-
-var reasonRE = regexp.MustCompile(`^[A-Z][A-Za-z0-9]{0,63}$`)
 
 // Messages of the host library's errors (host.ErrPreflight, host.ErrAPIMajor) as an older host
 // library writes them, without a reason. The agent does not link the host library (it would

@@ -174,6 +174,9 @@ var (
 	reasonRE = regexp.MustCompile(`^[A-Z][A-Za-z0-9]{0,63}$`)
 )
 
+// ValidReason reports whether s may be a report's reason: CamelCase, at most 64 characters.
+func ValidReason(s string) bool { return reasonRE.MatchString(s) }
+
 // DigestPattern is the pattern every artifact digest must match.
 const DigestPattern = `^sha256:[a-f0-9]{64}$`
 
@@ -186,7 +189,7 @@ func (r *PodReport) Validate() error {
 	if !swapStates[r.State] {
 		return fmt.Errorf("report.state %q must be one of Pending, Pulling, Incompatible, Swapping, Ready, Failed, RolledBack", r.State)
 	}
-	if r.Reason != "" && !reasonRE.MatchString(r.Reason) {
+	if r.Reason != "" && !ValidReason(r.Reason) {
 		return fmt.Errorf("report.reason %q must be CamelCase, at most 64 characters", r.Reason)
 	}
 	if r.Running != "" && !digestRE.MatchString(r.Running) {
