@@ -36,6 +36,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -285,19 +286,13 @@ func (d *demo) prepare(ctx context.Context) (map[string]string, error) {
 
 // update changes the CompilerVersion, retrying conflicts.
 func (d *demo) update(ctx context.Context, key client.ObjectKey, mutate func(*splicev1.CompilerVersion)) error {
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cv := &splicev1.CompilerVersion{}
 		if err := d.cli.Get(ctx, key, cv); err != nil {
-			return false, err
+			return err
 		}
 		mutate(cv)
-		if err := d.cli.Update(ctx, cv); err != nil {
-			if apierrors.IsConflict(err) {
-				return false, nil
-			}
-			return false, err
-		}
-		return true, nil
+		return d.cli.Update(ctx, cv)
 	})
 }
 

@@ -83,6 +83,13 @@ type Fixed struct {
 	PartOf string
 }
 
+func (f Fixed) servicePort() int32 {
+	if f.ServicePort == 0 {
+		return f.Port
+	}
+	return f.ServicePort
+}
+
 // Deploy creates f's Deployment and Service in ns; objects that exist already are kept, so a
 // demo run again finds its registry with what was pushed to it.
 func Deploy(ctx context.Context, cs kubernetes.Interface, ns string, f Fixed) error {
@@ -107,10 +114,6 @@ func Deploy(ctx context.Context, cs kubernetes.Interface, ns string, f Fixed) er
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create Deployment %s/%s: %w", ns, f.Name, err)
 	}
-	port := f.ServicePort
-	if port == 0 {
-		port = f.Port
-	}
 	// Look first: creating it again fails on its ClusterIP before its name.
 	if _, err := cs.CoreV1().Services(ns).Get(ctx, f.Name, metav1.GetOptions{}); err == nil {
 		return nil
@@ -120,7 +123,7 @@ func Deploy(ctx context.Context, cs kubernetes.Interface, ns string, f Fixed) er
 		Spec: corev1.ServiceSpec{
 			ClusterIP: f.ClusterIP,
 			Selector:  labels,
-			Ports:     []corev1.ServicePort{{Port: port, TargetPort: intstr.FromInt32(f.Port)}},
+			Ports:     []corev1.ServicePort{{Port: f.servicePort(), TargetPort: intstr.FromInt32(f.Port)}},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -137,11 +140,7 @@ func WaitServing(ctx context.Context, cs kubernetes.Interface, ns string, f Fixe
 	if err := WaitReady(ctx, cs, ns, f.Name, 1, timeout); err != nil {
 		return err
 	}
-	port := f.ServicePort
-	if port == 0 {
-		port = f.Port
-	}
-	addr := net.JoinHostPort(f.ClusterIP, strconv.Itoa(int(port)))
+	addr := net.JoinHostPort(f.ClusterIP, strconv.Itoa(int(f.servicePort())))
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout-time.Since(start), true, func(ctx context.Context) (bool, error) {
 		var d net.Dialer
