@@ -18,11 +18,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -128,7 +130,10 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	url := fmt.Sprintf("http://%s/greet", svc.Spec.ClusterIP)
-	d.say("the greeter Service answers v1 (built into its image); starting the load: 4 workers, a POST on a fresh connection every 100ms each, at most 4 minutes")
+	if err := clusterkit.WaitConnect(ctx, net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port))), time.Minute); err != nil {
+		return fmt.Errorf("the greeter Service: %w", err)
+	}
+	d.say("the greeter Service is reachable and serves v1 (built into its image); starting the load: 4 workers, a POST on a fresh connection every 100ms each, at most 4 minutes")
 	load := loadgen.Start(loadgen.Options{URL: url, Workers: 4, Interval: 100 * time.Millisecond, MaxDuration: 4 * time.Minute})
 	defer load.Stop()
 

@@ -562,7 +562,8 @@ container_pids() {
   done
   local p
   for p in /proc/[0-9]*; do
-    tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -q -- "containerd-shim.*-address $CONTAINERD_SOCK" && echo "${p#/proc/}"
+    # A process may exit between the glob and the read: the redirection's error is silenced too.
+    { tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null | grep -q -- "containerd-shim.*-address $CONTAINERD_SOCK" && echo "${p#/proc/}"
   done
   true
 }

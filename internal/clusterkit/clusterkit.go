@@ -133,16 +133,25 @@ func Deploy(ctx context.Context, cs kubernetes.Interface, ns string, f Fixed) er
 }
 
 // WaitServing waits until f's Deployment is ready and its Service answers on its ClusterIP
-// from this machine: a ready pod is not yet a working Service until kube-proxy has programmed
-// its rules (a push right after the Deployment turned ready was seen refused).
+// from this machine.
 func WaitServing(ctx context.Context, cs kubernetes.Interface, ns string, f Fixed, timeout time.Duration) error {
 	start := time.Now()
 	if err := WaitReady(ctx, cs, ns, f.Name, 1, timeout); err != nil {
 		return err
 	}
 	addr := net.JoinHostPort(f.ClusterIP, strconv.Itoa(int(f.servicePort())))
+	if err := WaitConnect(ctx, addr, timeout-time.Since(start)); err != nil {
+		return fmt.Errorf("Service %s/%s: %w", ns, f.Name, err)
+	}
+	return nil
+}
+
+// WaitConnect waits until a TCP connection to addr (a Service's ClusterIP and port) succeeds
+// from this machine: a ready pod is not yet a working Service until kube-proxy has programmed
+// its rules (a push, and once a GET, right after the pods turned ready were seen refused).
+func WaitConnect(ctx context.Context, addr string, timeout time.Duration) error {
 	var last error
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout-time.Since(start), true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
@@ -153,7 +162,7 @@ func WaitServing(ctx context.Context, cs kubernetes.Interface, ns string, f Fixe
 		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("Service %s/%s at %s does not accept connections (%v): %w", ns, f.Name, addr, last, err)
+		return fmt.Errorf("%s does not accept connections (%v): %w", addr, last, err)
 	}
 	return nil
 }

@@ -89,10 +89,12 @@ var _ = Describe("Agent injection", Ordered, ContinueOnFailure, func() {
 		}
 
 		By("calling the Service from the host through kube-proxy")
+		url := fmt.Sprintf("http://%s/greet", svc.Spec.ClusterIP)
+		Expect(waitServing(ctx, "greeter", 2, url)).NotTo(BeEmpty(), "X-Plugin-Version")
+		// Once kube-proxy has the rules, every call is answered.
 		client := &http.Client{Timeout: 5 * time.Second}
-		url := fmt.Sprintf("http://%s/greet?name=e2e", svc.Spec.ClusterIP)
 		for range 20 {
-			resp, err := client.Get(url)
+			resp, err := client.Get(url + "?name=e2e")
 			Expect(err).NotTo(HaveOccurred())
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()

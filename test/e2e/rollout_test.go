@@ -254,22 +254,7 @@ var _ = Describe("Rollout under load", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(clusterkit.WaitReady(ctx, kube, testNamespace, rolloutApp, rolloutReplicas, 3*time.Minute)).To(Succeed())
 		greetPath = fmt.Sprintf("http://%s/greet", svc.Spec.ClusterIP)
-		// Every endpoint ready in the Service, and the Service answering v1.
-		Eventually(func(g Gomega) {
-			slices, err := kube.DiscoveryV1().EndpointSlices(testNamespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + rolloutApp})
-			g.Expect(err).NotTo(HaveOccurred())
-			n := 0
-			for i := range slices.Items {
-				n += readyEndpoints(&slices.Items[i])
-			}
-			g.Expect(n).To(Equal(rolloutReplicas), "ready endpoints")
-			c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-			resp, err := c.Post(greetPath, "text/plain", strings.NewReader("e2e"))
-			g.Expect(err).NotTo(HaveOccurred())
-			resp.Body.Close()
-			g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
-			g.Expect(resp.Header.Get("X-Plugin-Version")).To(Equal("v1"))
-		}).WithContext(ctx).WithTimeout(time.Minute).Should(Succeed())
+		Expect(waitServing(ctx, rolloutApp, rolloutReplicas, greetPath)).To(Equal("v1"), "the version answering before any rollout")
 		GinkgoWriter.Printf("%s (%d pods) Ready and answering v1 %s after create\n", rolloutApp, rolloutReplicas, time.Since(start).Round(100*time.Millisecond))
 	}, NodeTimeout(8*time.Minute))
 

@@ -17,6 +17,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -215,6 +216,33 @@ func answers(url string, n int) map[string]int {
 		got[resp.Header.Get("X-Plugin-Version")]++
 	}
 	return got
+}
+
+// waitServing waits until the Service app has want ready endpoints and answers a POST to url
+// from this machine, and returns the plugin version that answered. A Ready pod is not yet
+// behind its ClusterIP: kube-proxy programs the rules a moment later, and a GET sent in that
+// moment was seen refused.
+func waitServing(ctx context.Context, app string, want int, url string) string {
+	GinkgoHelper()
+	start := time.Now()
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	var version string
+	Eventually(func(g Gomega) {
+		slices, err := kube.DiscoveryV1().EndpointSlices(testNamespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + app})
+		g.Expect(err).NotTo(HaveOccurred())
+		n := 0
+		for i := range slices.Items {
+			n += readyEndpoints(&slices.Items[i])
+		}
+		g.Expect(n).To(Equal(want), "ready endpoints")
+		resp, err := c.Post(url, "text/plain", strings.NewReader("e2e"))
+		g.Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+		g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+		version = resp.Header.Get("X-Plugin-Version")
+	}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
+	GinkgoWriter.Printf("Service %s: %d ready endpoints and answering %s, %s after its Deployment was ready\n", app, want, version, time.Since(start).Round(10*time.Millisecond))
+	return version
 }
 
 var (

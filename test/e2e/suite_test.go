@@ -123,6 +123,21 @@ var _ = ReportAfterEach(func(ctx SpecContext, r SpecReport) {
 	}
 })
 
+// The failures again, each with its message, after everything else the suite printed: a CI log
+// that keeps only its tail still says why a spec failed, not only where.
+var _ = ReportAfterSuite("failures with their messages", func(r Report) {
+	for _, s := range r.SpecReports {
+		if !s.Failed() {
+			continue
+		}
+		msg := s.Failure.Message
+		if len(msg) > 2000 {
+			msg = msg[:2000] + " …"
+		}
+		GinkgoWriter.Printf("FAILED %s\n  at %s\n  %s\n", s.FullText(), s.Failure.Location, msg)
+	}
+})
+
 // scheme has the built-in kinds and Splice's.
 func scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
