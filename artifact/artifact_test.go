@@ -39,20 +39,14 @@ var plugins map[string]*greeterbuild.Artifact
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "splice-artifact-")
+	b, remove, err := greeterbuild.NewTemp("splice-artifact-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	root, err := greeterbuild.FindModuleRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
+	defer remove()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	b := &greeterbuild.Builder{Root: root, Out: dir}
 	if plugins, err = b.Plugins(ctx, []string{"v1", "v2"}, fmt.Sprintf("artifact%d", os.Getpid())); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

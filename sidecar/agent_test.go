@@ -262,10 +262,10 @@ var _ = Describe("The agent", func() {
 
 		By("serving v2 over HTTP, from exactly the bytes that were pushed")
 		a := h.greet("ada", "")
-		Expect(a.err).NotTo(HaveOccurred())
-		Expect(a.status).To(Equal(http.StatusOK))
-		Expect(a.version).To(Equal("v2"))
-		Expect(a.digest).To(Equal(v2.digest))
+		Expect(a.Err).NotTo(HaveOccurred())
+		Expect(a.Status).To(Equal(http.StatusOK))
+		Expect(a.Version).To(Equal("v2"))
+		Expect(a.Digest).To(Equal(v2.digest))
 		By("reporting v2's call counters within seconds of the swap, though counters-only writes are a minute apart")
 		Eventually(func(g Gomega) {
 			g.Expect(reportOf(g, getPod(ctx, g, pod)).Calls).To(BeNumerically(">=", 1))
@@ -274,7 +274,7 @@ var _ = Describe("The agent", func() {
 		By("writing the counters as often as the controller's counters-interval annotation asks, not a minute apart")
 		callsBefore := reportOf(Default, getPod(ctx, Default, pod)).Calls
 		for range 3 {
-			Expect(h.greet("grace", "").err).NotTo(HaveOccurred())
+			Expect(h.greet("grace", "").Err).NotTo(HaveOccurred())
 		}
 		annotate(ctx, pod, map[string]string{splicev1.AnnotationCountersInterval: "1s"})
 		Eventually(func(g Gomega) {
@@ -330,7 +330,7 @@ var _ = Describe("The agent", func() {
 		v3 := arts["v3"]
 		annotate(ctx, pod, map[string]string{splicev1.AnnotationDesiredArtifact: v3.ref, splicev1.AnnotationGoVersion: ""})
 		waitReport(ctx, pod, v3.digest, splicev1.SwapReady)
-		Expect(h.greet("ada", "").version).To(Equal("v3"))
+		Expect(h.greet("ada", "").Version).To(Equal("v3"))
 	})
 
 	It("refuses an incompatible artifact before anything is loaded, and the host keeps serving", func(ctx SpecContext) {
@@ -352,7 +352,7 @@ var _ = Describe("The agent", func() {
 		st := h.status(ctx)
 		Expect(st.Version(bad.digest)).To(BeNil(), "nothing may reach the host")
 		Expect(st.LoadedVersions).To(Equal(1))
-		Expect(h.greet("ada", "").version).To(Equal("v1"))
+		Expect(h.greet("ada", "").Version).To(Equal("v1"))
 		Expect(testutil.ToFloat64(ra.metrics.PreflightRefused.WithLabelValues(preflight.PackageHashMismatch))).To(Equal(1.0))
 		Expect(loads(ra, sidecar.LoadIncompatible)).To(Equal(1.0))
 		code, _ := ra.probe(sidecar.PathReadyz)
@@ -374,8 +374,8 @@ var _ = Describe("The agent", func() {
 		Expect(r.Reason).To(Equal(sidecar.ReasonInitPanic))
 		Expect(r.Error).To(ContainSubstring("deliberate panic in plugin init"))
 		Expect(conditionOf(Default, p).Status).To(Equal(corev1.ConditionFalse))
-		Expect(h.alive()).To(BeTrue())
-		Expect(h.greet("ada", "").version).To(Equal("v1"))
+		Expect(h.Alive()).To(BeTrue())
+		Expect(h.greet("ada", "").Version).To(Equal("v1"))
 		Expect(h.status(ctx).Version(ip.digest).State).To(Equal(control.StateFailed))
 
 		By("not retrying, in this agent or in a restarted one")
@@ -400,7 +400,7 @@ var _ = Describe("The agent", func() {
 		Expect(r.Reason).To(Equal(sidecar.ReasonSymbolLookupFailed))
 		Expect(r.Error).To(ContainSubstring("want func() greeter.Greeter"))
 		Expect(testutil.ToFloat64(ra.metrics.SymbolErrors)).To(Equal(1.0))
-		Expect(h.greet("ada", "").version).To(Equal("v1"))
+		Expect(h.greet("ada", "").Version).To(Equal("v1"))
 	})
 
 	It("reports RolledBack when the host rolls a panicking version back on its own, and does not swap it in again", func(ctx SpecContext) {
@@ -413,14 +413,14 @@ var _ = Describe("The agent", func() {
 
 		By("calling the plugin until it has panicked past the threshold")
 		for i := 0; i < 3; i++ {
-			Expect(h.greet("ada", "").status).To(Equal(http.StatusInternalServerError))
+			Expect(h.greet("ada", "").Status).To(Equal(http.StatusInternalServerError))
 		}
 		r, p := waitReport(ctx, pod, cp.digest, splicev1.SwapRolledBack)
 		Expect(r.Reason).To(Equal(sidecar.ReasonHostRolledBack))
 		Expect(r.Error).To(ContainSubstring("panicked 3 times"))
 		Expect(r.Running).To(Equal(arts["v1"].digest))
 		Expect(conditionOf(Default, p).Reason).To(Equal(string(splicev1.SwapRolledBack)))
-		Expect(h.greet("ada", "").version).To(Equal("v1"))
+		Expect(h.greet("ada", "").Version).To(Equal("v1"))
 		Expect(testutil.ToFloat64(ra.metrics.Rollbacks)).To(Equal(1.0))
 
 		ra.waitSyncs(ctx, 5)
@@ -465,8 +465,8 @@ var _ = Describe("The agent", func() {
 		seen := map[string]int{}
 		for i := 0; i < 64; i++ {
 			a := h.greet("ada", fmt.Sprintf("key-%d", i))
-			Expect(a.err).NotTo(HaveOccurred())
-			seen[a.version]++
+			Expect(a.Err).NotTo(HaveOccurred())
+			seen[a.Version]++
 		}
 		Expect(seen).To(HaveKey("v1"))
 		Expect(seen).To(HaveKey("v3"))
@@ -507,7 +507,7 @@ var _ = Describe("The agent", func() {
 		r, _ := waitReport(ctx, pod, fl.digest, splicev1.SwapReady)
 		Expect(r.Error).To(BeEmpty())
 		Expect(r.Reason).To(BeEmpty())
-		Expect(h.greet("ada", "").version).To(Equal("v2"))
+		Expect(h.greet("ada", "").Version).To(Equal("v2"))
 	})
 
 	It("fails liveness and readiness when the host stops answering, and keeps its report", func(ctx SpecContext) {
@@ -520,8 +520,8 @@ var _ = Describe("The agent", func() {
 		code, _ := ra.probe(sidecar.PathLivez)
 		Expect(code).To(Equal(http.StatusOK))
 
-		Expect(h.cmd.Process.Kill()).To(Succeed())
-		Eventually(h.exited).WithContext(ctx).Should(BeClosed())
+		Expect(h.Signal(os.Kill)).To(Succeed())
+		Eventually(h.Exited()).WithContext(ctx).Should(BeClosed())
 		code, body := ra.probe(sidecar.PathLivez)
 		Expect(code).To(Equal(http.StatusServiceUnavailable))
 		Expect(body).To(ContainSubstring("is the host running"))
@@ -549,7 +549,7 @@ var _ = Describe("The agent", func() {
 		Expect(out.SwapLatency).To(BeNumerically(">", 0))
 		Expect(out.HostSwap.To).To(Equal(arts["v2"].digest))
 		Expect(out.Verdict.OK).To(BeTrue())
-		Expect(h.greet("ada", "").version).To(Equal("v2"))
+		Expect(h.greet("ada", "").Version).To(Equal("v2"))
 
 		again := sw.Swap(ctx, arts["v2"].ref)
 		Expect(again.State).To(Equal(splicev1.SwapReady))
@@ -559,7 +559,7 @@ var _ = Describe("The agent", func() {
 		Expect(back.Err).NotTo(HaveOccurred())
 		Expect(back.Pulled).To(BeEmpty(), "v1 is loaded already: a swap, no pull")
 		Expect(back.Changed).To(BeTrue())
-		Expect(h.greet("ada", "").version).To(Equal("v1"))
+		Expect(h.greet("ada", "").Version).To(Equal("v1"))
 
 		bad := sw.Swap(ctx, regHost+"/greeter/plugin:v2")
 		Expect(bad.State).To(Equal(splicev1.SwapFailed))
@@ -593,7 +593,7 @@ var _ = Describe("The agent", func() {
 		v2 := arts["v2"]
 		annotate(ctx, pod, map[string]string{splicev1.AnnotationDesiredArtifact: v2.ref})
 		waitReport(ctx, pod, v2.digest, splicev1.SwapReady)
-		Expect(h.greet("ada", "").version).To(Equal("v2"))
+		Expect(h.greet("ada", "").Version).To(Equal("v2"))
 		Eventually(func(g Gomega) {
 			resp, err := http.Get("http://" + addr + sidecar.PathReadyz)
 			g.Expect(err).NotTo(HaveOccurred())

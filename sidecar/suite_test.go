@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 
 	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/examples/greeter/greeterbuild"
+	"github.com/splice-dev/splice/examples/greeter/greeterproc"
 	"github.com/splice-dev/splice/host/control"
 	"github.com/splice-dev/splice/internal/testenv"
 	"github.com/splice-dev/splice/internal/testio"
@@ -169,11 +169,9 @@ func agentUser(ctx context.Context, admin *rest.Config) *envtest.AuthenticatedUs
 // would that shipped with it: the file sits in the shared directory under the name an agent
 // pull gives it, and its version is named by v1's artifact digest.
 type hostProc struct {
+	*greeterproc.Host
 	shared string
-	addr   string
-	cmd    *exec.Cmd
 	out    *testio.SyncBuffer
-	exited chan struct{}
 	client *control.Client
 }
 
@@ -189,45 +187,23 @@ func startHost(ctx context.Context, extra ...string) *hostProc {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(os.WriteFile(initial, data, 0o644)).To(Succeed())
 
-	addrFile := filepath.Join(shared, "addr")
-	h := &hostProc{shared: shared, out: &testio.SyncBuffer{}, exited: make(chan struct{})}
-	args := append([]string{"-addr", "127.0.0.1:0", "-addr-file", addrFile, "-shared", shared, "-plugin", initial, "-digest", v1.digest}, extra...)
-	h.cmd = exec.Command(hostBin, args...)
-	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
-	Expect(h.cmd.Start()).To(Succeed())
-	go func() { h.cmd.Wait(); close(h.exited) }()
+	h := &hostProc{shared: shared, out: &testio.SyncBuffer{}}
+	// Bounded as the suite's Eventually calls are by default.
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	h.Host, err = greeterproc.Start(startCtx, greeterproc.Options{
+		Bin: hostBin, Shared: shared, Plugin: initial, Digest: v1.digest, Args: extra, Output: h.out,
+	})
+	Expect(err).NotTo(HaveOccurred(), "host log:\n%s", h.out.String())
 	DeferCleanup(func() {
-		if h.alive() {
-			h.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-h.exited:
-			case <-time.After(30 * time.Second):
-				h.cmd.Process.Kill()
-				<-h.exited
-			}
-		}
+		h.Stop()
 		if CurrentSpecReport().Failed() {
 			GinkgoWriter.Printf("host log:\n%s\n", h.out.String())
 		}
 	})
-	Eventually(func(g Gomega) {
-		g.Expect(h.alive()).To(BeTrue(), "host exited:\n%s", h.out.String())
-		b, err := os.ReadFile(addrFile)
-		g.Expect(err).NotTo(HaveOccurred())
-		h.addr = string(b)
-	}).WithContext(ctx).Should(Succeed())
 	h.client = control.NewClient(filepath.Join(shared, control.SocketName))
-	Eventually(func() string { return h.greet("warmup", "").version }).WithContext(ctx).Should(Equal("v1"))
+	Eventually(func() string { return h.greet("warmup", "").Version }).WithContext(ctx).Should(Equal("v1"))
 	return h
-}
-
-func (h *hostProc) alive() bool {
-	select {
-	case <-h.exited:
-		return false
-	default:
-		return true
-	}
 }
 
 func (h *hostProc) status(ctx context.Context) *control.Status {
@@ -237,28 +213,6 @@ func (h *hostProc) status(ctx context.Context) *control.Status {
 	return st
 }
 
-type answer struct {
-	status  int
-	version string
-	digest  string
-	err     error
-}
-
-var oneShot = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
-
-func (h *hostProc) greet(name, key string) answer {
-	req, err := http.NewRequest(http.MethodPost, "http://"+h.addr+"/greet", strings.NewReader(name))
-	if err != nil {
-		return answer{err: err}
-	}
-	if key != "" {
-		req.Header.Set("X-Request-Key", key)
-	}
-	resp, err := oneShot.Do(req)
-	if err != nil {
-		return answer{err: err}
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	return answer{status: resp.StatusCode, version: resp.Header.Get("X-Plugin-Version"), digest: resp.Header.Get("X-Plugin-Digest")}
+func (h *hostProc) greet(name, key string) greeterproc.Answer {
+	return greeterproc.Greet(greeterproc.OneShot, h.Addr(), name, key)
 }

@@ -2,13 +2,14 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/splice-dev/splice/examples/greeter/greeterproc"
 )
 
 // failurePause is how long a client waits after a failed request before the next one. Without
@@ -85,23 +86,17 @@ func (g *loadGen) client(id int, c *http.Client) {
 }
 
 func (g *loadGen) greet(c *http.Client, name string) (string, error) {
-	resp, err := c.Post("http://"+g.addr+"/greet", "text/plain", strings.NewReader(name))
-	if err != nil {
-		return "", err
+	a := greeterproc.Greet(c, g.addr, name, "")
+	if a.Err != nil {
+		return "", a.Err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
+	if a.Status != http.StatusOK {
+		return "", fmt.Errorf("status %d", a.Status)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %d", resp.StatusCode)
+	if a.Digest == "" || !strings.Contains(a.Body, name) {
+		return "", fmt.Errorf("answer without a version or for another request: %q", a.Body)
 	}
-	digest := resp.Header.Get("X-Plugin-Digest")
-	if digest == "" || !strings.Contains(string(body), name) {
-		return "", fmt.Errorf("answer without a version or for another request: %q", body)
-	}
-	return digest, nil
+	return a.Digest, nil
 }
 
 // seen returns when the first answer from digest arrived.

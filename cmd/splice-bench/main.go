@@ -229,9 +229,9 @@ func runMode(ctx context.Context, cfg *config, m mode, pool []*build) *result {
 	}
 	bn.host = h
 	defer func() { bn.host.stop() }()
-	r.rssBefore = rss(h.pid)
+	r.rssBefore = rss(h.PID())
 
-	g := startLoad(h.addr, cfg.clients, cfg.keepAlive)
+	g := startLoad(h.Addr(), cfg.clients, cfg.keepAlive)
 	start := time.Now()
 	progressDone := make(chan struct{})
 	progressExited := make(chan struct{})
@@ -269,7 +269,7 @@ func runMode(ctx context.Context, cfg *config, m mode, pool []*build) *result {
 	g.finish()
 	close(progressDone)
 	<-progressExited
-	r.rssAfter = rss(bn.host.pid)
+	r.rssAfter = rss(bn.host.PID())
 	r.requests, r.failed, r.errs = g.total.Load(), g.failed.Load(), g.errs
 	r.lat = percentiles(g.latencies)
 	return r

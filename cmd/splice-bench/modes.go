@@ -135,14 +135,14 @@ func (cold) setup(_ context.Context, b *bench, pool []*build) (string, string, e
 }
 
 func (cold) transition(ctx context.Context, b *bench, to *build) (step, error) {
-	addr := b.host.addr
+	addr := b.host.Addr()
 	b.host.stop()
 	h, err := startHost(ctx, b.cfg.hostBin, b.shared, addr, sharedPath(b, to), to.Digest, filepath.Join(b.dir, "host.log"))
 	if err != nil {
 		return step{}, err
 	}
 	b.host = h
-	return step{digest: to.Digest, note: fmt.Sprintf("pid %d", h.pid)}, nil
+	return step{digest: to.Digest, note: fmt.Sprintf("pid %d", h.PID())}, nil
 }
 
 // linkedStart links every build into the shared directory and starts on the first.

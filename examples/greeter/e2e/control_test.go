@@ -102,7 +102,7 @@ func TestControlSocketRejectsHostileInput(t *testing.T) {
 	if _, err := h.client.Load(ctx, control.LoadRequest{Path: "v2-" + strings.TrimPrefix(filepath.Base(h.pluginPath("v2")), "v2-"), Digest: d2, Swap: true}); err != nil {
 		t.Fatalf("loading v2 after the hostile requests: %v", err)
 	}
-	if a := h.greet(t, "n", ""); a.version != "v2" || a.status != http.StatusOK {
+	if a := h.greet(t, "n", ""); a.Version != "v2" || a.Status != http.StatusOK {
 		t.Fatalf("after the swap: %+v; want v2", a)
 	}
 }

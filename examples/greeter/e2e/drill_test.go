@@ -28,7 +28,7 @@ func TestPanicDrills(t *testing.T) {
 			vs.ErrorCode != control.CodeLoadFailed || vs.ErrorReason != "InitPanic" {
 			t.Fatalf("initpanic status %+v; want Failed with the panic, code LoadFailed, reason InitPanic", vs)
 		}
-		if a := h.greet(t, "n", ""); known(a, "n") != nil || a.version != "v1" {
+		if a := h.greet(t, "n", ""); known(a, "n") != nil || a.Version != "v1" {
 			t.Fatalf("v1 stopped serving after a failed load: %+v", a)
 		}
 	})
@@ -86,13 +86,13 @@ func TestPanicDrills(t *testing.T) {
 		if _, err := h.client.Swap(ctx, control.SwapRequest{Digest: h.digest("v3"), AllowMinor: true}); err != nil {
 			t.Fatalf("swap to v3 with consent: %v", err)
 		}
-		if a := h.greet(t, "n", ""); a.version != "v3" {
+		if a := h.greet(t, "n", ""); a.Version != "v3" {
 			t.Fatalf("after the consented swap: %+v; want v3", a)
 		}
 		if _, err := h.client.Rollback(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if a := h.greet(t, "n", ""); a.version != "v1" {
+		if a := h.greet(t, "n", ""); a.Version != "v1" {
 			t.Fatalf("after the rollback: %+v; want v1", a)
 		}
 	})
@@ -103,7 +103,7 @@ func TestPanicDrills(t *testing.T) {
 		}
 		for i := 1; i <= 2; i++ {
 			a := h.greet(t, "n", "")
-			if a.err != nil || a.status != 500 || !strings.Contains(a.body, "panicked") {
+			if a.Err != nil || a.Status != 500 || !strings.Contains(a.Body, "panicked") {
 				t.Fatalf("call %d to callpanic: %+v; want a 500 saying the plugin panicked", i, a)
 			}
 			st := h.status(t)
@@ -111,7 +111,7 @@ func TestPanicDrills(t *testing.T) {
 				t.Fatalf("after %d panics (threshold 3): current %s, callpanic %+v", i, st.Current, vs)
 			}
 		}
-		if a := h.greet(t, "n", ""); a.status != 500 {
+		if a := h.greet(t, "n", ""); a.Status != 500 {
 			t.Fatalf("third call: %+v; want 500", a)
 		}
 		waitFor(t, "the automatic rollback", func() bool { return h.status(t).Current == h.digest("v1") })
@@ -119,12 +119,12 @@ func TestPanicDrills(t *testing.T) {
 		if st.LastSwap == nil || st.LastSwap.Op != control.OpAutoRollback || st.LastSwap.From != h.digest("callpanic") {
 			t.Fatalf("last swap %+v; want auto-rollback from callpanic", st.LastSwap)
 		}
-		if a := h.greet(t, "n", ""); known(a, "n") != nil || a.version != "v1" {
+		if a := h.greet(t, "n", ""); known(a, "n") != nil || a.Version != "v1" {
 			t.Fatalf("after the rollback: %+v; want v1", a)
 		}
 		h.requireAlive()
-		if a := h.greet(t, "n", ""); a.pid != strconv.Itoa(h.pid) {
-			t.Fatalf("answered by pid %s; the host was %d", a.pid, h.pid)
+		if a := h.greet(t, "n", ""); a.PID != strconv.Itoa(h.PID()) {
+			t.Fatalf("answered by pid %s; the host was %d", a.PID, h.PID())
 		}
 	})
 }

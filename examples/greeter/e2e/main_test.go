@@ -10,16 +10,15 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/splice-dev/splice/examples/greeter/greeterbuild"
+	"github.com/splice-dev/splice/examples/greeter/greeterproc"
 	"github.com/splice-dev/splice/host/control"
 	"github.com/splice-dev/splice/internal/testio"
 )
@@ -38,20 +37,14 @@ func run(m *testing.M) int {
 		skip = "-short: the end-to-end tests build and run real plugins"
 		return m.Run()
 	}
-	dir, err := os.MkdirTemp("", "splice-e2e-")
+	b, remove, err := greeterbuild.NewTemp("splice-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	root, err := greeterbuild.FindModuleRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
+	defer remove()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	b := &greeterbuild.Builder{Root: root, Out: dir}
 	if os.Getenv("SPLICE_E2E_RACE") != "" {
 		// Host and plugins with the race detector (both sides: it changes package hashes).
 		b.Flags = []string{"-trimpath", "-race"}
@@ -68,20 +61,18 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// hostProc is a greeter host running as a child process.
+// hostProc is a greeter host running as a child process, with the test's view of it.
 type hostProc struct {
+	*greeterproc.Host
 	t      testing.TB
 	shared string
-	addr   string
-	pid    int
-	cmd    *exec.Cmd
 	log    *testio.SyncBuffer
-	exited chan struct{}
 	client *control.Client
 }
 
 // startHost starts a greeter host serving v1, with every plugin hard-linked into a fresh
-// shared directory.
+// shared directory. At the end of the test it stops the host and checks that it shut down
+// cleanly.
 func startHost(t testing.TB, extraArgs ...string) *hostProc {
 	t.Helper()
 	if skip != "" {
@@ -94,30 +85,21 @@ func startHost(t testing.TB, extraArgs ...string) *hostProc {
 			t.Fatalf("link %s into the shared dir: %v", a.Path, err)
 		}
 	}
-	addrFile := filepath.Join(t.TempDir(), "addr")
-	h := &hostProc{t: t, shared: shared, log: &testio.SyncBuffer{}, exited: make(chan struct{})}
-	args := append([]string{"-addr", "127.0.0.1:0", "-addr-file", addrFile, "-shared", shared,
-		"-plugin", h.pluginPath("v1"), "-digest", h.digest("v1")}, extraArgs...)
-	h.cmd = exec.Command(hostBin, args...)
-	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
-	if err := h.cmd.Start(); err != nil {
-		t.Fatalf("start host: %v", err)
+	h := &hostProc{t: t, shared: shared, log: &testio.SyncBuffer{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p, err := greeterproc.Start(ctx, greeterproc.Options{
+		Bin: hostBin, Shared: shared, Plugin: h.pluginPath("v1"), Digest: h.digest("v1"), Args: extraArgs, Output: h.log,
+	})
+	if err != nil {
+		t.Fatalf("%v; host log:\n%s", err, h.log.String())
 	}
-	h.pid = h.cmd.Process.Pid
-	go func() { h.cmd.Wait(); close(h.exited) }()
+	h.Host = p
 	t.Cleanup(func() {
-		if h.alive() {
-			h.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-h.exited:
-			case <-time.After(30 * time.Second):
-				h.cmd.Process.Kill()
-				<-h.exited
-			}
-		}
+		h.Stop()
 		// SIGTERM drains and exits 0; anything else (a crash, a race report's exit 66) is a
 		// failure of the host, whatever the test checked before.
-		if code := h.cmd.ProcessState.ExitCode(); code != 0 {
+		if code := h.ExitCode(); code != 0 {
 			t.Errorf("host exited with status %d after SIGTERM; want 0", code)
 		}
 		if strings.Contains(h.log.String(), "DATA RACE") {
@@ -130,35 +112,18 @@ func startHost(t testing.TB, extraArgs ...string) *hostProc {
 			t.Logf("host log:\n%s", h.log.String())
 		}
 	})
-	waitFor(t, "the host to write its address", func() bool {
-		if !h.alive() {
-			t.Fatalf("host exited during start-up:\n%s", h.log.String())
-		}
-		b, err := os.ReadFile(addrFile)
-		h.addr = string(b)
-		return err == nil && h.addr != ""
-	})
 	h.client = control.NewClient(filepath.Join(shared, control.SocketName))
 	waitFor(t, "the host to serve v1", func() bool {
 		r := h.greet(t, "warmup", "")
-		return r.err == nil && r.status == 200 && r.version == "v1"
+		return r.Err == nil && r.Status == 200 && r.Version == "v1"
 	})
 	return h
 }
 
-func (h *hostProc) alive() bool {
-	select {
-	case <-h.exited:
-		return false
-	default:
-		return true
-	}
-}
-
 func (h *hostProc) requireAlive() {
 	h.t.Helper()
-	if !h.alive() {
-		h.t.Fatalf("the host died (state %v)", h.cmd.ProcessState)
+	if !h.Alive() {
+		h.t.Fatalf("the host died (state %v)", h.ProcessState())
 	}
 }
 
@@ -186,65 +151,32 @@ func (h *hostProc) ctx(t testing.TB) context.Context {
 	return ctx
 }
 
-// answer is one /greet response.
-type answer struct {
-	status     int
-	version    string
-	digest     string
-	pid        string
-	generation string
-	body       string
-	err        error
-}
-
-var oneShot = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
-
-func (h *hostProc) greet(t testing.TB, name, key string) answer {
-	return greetWith(oneShot, h.addr, name, key)
-}
-
-func greetWith(c *http.Client, addr, name, key string) answer {
-	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/greet", strings.NewReader(name))
-	if err != nil {
-		return answer{err: err}
-	}
-	if key != "" {
-		req.Header.Set("X-Request-Key", key)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return answer{err: err}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return answer{
-		status: resp.StatusCode, version: resp.Header.Get("X-Plugin-Version"), digest: resp.Header.Get("X-Plugin-Digest"),
-		pid: resp.Header.Get("X-Host-PID"), generation: resp.Header.Get("X-Host-Generation"), body: string(b), err: err,
-	}
+func (h *hostProc) greet(t testing.TB, name, key string) greeterproc.Answer {
+	return greeterproc.Greet(greeterproc.OneShot, h.Addr(), name, key)
 }
 
 // known says whether an answer is a correct greeting from a known good version: the header
 // and the body must agree on who answered.
-func known(a answer, name string) error {
-	if a.err != nil {
-		return a.err
+func known(a greeterproc.Answer, name string) error {
+	if a.Err != nil {
+		return a.Err
 	}
-	if a.status != http.StatusOK {
-		return fmt.Errorf("status %d: %s", a.status, strings.TrimSpace(a.body))
+	if a.Status != http.StatusOK {
+		return fmt.Errorf("status %d: %s", a.Status, strings.TrimSpace(a.Body))
 	}
 	want := map[string]string{
 		"v1": "Hello, %s! (v1)\n",
 		"v2": "Hi, %s! (v2)\n",
 		"v3": "Greetings, %s! (v3)\n",
-	}[a.version]
+	}[a.Version]
 	if want == "" {
-		return fmt.Errorf("answer from unknown version %q", a.version)
+		return fmt.Errorf("answer from unknown version %q", a.Version)
 	}
-	if a.body != fmt.Sprintf(want, name) {
-		return fmt.Errorf("version %s answered %q", a.version, a.body)
+	if a.Body != fmt.Sprintf(want, name) {
+		return fmt.Errorf("version %s answered %q", a.Version, a.Body)
 	}
-	if a.digest != artifacts[a.version].Digest {
-		return fmt.Errorf("version %s answered with digest %s; built as %s", a.version, a.digest, artifacts[a.version].Digest)
+	if a.Digest != artifacts[a.Version].Digest {
+		return fmt.Errorf("version %s answered with digest %s; built as %s", a.Version, a.Digest, artifacts[a.Version].Digest)
 	}
 	return nil
 }
@@ -267,7 +199,7 @@ type load struct {
 func startLoad(addr string, clients int, freshConns bool) *load {
 	l := &load{versions: map[string]int{}, pids: map[string]int{}, generations: map[string]int{}, stop: make(chan struct{})}
 	for i := 0; i < clients; i++ {
-		c := oneShot
+		c := greeterproc.OneShot
 		if !freshConns {
 			c = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 30 * time.Second}
 		}
@@ -281,7 +213,7 @@ func startLoad(addr string, clients int, freshConns bool) *load {
 				default:
 				}
 				name := fmt.Sprintf("client%d-%d", i, n)
-				a := greetWith(c, addr, name, "")
+				a := greeterproc.Greet(c, addr, name, "")
 				l.total.Add(1)
 				l.mu.Lock()
 				if err := known(a, name); err != nil {
@@ -290,9 +222,9 @@ func startLoad(addr string, clients int, freshConns bool) *load {
 						l.failures = append(l.failures, err.Error())
 					}
 				} else {
-					l.versions[a.version]++
-					l.pids[a.pid]++
-					l.generations[a.generation]++
+					l.versions[a.Version]++
+					l.pids[a.PID]++
+					l.generations[a.Generation]++
 				}
 				l.mu.Unlock()
 			}

@@ -20,7 +20,7 @@ import (
 func TestReexecHandoffUnderLoad(t *testing.T) {
 	h := startHost(t, "-max-versions", "2")
 	ctx := h.ctx(t)
-	l := startLoad(h.addr, 16, true)
+	l := startLoad(h.Addr(), 16, true)
 	defer func() {
 		if l != nil {
 			l.finish()
@@ -41,10 +41,10 @@ func TestReexecHandoffUnderLoad(t *testing.T) {
 		if canary != "" {
 			wantOpened, wantCanary = 2, h.digest(canary)
 		}
-		if st.PID != h.pid || st.Handoff.Generation != gen || st.Current != h.digest(current) || st.Canary != wantCanary ||
+		if st.PID != h.PID() || st.Handoff.Generation != gen || st.Current != h.digest(current) || st.Canary != wantCanary ||
 			st.LoadedVersions != wantOpened || len(st.Versions) != wantOpened {
 			t.Fatalf("after hand-off %d: pid %d (want %d), current %s (want %s), canary %q (want %q), %d versions opened (want %d) — %+v",
-				gen, st.PID, h.pid, st.Current, current, st.Canary, wantCanary, st.LoadedVersions, wantOpened, st.Handoff)
+				gen, st.PID, h.PID(), st.Current, current, st.Canary, wantCanary, st.LoadedVersions, wantOpened, st.Handoff)
 		}
 		t.Logf("hand-off %d (%s): drain %.1f ms, exec to serving %.1f ms", gen, st.Handoff.Reason, 1000*st.Handoff.DrainSeconds, 1000*st.Handoff.ExecToServeSeconds)
 		l.progress(t, 100)
@@ -73,7 +73,7 @@ func TestReexecHandoffUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.progress(t, 100)
-	if err := h.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := h.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	if st := afterHandoff(2, "v3", "v2"); st.CanaryPercent != 40 {
@@ -91,8 +91,8 @@ func TestReexecHandoffUnderLoad(t *testing.T) {
 	ld := l
 	l = nil
 	ld.check(t)
-	if len(ld.pids) != 1 || ld.pids[strconv.Itoa(h.pid)] == 0 {
-		t.Fatalf("answers came from pids %v; want only %d", ld.pids, h.pid)
+	if len(ld.pids) != 1 || ld.pids[strconv.Itoa(h.PID())] == 0 {
+		t.Fatalf("answers came from pids %v; want only %d", ld.pids, h.PID())
 	}
 	for g := 0; g <= 3; g++ {
 		if ld.generations[strconv.Itoa(g)] == 0 {
@@ -107,7 +107,7 @@ func TestReexecHandoffUnderLoad(t *testing.T) {
 func TestRSSBoundReexecsOnce(t *testing.T) {
 	h := startHost(t, "-max-extra-rss", "1")
 	ctx := h.ctx(t)
-	l := startLoad(h.addr, 4, true)
+	l := startLoad(h.Addr(), 4, true)
 	if _, err := h.client.Load(ctx, control.LoadRequest{Path: h.pluginPath("v2"), Digest: h.digest("v2"), Swap: true}); err != nil {
 		l.finish()
 		t.Fatal(err)
@@ -134,12 +134,12 @@ func TestRSSBoundReexecsOnce(t *testing.T) {
 func TestAbandonedHandoffKeepsServing(t *testing.T) {
 	h := startHost(t, "-drain-timeout", "300ms")
 	ctx := h.ctx(t)
-	held, err := net.Dial("tcp", h.addr)
+	held, err := net.Dial("tcp", h.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	l := startLoad(h.addr, 8, true)
+	l := startLoad(h.Addr(), 8, true)
 	l.progress(t, 100)
 	if _, err := h.client.Reexec(ctx, control.ReexecRequest{}); err != nil {
 		l.finish()
@@ -153,8 +153,8 @@ func TestAbandonedHandoffKeepsServing(t *testing.T) {
 	l.finish()
 	l.check(t)
 	st := h.status(t)
-	if st.PID != h.pid || st.Handoff.Generation != 0 {
-		t.Fatalf("after an abandoned hand-off: pid %d generation %d; want %d and 0", st.PID, st.Handoff.Generation, h.pid)
+	if st.PID != h.PID() || st.Handoff.Generation != 0 {
+		t.Fatalf("after an abandoned hand-off: pid %d generation %d; want %d and 0", st.PID, st.Handoff.Generation, h.PID())
 	}
 	// The held connection was neither dropped nor forgotten.
 	if _, err := io.WriteString(held, "POST /greet HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nheld"); err != nil {

@@ -18,8 +18,8 @@ func TestSwapsUnderLoad(t *testing.T) {
 			t.Fatalf("load %s: %v", v, err)
 		}
 	}
-	fresh := startLoad(h.addr, 8, true)
-	kept := startLoad(h.addr, 8, false)
+	fresh := startLoad(h.Addr(), 8, true)
+	kept := startLoad(h.Addr(), 8, false)
 	order := []string{"v2", "v3", "v1", "v3", "v2", "v1", "v2", "v3", "v1", "v2", "v3", "v1"}
 	for i, v := range order {
 		fresh.progress(t, 25)
@@ -32,7 +32,7 @@ func TestSwapsUnderLoad(t *testing.T) {
 		}
 		// No canary: the swap returned, so every call from now on is v's.
 		name := fmt.Sprintf("probe-%d", i)
-		if a := h.greet(t, name, ""); known(a, name) != nil || a.version != v {
+		if a := h.greet(t, name, ""); known(a, name) != nil || a.Version != v {
 			t.Fatalf("first answer after swap %d to %s: %+v (%v)", i, v, a, known(a, name))
 		}
 	}
@@ -87,7 +87,7 @@ func TestCanaryRoutingInHost(t *testing.T) {
 			canary++
 		}
 		for j := 0; j < 2; j++ {
-			if a := h.greet(t, "n", key); known(a, "n") != nil || a.version != want {
+			if a := h.greet(t, "n", key); known(a, "n") != nil || a.Version != want {
 				t.Fatalf("key %s (bucket %d), request %d: %+v; want %s", key, host.RouteBucket(key), j, a, want)
 			}
 		}
@@ -103,7 +103,7 @@ func TestCanaryRoutingInHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 20; i++ {
-		if a := h.greet(t, "n", fmt.Sprintf("tenant-%d", i)); a.version != "v1" {
+		if a := h.greet(t, "n", fmt.Sprintf("tenant-%d", i)); a.Version != "v1" {
 			t.Fatalf("after ending the canary, %+v; want v1", a)
 		}
 	}

@@ -45,6 +45,20 @@ type Artifact struct {
 	Digest string
 }
 
+// NewTemp is a Builder for the module this process runs in (FindModuleRoot) that builds into a
+// fresh temporary directory named after prefix; remove deletes the directory. Test mains use it.
+func NewTemp(prefix string) (b *Builder, remove func(), err error) {
+	root, err := FindModuleRoot()
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Builder{Root: root, Out: dir}, func() { os.RemoveAll(dir) }, nil
+}
+
 // FindModuleRoot walks up from the working directory to the splice module's go.mod.
 func FindModuleRoot() (string, error) {
 	dir, err := os.Getwd()
