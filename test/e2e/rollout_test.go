@@ -123,14 +123,14 @@ func swapping(p *corev1.Pod, digest string) bool {
 	return !done
 }
 
-// watchRollout starts a rolloutWatch on the Service svc and the rollout's pods until stop is
-// closed.
+// watchRollout starts a rolloutWatch on the greeter Service svc and its pods (app=svc) until
+// stop is closed.
 func watchRollout(ctx context.Context, svc string, stop <-chan struct{}) *rolloutWatch {
 	GinkgoHelper()
 	w := &rolloutWatch{start: time.Now(), leastReady: 1 << 30, pods: map[string]*corev1.Pod{}}
 	sw, err := kube.DiscoveryV1().EndpointSlices(testNamespace).Watch(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
 	Expect(err).NotTo(HaveOccurred())
-	pw, err := kube.CoreV1().Pods(testNamespace).Watch(ctx, metav1.ListOptions{LabelSelector: "app=" + rolloutApp})
+	pw, err := kube.CoreV1().Pods(testNamespace).Watch(ctx, metav1.ListOptions{LabelSelector: "app=" + svc})
 	Expect(err).NotTo(HaveOccurred())
 	go func() {
 		defer sw.Stop()
