@@ -147,8 +147,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	ticker := time.NewTicker(a.opts.PollInterval)
 	defer ticker.Stop()
 	var (
-		retry   <-chan time.Time
-		backoff = a.newBackoff()
+		retry    <-chan time.Time
+		counters <-chan time.Time // when the counters are next due, if they can be written
+		backoff  = a.newBackoff()
 	)
 	for {
 		select {
@@ -159,6 +160,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ticker.C:
 			if retry != nil {
 				continue // a retry is scheduled; polling must not shorten its backoff
+			}
+		case <-counters:
+			if retry != nil {
+				continue
 			}
 		}
 		pod := a.pod.Load()
@@ -173,7 +178,40 @@ func (a *Agent) Run(ctx context.Context) error {
 			backoff = a.newBackoff()
 			retry = nil
 		}
+		// The counters are read when they fall due, not at the next poll after that: polling
+		// alone wrote a canary's first counters 10 to 20 s after its swap, which delayed its
+		// analysis by as much.
+		counters = nil
+		if d, ok := a.countersDue(pod, time.Now()); ok {
+			counters = time.After(d)
+		}
 	}
+}
+
+// countersInterval is the shortest time between counters-only writes for pod: the agent's
+// CountersInterval, the controller's counters-interval annotation when it asks for fresher
+// counters, and at most FirstCountersAfter after a change of state. 0 or less: never.
+func (a *Agent) countersInterval(pod *corev1.Pod) time.Duration {
+	interval := a.opts.CountersInterval
+	if d, ok := countersIntervalOf(pod); ok && (interval <= 0 || d < interval) {
+		interval = d
+	}
+	if a.settling && interval > FirstCountersAfter {
+		interval = FirstCountersAfter
+	}
+	return interval
+}
+
+// countersDue says how long until the counters may be written next, once this agent has
+// written a report. It says nothing (false) when counters are off or already due: a sync at
+// that moment found them unchanged, and the next poll looks again.
+func (a *Agent) countersDue(pod *corev1.Pod, now time.Time) (time.Duration, bool) {
+	interval := a.countersInterval(pod)
+	if interval <= 0 || a.lastWritten == nil {
+		return 0, false
+	}
+	d := a.countersAt.Add(interval).Sub(now)
+	return d, d > 0
 }
 
 // newBackoff returns successive retry delays: doubling from MinBackoff to MaxBackoff, each
@@ -265,13 +303,7 @@ func (a *Agent) lastReport(pod *corev1.Pod) *splicev1.PodReport {
 func (a *Agent) write(ctx context.Context, pod *corev1.Pod, r *splicev1.PodReport) error {
 	now := time.Now()
 	r.ObservedAt = metav1.NewTime(now)
-	interval := a.opts.CountersInterval
-	if d, ok := countersIntervalOf(pod); ok && (interval <= 0 || d < interval) {
-		interval = d
-	}
-	if a.settling && interval > FirstCountersAfter {
-		interval = FirstCountersAfter
-	}
+	interval := a.countersInterval(pod)
 	withCounters := interval > 0 && now.Sub(a.countersAt) >= interval
 	var cur *splicev1.PodReport
 	if raw, ok := pod.Annotations[splicev1.AnnotationReport]; ok {

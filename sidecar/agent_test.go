@@ -174,7 +174,9 @@ type runningAgent struct {
 	done    chan struct{}
 }
 
-func startAgent(h *hostProc, pod string) *runningAgent {
+// startAgent runs an agent for pod against h; opts change its options (a 100 ms poll, short
+// backoffs) before it starts.
+func startAgent(h *hostProc, pod string, opts ...func(*sidecar.AgentOptions)) *runningAgent {
 	GinkgoHelper()
 	reg := prometheus.NewRegistry()
 	m := sidecar.NewMetrics(reg)
@@ -183,10 +185,14 @@ func startAgent(h *hostProc, pod string) *runningAgent {
 		Logger: GinkgoLogr.WithName("swapper"), HostTimeout: 30 * time.Second, LoadTimeout: 3 * time.Minute,
 	})
 	Expect(err).NotTo(HaveOccurred())
-	a, err := sidecar.NewAgent(sidecar.AgentOptions{
+	o := sidecar.AgentOptions{
 		PodName: pod, PodNamespace: namespace, Kube: agentKube, Swapper: sw, Metrics: m, Logger: GinkgoLogr.WithName("agent"),
 		PollInterval: 100 * time.Millisecond, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, ProbeTimeout: 30 * time.Second,
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	a, err := sidecar.NewAgent(o)
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
 	ra := &runningAgent{agent: a, metrics: m, reg: reg, cancel: cancel, done: make(chan struct{}), probes: httptest.NewServer(a.Handler(reg))}
@@ -331,6 +337,42 @@ var _ = Describe("The agent", func() {
 		annotate(ctx, pod, map[string]string{splicev1.AnnotationDesiredArtifact: v3.ref, splicev1.AnnotationGoVersion: ""})
 		waitReport(ctx, pod, v3.digest, splicev1.SwapReady)
 		Expect(h.greet("ada", "").Version).To(Equal("v3"))
+	})
+
+	It("writes the call counters when they fall due, not at the next poll", func(ctx SpecContext) {
+		h := startHost(ctx)
+		pod := newPod(ctx)
+		// Polling alone would not look again within the spec: only the counters' own timer can
+		// write them.
+		startAgent(h, pod, func(o *sidecar.AgentOptions) { o.PollInterval = time.Hour })
+		v2 := arts["v2"]
+		annotate(ctx, pod, map[string]string{splicev1.AnnotationDesiredArtifact: v2.ref})
+		_, p := waitReport(ctx, pod, v2.digest, splicev1.SwapReady)
+		swapped := reportOf(Default, p).ObservedAt.Time
+		for range 5 {
+			Expect(h.greet("ada", "").Err).NotTo(HaveOccurred())
+		}
+
+		By("writing the first counters FirstCountersAfter the swap")
+		var first *splicev1.PodReport
+		Eventually(func(g Gomega) {
+			first = reportOf(g, getPod(ctx, g, pod))
+			g.Expect(first.Calls).To(BeNumerically(">=", 5))
+		}).WithContext(ctx).WithTimeout(sidecar.FirstCountersAfter + 5*time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		GinkgoWriter.Printf("first counters written %s after the swap's report\n", first.ObservedAt.Sub(swapped).Round(10*time.Millisecond))
+		Expect(first.ObservedAt.Sub(swapped)).To(BeNumerically(">=", sidecar.FirstCountersAfter-time.Second), "counters-only writes wait for their interval")
+
+		By("then as often as the controller's counters-interval annotation asks")
+		annotate(ctx, pod, map[string]string{splicev1.AnnotationCountersInterval: "1s"})
+		for round := range 2 {
+			before := reportOf(Default, getPod(ctx, Default, pod)).Calls
+			for range 3 {
+				Expect(h.greet("grace", "").Err).NotTo(HaveOccurred())
+			}
+			Eventually(func(g Gomega) {
+				g.Expect(reportOf(g, getPod(ctx, g, pod)).Calls).To(BeNumerically(">=", before+3))
+			}).WithContext(ctx).WithTimeout(5*time.Second).Should(Succeed(), "round %d", round)
+		}
 	})
 
 	It("refuses an incompatible artifact before anything is loaded, and the host keeps serving", func(ctx SpecContext) {
