@@ -467,12 +467,13 @@ var _ = Describe("Rollout under load", Ordered, func() {
 		}
 	}
 
-	// backOnStable checks, after a failed canary, that every pod is back on the stable v2c,
-	// records the phase, and measures a 3 s window of load that must not see one failure;
+	// backOnStable checks, after a failed canary, that every pod is back on the stable v2c
+	// (and says how long after since that was), records the phase, and measures a 3 s window of load that must not see one failure;
 	// before it, only the flaky plugin's own errors may have failed requests.
-	backOnStable := func(ctx context.Context, s *trafficSession, name string, ps phaseStart, got *splicev1.CompilerVersion) (*loadgen.Result, string, []string) {
+	backOnStable := func(ctx context.Context, s *trafficSession, name string, ps phaseStart, got *splicev1.CompilerVersion, since time.Time, sinceWhat string) (*loadgen.Result, string, []string) {
 		GinkgoHelper()
 		checkPodsServe(ctx, "app="+rolloutApp, refs["v2c"], digests["v2c"], rolloutReplicas)
+		GinkgoWriter.Printf("every pod back on the stable version %s after %s\n", time.Since(since).Round(10*time.Millisecond), sinceWhat)
 		s.record(name, ps, got)
 		req1, fail1 := s.mark()
 		time.Sleep(3 * time.Second)
@@ -498,7 +499,7 @@ var _ = Describe("Rollout under load", Ordered, func() {
 		GinkgoWriter.Printf("rolled back %s after the change: %s\n", time.Since(ps.at).Round(10*time.Millisecond), degraded.Message)
 
 		By("checking that every pod is back on the stable version, and the Service answers without a failure")
-		res, summary, transitions := backOnStable(ctx, s, "v2c -> flaky (Canary, failing analysis, rolled back)", ps, got)
+		res, summary, transitions := backOnStable(ctx, s, "v2c -> flaky (Canary, failing analysis, rolled back)", ps, got, ps.at, "the change")
 		Expect(res.Failures).To(BeNumerically(">", 0), "the flaky canary should have failed some requests: did it serve? %s", summary)
 		Expect(answers(greetPath, 30)).To(Equal(map[string]int{"v2": 30}), "pod transitions: %v", transitions)
 	}, SpecTimeout(10*time.Minute))
@@ -539,8 +540,7 @@ var _ = Describe("Rollout under load", Ordered, func() {
 		abortAt := time.Now()
 		kubectlSplice(ctx, "abort", rolloutApp)
 		got = waitPhase(ctx, cli, key, digests["flaky2"], generation, splicev1.PhaseRolledBack, splicev1.PhaseCompleted)
-		backOnStable(ctx, s, "v2c -> flaky2 (Canary, onFailure Pause, aborted)", ps, got)
-		GinkgoWriter.Printf("abort: every pod back on the stable version %s after kubectl splice abort\n", time.Since(abortAt).Round(10*time.Millisecond))
+		backOnStable(ctx, s, "v2c -> flaky2 (Canary, onFailure Pause, aborted)", ps, got, abortAt, "kubectl splice abort")
 	}, SpecTimeout(10*time.Minute))
 })
 
