@@ -221,7 +221,7 @@ func answers(url string, n int) map[string]int {
 // waitServing waits until the Service app has want ready endpoints and answers a POST to url
 // from this machine, and returns the plugin version that answered. A Ready pod is not yet
 // behind its ClusterIP: kube-proxy programs the rules a moment later, and a GET sent in that
-// moment was seen refused.
+// moment failed a CI run.
 func waitServing(ctx context.Context, app string, want int, url string) string {
 	GinkgoHelper()
 	start := time.Now()
