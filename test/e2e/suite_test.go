@@ -23,6 +23,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 )
@@ -45,6 +46,9 @@ var (
 
 func TestE2E(t *testing.T) {
 	RegisterFailHandler(Fail)
+	// The suite's controller-runtime clients log through Ginkgo (else the first one prints
+	// controller-runtime's "SetLogger was never called" stack trace into the run).
+	ctrllog.SetLogger(GinkgoLogr)
 	// Two shared cores: image pulls are local, but pods, webhooks and the manager start slowly.
 	SetDefaultEventuallyTimeout(3 * time.Minute)
 	SetDefaultEventuallyPollingInterval(time.Second)
