@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -245,25 +244,26 @@ func waitServing(ctx context.Context, app string, want int, url string) string {
 	return version
 }
 
-var (
-	kubectlSpliceOnce sync.Once
-	kubectlSplicePath string
-	kubectlSpliceErr  error
-)
+// kubectlSplicePath is the real kubectl-splice plugin, built by buildKubectlSplice.
+var kubectlSplicePath string
 
-// kubectlSplice runs the real kubectl-splice plugin (built once) against the cluster, in the
-// test namespace, and returns what it printed.
+// buildKubectlSplice builds the plugin before any spec runs, so that no rollout's time
+// includes a compile.
+func buildKubectlSplice(ctx context.Context) {
+	GinkgoHelper()
+	path := filepath.Join(repoRoot, ".local", "e2e", "kubectl-splice")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "./cmd/kubectl-splice")
+	cmd.Dir = repoRoot
+	out, err := cmd.CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "build kubectl-splice:\n%s", out)
+	kubectlSplicePath = path
+}
+
+// kubectlSplice runs the real kubectl-splice plugin against the cluster, in the test
+// namespace, and returns what it printed.
 func kubectlSplice(ctx context.Context, args ...string) string {
 	GinkgoHelper()
-	kubectlSpliceOnce.Do(func() {
-		kubectlSplicePath = filepath.Join(repoRoot, ".local", "e2e", "kubectl-splice")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", kubectlSplicePath, "./cmd/kubectl-splice")
-		cmd.Dir = repoRoot
-		if out, err := cmd.CombinedOutput(); err != nil {
-			kubectlSpliceErr = fmt.Errorf("build kubectl-splice: %v\n%s", err, out)
-		}
-	})
-	Expect(kubectlSpliceErr).NotTo(HaveOccurred())
+	Expect(kubectlSplicePath).NotTo(BeEmpty(), "kubectl-splice is built in BeforeSuite")
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, kubectlSplicePath, append(args, "--kubeconfig", kubeconfig, "--namespace", testNamespace)...)
 	cmd.Stdout, cmd.Stderr = &out, &out

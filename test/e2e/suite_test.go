@@ -88,6 +88,9 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	}}, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred())
 
+	By("building kubectl-splice")
+	buildKubectlSplice(ctx)
+
 	By("installing the chart into " + releaseNamespace)
 	start := time.Now()
 	runHelm(ctx, "upgrade", "--install", releaseName, filepath.Join(repoRoot, "charts", "splice"),
