@@ -60,6 +60,18 @@ func (w *rolloutWatch) record(f string, a ...any) {
 	w.log = append(w.log, time.Since(w.start).Round(time.Millisecond).String()+": "+fmt.Sprintf(f, a...))
 }
 
+// ended records that the watch of kind ended before the session did.
+func (w *rolloutWatch) ended(kind string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.record("%s watch ended", kind)
+}
+
+// readiness is a pod's two readiness conditions, as the watch compares and logs them.
+func readiness(p *corev1.Pod) string {
+	return fmt.Sprintf("Ready=%s plugin-ready=%s", podCondition(p, corev1.PodReady), podCondition(p, corev1.PodConditionType(splicev1.PodConditionPluginReady)))
+}
+
 // trackSwaps starts counting, for digest, how many pods are asked to run it and do not yet serve
 // it with plugin-ready True, at most, at any moment.
 func (w *rolloutWatch) trackSwaps(digest string) {
@@ -144,9 +156,7 @@ func watchRollout(ctx context.Context, svc string, stop <-chan struct{}) *rollou
 				return
 			case ev, ok := <-sw.ResultChan():
 				if !ok {
-					w.mu.Lock()
-					w.record("endpointslice watch ended")
-					w.mu.Unlock()
+					w.ended("endpointslice")
 					return
 				}
 				s, ok := ev.Object.(*discoveryv1.EndpointSlice)
@@ -163,9 +173,7 @@ func watchRollout(ctx context.Context, svc string, stop <-chan struct{}) *rollou
 				w.mu.Unlock()
 			case ev, ok := <-pw.ResultChan():
 				if !ok {
-					w.mu.Lock()
-					w.record("pod watch ended")
-					w.mu.Unlock()
+					w.ended("pod")
 					return
 				}
 				p, ok := ev.Object.(*corev1.Pod)
@@ -174,9 +182,7 @@ func watchRollout(ctx context.Context, svc string, stop <-chan struct{}) *rollou
 				}
 				w.mu.Lock()
 				if prev := w.pods[p.Name]; prev != nil {
-					was := fmt.Sprintf("Ready=%s plugin-ready=%s", podCondition(prev, corev1.PodReady), podCondition(prev, corev1.PodConditionType(splicev1.PodConditionPluginReady)))
-					is := fmt.Sprintf("Ready=%s plugin-ready=%s", podCondition(p, corev1.PodReady), podCondition(p, corev1.PodConditionType(splicev1.PodConditionPluginReady)))
-					if was != is {
+					if was, is := readiness(prev), readiness(p); was != is {
 						w.flips++
 						w.record("pod %s %s -> %s", p.Name, was, is)
 					}
@@ -303,7 +309,7 @@ var _ = Describe("Rollout under load", Ordered, func() {
 		s.record("v1 -> v2 (first rollout)", ps, got)
 
 		// A second of v2 traffic between the rollouts.
-		time.Sleep(time.Second)
+		s.more(time.Second)
 
 		By("rolling v3 out with RollingPatch, maxUnavailable 1")
 		ps = s.begin(digests["v3"])
@@ -312,7 +318,7 @@ var _ = Describe("Rollout under load", Ordered, func() {
 		rp := s.record("v2 -> v3 (RollingPatch, maxUnavailable 1)", ps, got)
 
 		// Two more seconds of traffic after completion: kube-proxy and the hosts must still answer.
-		time.Sleep(2 * time.Second)
+		s.more(2 * time.Second)
 		res, summary, transitions := s.finish()
 
 		By("checking every pod's report: Ready on v3, plugin-ready True, and the Service answering from v3 only")
@@ -378,7 +384,7 @@ var _ = Describe("Rollout under load", Ordered, func() {
 		Expect(got.Status.StableArtifact.Digest).To(Equal(digests["v2b"]))
 		Expect(kubectlSplice(ctx, "get", rolloutApp)).To(ContainSubstring("Completed"))
 
-		time.Sleep(2 * time.Second)
+		s.more(2 * time.Second)
 		res, summary, transitions := s.finish()
 		checkPodsServe(ctx, "app="+rolloutApp, refs["v2b"], digests["v2b"], rolloutReplicas)
 		expectNoFailures(res, summary, transitions)
@@ -393,7 +399,7 @@ var _ = Describe("Rollout under load", Ordered, func() {
 		generation := rollTo(ctx, "v3b", splicev1.RolloutStrategy{Type: splicev1.StrategyStrict})
 		got := waitCompleted(ctx, cli, key, digests["v3b"], generation)
 		ph := s.record("v2b -> v3b (Strict)", ps, got)
-		time.Sleep(2 * time.Second)
+		s.more(2 * time.Second)
 		res, summary, transitions := s.finish()
 		checkPodsServe(ctx, "app="+rolloutApp, refs["v3b"], digests["v3b"], rolloutReplicas)
 		expectNoFailures(res, summary, transitions)
@@ -441,7 +447,7 @@ var _ = Describe("Rollout under load", Ordered, func() {
 		s.record("v3b -> v2c (Canary with a 15 s pause; manager pod deleted in the pause)", ps, got)
 		GinkgoWriter.Printf("manager: new pod Ready %s after the delete; rollout Completed %s after the delete\n",
 			managerBack.Round(10*time.Millisecond), time.Since(deletedAt).Round(10*time.Millisecond))
-		time.Sleep(2 * time.Second)
+		s.more(2 * time.Second)
 		res, summary, transitions := s.finish()
 		checkPodsServe(ctx, "app="+rolloutApp, refs["v2c"], digests["v2c"], rolloutReplicas)
 		expectNoFailures(res, summary, transitions)
@@ -468,19 +474,18 @@ var _ = Describe("Rollout under load", Ordered, func() {
 	}
 
 	// backOnStable checks, after a failed canary, that every pod is back on the stable v2c
-	// (and says how long after since that was), records the phase, and measures a 3 s window of load that must not see one failure;
-	// before it, only the flaky plugin's own errors may have failed requests.
+	// (and says how long after since that was), records the phase, and measures 3 s of load
+	// that must not see one failure; before it, only the flaky plugin's own errors may have
+	// failed requests.
 	backOnStable := func(ctx context.Context, s *trafficSession, name string, ps phaseStart, got *splicev1.CompilerVersion, since time.Time, sinceWhat string) (*loadgen.Result, string, []string) {
 		GinkgoHelper()
 		checkPodsServe(ctx, "app="+rolloutApp, refs["v2c"], digests["v2c"], rolloutReplicas)
 		GinkgoWriter.Printf("every pod back on the stable version %s after %s\n", time.Since(since).Round(10*time.Millisecond), sinceWhat)
 		s.record(name, ps, got)
-		req1, fail1 := s.mark()
-		time.Sleep(3 * time.Second)
-		req2, fail2 := s.mark()
+		requests, failed := s.more(3 * time.Second)
 		res, summary, transitions := s.finish()
-		GinkgoWriter.Printf("back on the stable version: %d requests in 3 s, %d failed\n", req2-req1, fail2-fail1)
-		Expect(fail2-fail1).To(BeZero(), "requests failed on the stable version: %s", summary)
+		GinkgoWriter.Printf("back on the stable version: %d requests (3 s at full pace), %d failed\n", requests, failed)
+		Expect(failed).To(BeZero(), "requests failed on the stable version: %s", summary)
 		onlyPluginErrors(res)
 		return res, summary, transitions
 	}

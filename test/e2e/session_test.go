@@ -44,16 +44,30 @@ type rolloutPhase struct {
 	cv                 *splicev1.CompilerVersion
 }
 
-// startTraffic starts the watches on Service svc and the load on url, and lets warmup pass
-// (traffic on the version before the rollout); the spec's DeferCleanup stops them.
+// startTraffic starts the watches on Service svc and the load on url, and lets a warmup's
+// worth of requests pass (traffic on the version before the rollout); the spec's DeferCleanup
+// stops them.
 func startTraffic(ctx context.Context, svc, url string, warmup time.Duration) *trafficSession {
 	GinkgoHelper()
 	s := &trafficSession{stop: make(chan struct{})}
 	s.w = watchRollout(ctx, svc, s.stop)
 	s.load = loadgen.Start(loadgen.Options{URL: url, Workers: loadWorkers, Interval: loadInterval, MaxDuration: loadMaxDuration})
 	DeferCleanup(s.halt)
-	time.Sleep(warmup)
+	s.more(warmup)
 	return s
+}
+
+// more lets the load send at least what it sends in d at full pace, and returns how many
+// requests it sent meanwhile and how many of them failed. The stretch is counted in requests,
+// not slept: on a slow machine it still holds all of them.
+func (s *trafficSession) more(d time.Duration) (requests, failures int64) {
+	GinkgoHelper()
+	n := int64(loadWorkers) * int64(d/loadInterval)
+	req0, fail0 := s.mark()
+	Eventually(func() int64 { req, _ := s.mark(); return req }).WithTimeout(d+time.Minute).WithPolling(50*time.Millisecond).
+		Should(BeNumerically(">=", req0+n), "%d more requests", n)
+	req, fail := s.mark()
+	return req - req0, fail - fail0
 }
 
 // phaseStart is where a rollout measured under load began.
