@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -302,8 +301,8 @@ func (s *Swapper) ensure(ctx context.Context, out *Outcome, st *control.Status, 
 func (s *Swapper) triedFacts(st *control.Status) ([]*preflight.Facts, error) {
 	var out []*preflight.Facts
 	for _, v := range st.Versions {
-		if v.State == control.StateFailed && (v.ErrorCode == control.CodePreflight || (v.ErrorCode == "" && strings.Contains(v.Error, hostPreflightText))) {
-			continue // refused before plugin.Open: nothing of it is in the process
+		if v.State == control.StateFailed && classifyVersion(v).state == splicev1.SwapIncompatible {
+			continue // the preflight refused it before plugin.Open: nothing of it is in the process
 		}
 		if f, ok := s.facts.Load(v.Digest); ok && v.Digest != "" {
 			out = append(out, f.(*preflight.Facts))
