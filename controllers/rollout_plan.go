@@ -108,16 +108,10 @@ const (
 )
 
 // digestOf returns the digest part of "ref@sha256:…", or "" when there is none.
-func digestOf(ref string) string {
-	if i := strings.LastIndex(ref, "@"); i >= 0 {
-		return ref[i+1:]
-	}
-	return ""
-}
 
 // onArtifact reports whether the pod is told to run a.
 func (p podState) onArtifact(a *splicev1.ArtifactStatus) bool {
-	return a != nil && digestOf(p.target.Artifact) == a.Digest
+	return a != nil && splicev1.DigestOf(p.target.Artifact) == a.Digest
 }
 
 // done reports whether the pod serves a as wanted, to all calls (traffic nil) or to the given

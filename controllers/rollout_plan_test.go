@@ -40,7 +40,7 @@ func applyPlan(pods []podState, pl *rolloutPlan, fail map[string]splicev1.SwapSt
 			panic("plan has no target for " + p.name)
 		}
 		p.target = t
-		d := digestOf(t.Artifact)
+		d := splicev1.DigestOf(t.Artifact)
 		if d != "" {
 			if s, bad := fail[p.name]; bad && d == digestA {
 				running := digestB
@@ -51,7 +51,7 @@ func applyPlan(pods []podState, pl *rolloutPlan, fail map[string]splicev1.SwapSt
 				if t.Traffic != nil {
 					// A request-level canary: the host keeps serving the stable artifact as
 					// Running and routes the share to the new one, as the real agent reports.
-					p.report.Running = digestOf(t.Stable)
+					p.report.Running = splicev1.DigestOf(t.Stable)
 				}
 				p.ready = true
 			}
@@ -64,7 +64,7 @@ func applyPlan(pods []podState, pl *rolloutPlan, fail map[string]splicev1.SwapSt
 func countOn(pl *rolloutPlan, digest string) int {
 	n := 0
 	for _, t := range pl.targets {
-		if digestOf(t.Artifact) == digest {
+		if splicev1.DigestOf(t.Artifact) == digest {
 			n++
 		}
 	}
@@ -286,7 +286,7 @@ func TestPlanCanary(t *testing.T) {
 		// The pause ends: step 2, five pods, the first member kept.
 		in = carry(in, pl, in.pods, t0.Add(62*time.Second))
 		pl = plan(in)
-		if *pl.step != 1 || countOn(pl, digestA) != 5 || digestOf(pl.targets[m].Artifact) != digestA || pl.targets[m].Traffic != nil {
+		if *pl.step != 1 || countOn(pl, digestA) != 5 || splicev1.DigestOf(pl.targets[m].Artifact) != digestA || pl.targets[m].Traffic != nil {
 			t.Fatalf("step %d, %d on new, first member %+v", *pl.step, countOn(pl, digestA), pl.targets[m])
 		}
 		in = carry(in, pl, applyPlan(in.pods, pl, nil), t0.Add(70*time.Second))
@@ -467,7 +467,7 @@ func applyTargetsOnly(pods []podState, pl *rolloutPlan) []podState {
 func members(pl *rolloutPlan) []string {
 	var out []string
 	for name, t := range pl.targets {
-		if digestOf(t.Artifact) == digestA {
+		if splicev1.DigestOf(t.Artifact) == digestA {
 			out = append(out, name)
 		}
 	}

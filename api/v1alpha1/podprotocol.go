@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -176,6 +177,15 @@ var (
 
 // ValidReason reports whether s may be a report's reason: CamelCase, at most 64 characters.
 func ValidReason(s string) bool { return reasonRE.MatchString(s) }
+
+// DigestOf returns the digest of a pinned reference "repository@sha256:…" (the desired and
+// stable artifact annotations, an artifact status's ref), or "" when it names none.
+func DigestOf(ref string) string {
+	if i := strings.LastIndex(ref, "@"); i >= 0 {
+		return ref[i+1:]
+	}
+	return ""
+}
 
 // DigestPattern is the pattern every artifact digest must match.
 const DigestPattern = `^sha256:[a-f0-9]{64}$`

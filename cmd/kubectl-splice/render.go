@@ -182,7 +182,7 @@ func describePod(cv *splicev1.CompilerVersion, p *corev1.Pod) podRow {
 	}
 
 	desired := p.Annotations[splicev1.AnnotationDesiredArtifact]
-	desiredDigest := digestOf(desired)
+	desiredDigest := splicev1.DigestOf(desired)
 	switch {
 	case desired == "":
 		r.desired = "-"
@@ -439,14 +439,6 @@ func stateIcon(s splicev1.SwapState) string {
 		return iconWarning
 	}
 	return iconUnknown
-}
-
-// digestOf returns the digest part of "ref@sha256:…", or "" when there is none.
-func digestOf(ref string) string {
-	if i := strings.LastIndex(ref, "@"); i >= 0 {
-		return ref[i+1:]
-	}
-	return ""
 }
 
 // shortDigest is the first 12 hex digits of a sha256 digest, as `docker images` shows them.

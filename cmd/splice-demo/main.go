@@ -304,7 +304,7 @@ func (d *demo) update(ctx context.Context, key client.ObjectKey, mutate func(*sp
 // follow prints a line a second, the rollout and the answers since the last line, until the
 // CompilerVersion completes with ref; a terminal failure ends the demo.
 func (d *demo) follow(ctx context.Context, key client.ObjectKey, ref string, load *loadgen.Generator) error {
-	digest := ref[strings.LastIndex(ref, "@")+1:]
+	digest := splicev1.DigestOf(ref)
 	prev := load.Snapshot()
 	deadline := time.Now().Add(3 * time.Minute)
 	for tick := time.NewTicker(time.Second); ; {

@@ -273,7 +273,7 @@ func createPods(ctx context.Context, c client.Client, ns string, n int, labels m
 func waitStable(ctx context.Context, c client.Client, cv *splicev1.CompilerVersion, ref string, deadline time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
-	digest := ref[strings.LastIndex(ref, "@")+1:]
+	digest := splicev1.DigestOf(ref)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {

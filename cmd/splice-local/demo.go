@@ -99,7 +99,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 
 	say("step 3: greeter-canary to v3, whose plugin calls fail 5%% of the time (simulated); its analysis allows 1%%")
-	agents.SetErrorRate(digestOf(refs["v3"]), 50)
+	agents.SetErrorRate(splicev1.DigestOf(refs["v3"]), 50)
 	if err := d.setArtifact(ctx, cvs[2], refs["v3"]); err != nil {
 		return err
 	}
@@ -206,8 +206,6 @@ func (d *demo) poll(ctx context.Context, name string, done func(*splicev1.Compil
 		}
 	}
 }
-
-func digestOf(ref string) string { return ref[strings.LastIndex(ref, "@")+1:] }
 
 func say(format string, args ...any) {
 	fmt.Printf("\n>>> %s\n", fmt.Sprintf(format, args...))

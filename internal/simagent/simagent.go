@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -155,7 +154,7 @@ func (a *Agents) answer(ctx context.Context, key string) error {
 	if desired == "" || pod.DeletionTimestamp != nil {
 		return nil
 	}
-	digest := desired[strings.LastIndex(desired, "@")+1:]
+	digest := splicev1.DigestOf(desired)
 	// A request-level canary: the host keeps the stable artifact as Running and routes the
 	// share to the desired one, as the real agent reports it.
 	var traffic *int32
@@ -165,8 +164,7 @@ func (a *Agents) answer(ctx context.Context, key string) error {
 			traffic = &t
 		}
 	}
-	stable := pod.Annotations[splicev1.AnnotationStableArtifact]
-	stable = stable[strings.LastIndex(stable, "@")+1:]
+	stable := splicev1.DigestOf(pod.Annotations[splicev1.AnnotationStableArtifact])
 	sameTraffic := func(r *splicev1.PodReport) bool {
 		return (r.TrafficPercent == nil) == (traffic == nil) && (traffic == nil || *r.TrafficPercent == *traffic)
 	}
