@@ -98,14 +98,6 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 		pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonSwapping, pl.message)
 		return pl
 	}
-	// The error rate is not judged yet: too few calls. A pause still runs (and is shown);
-	// the step does not advance past it until the rate is judged.
-	waitCalls := func() *rolloutPlan {
-		pl.phase = splicev1.PhaseProgressing
-		pl.message = stepName + ": " + pending
-		pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonAnalysisPending, pl.message)
-		return pl
-	}
 	// The Prometheus analysis judges the step once all its pods run the artifact.
 	if a := step.Analysis; a != nil && a.Prometheus != nil {
 		fail, wait, msg := promVerdict(a.Prometheus, in.prom)
@@ -141,8 +133,13 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 			return pl
 		}
 	}
+	// The error rate is not judged yet: too few calls. A pause still ran (and was shown); the
+	// step does not advance past it until the rate is judged.
 	if pending != "" {
-		return waitCalls()
+		pl.phase = splicev1.PhaseProgressing
+		pl.message = stepName + ": " + pending
+		pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonAnalysisPending, pl.message)
+		return pl
 	}
 	return advance()
 }
@@ -171,7 +168,7 @@ func analyse(in *rolloutInput, a *splicev1.CanaryAnalysis, members map[string]bo
 		}
 		calls += r.Calls
 		errs += r.Errors + r.Panics
-		if a.MaxSwapLatency != nil && r.Digest == in.artifact.Digest && r.SwapLatencySeconds > a.MaxSwapLatency.Seconds() {
+		if a.MaxSwapLatency != nil && r.SwapLatencySeconds > a.MaxSwapLatency.Seconds() {
 			return ReasonAnalysisFailed, fmt.Sprintf("pod %s swapped in %.3fs, more than maxSwapLatency %s", p.name,
 				r.SwapLatencySeconds, a.MaxSwapLatency.Duration), ""
 		}
@@ -179,10 +176,7 @@ func analyse(in *rolloutInput, a *splicev1.CanaryAnalysis, members map[string]bo
 	if a.MaxErrorRatePercent == nil {
 		return "", "", ""
 	}
-	minCalls := uint64(splicev1.DefaultAnalysisMinCalls)
-	if a.MinCalls != nil {
-		minCalls = uint64(*a.MinCalls)
-	}
+	minCalls := uint64(a.MinCallsOrDefault())
 	switch {
 	case calls < minCalls:
 		return "", "", fmt.Sprintf("judging the error rate after %d plugin calls on the new version, %d reported so far (send traffic, lower analysis.minCalls, or annotate %s)",

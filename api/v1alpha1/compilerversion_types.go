@@ -271,6 +271,14 @@ type CanaryPause struct {
 // not.
 const DefaultAnalysisMinCalls = 100
 
+// MinCallsOrDefault is minCalls, or DefaultAnalysisMinCalls when it is not set.
+func (a *CanaryAnalysis) MinCallsOrDefault() int32 {
+	if a.MinCalls != nil {
+		return *a.MinCalls
+	}
+	return DefaultAnalysisMinCalls
+}
+
 // CanaryAnalysis bounds what a step may observe before it fails.
 // +kubebuilder:validation:XValidation:rule="!has(self.minCalls) || has(self.maxErrorRatePercent)",message="analysis.minCalls only sets when maxErrorRatePercent is judged: set maxErrorRatePercent or remove minCalls"
 type CanaryAnalysis struct {

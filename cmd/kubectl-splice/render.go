@@ -526,11 +526,7 @@ func describeAnalysis(a *splicev1.CanaryAnalysis) string {
 	}
 	parts := []string{fmt.Sprintf("failed swaps <= %d", failed)}
 	if a.MaxErrorRatePercent != nil {
-		minCalls := int32(splicev1.DefaultAnalysisMinCalls)
-		if a.MinCalls != nil {
-			minCalls = *a.MinCalls
-		}
-		parts = append(parts, fmt.Sprintf("errors <= %d%% over >= %d calls", *a.MaxErrorRatePercent, minCalls))
+		parts = append(parts, fmt.Sprintf("errors <= %d%% over >= %d calls", *a.MaxErrorRatePercent, a.MinCallsOrDefault()))
 	}
 	if a.MaxSwapLatency != nil {
 		parts = append(parts, "swap <= "+a.MaxSwapLatency.Duration.String())
