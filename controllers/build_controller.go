@@ -39,7 +39,8 @@ import (
 
 // BuildReconciler gives each CompilerVersion an artifact for its current spec: it runs a
 // build Job for a git source and reads the registry for a prebuilt artifact. It writes only
-// status.artifact, the Built condition and the Building/BuildFailed phases (see doc.go).
+// status.artifact and the Built condition (see doc.go); the phase that shows a build running
+// or failed is derived from Built by the CompilerVersion reconciler.
 type BuildReconciler struct {
 	client.Client
 	Recorder recorder.EventRecorder
@@ -99,13 +100,10 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	case cv.Spec.Plugin.Source.Artifact != "":
 		res, err = r.reconcileArtifact(ctx, s)
 	}
-	if werr := r.writeStatus(ctx, s); werr != nil {
-		if err == nil {
-			return conflictRetry(werr)
-		}
-		return ctrl.Result{}, errors.Join(err, werr)
-	}
-	if err != nil {
+	// A status write that lost an optimistic-lock race (the CompilerVersion reconciler writes
+	// the same object) is returned like any error: the workqueue retries it with its
+	// rate-limited backoff, on fresh data.
+	if err := errors.Join(err, r.writeStatus(ctx, s)); err != nil {
 		return ctrl.Result{}, err
 	}
 	return res, nil
@@ -138,7 +136,7 @@ func (r *BuildReconciler) reconcileGit(ctx context.Context, s *buildScope) (ctrl
 			return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
 		}
 		s.decision = decided(nil, metav1.ConditionFalse, ReasonBuildJobConflict,
-			fmt.Sprintf("Job %s exists but is not this CompilerVersion's build of the current spec; delete it to let the build run", name), splicev1.PhaseBuildFailed)
+			fmt.Sprintf("Job %s exists but is not this CompilerVersion's build of the current spec; delete it to let the build run", name))
 		return ctrl.Result{}, nil
 	}
 
@@ -146,7 +144,7 @@ func (r *BuildReconciler) reconcileGit(ctx context.Context, s *buildScope) (ctrl
 		rec, err := decodeRecord(raw)
 		if err != nil {
 			s.decision = decided(nil, metav1.ConditionFalse, ReasonInvalidBuildResult,
-				fmt.Sprintf("Job %s: %v; delete the Job to build again", name, err), splicev1.PhaseBuildFailed)
+				fmt.Sprintf("Job %s: %v; delete the Job to build again", name, err))
 			return ctrl.Result{}, nil
 		}
 		s.decision = decisionFromRecord(job, rec)
@@ -216,18 +214,18 @@ func building(cv *splicev1.CompilerVersion, job *batchv1.Job, pods []corev1.Pod)
 			msg += "; " + w
 		}
 	}
-	return decided(nil, metav1.ConditionFalse, ReasonBuilding, msg, splicev1.PhaseBuilding)
+	return decided(nil, metav1.ConditionFalse, ReasonBuilding, msg)
 }
 
 func decisionFromRecord(job *batchv1.Job, rec *buildRecord) *buildDecision {
 	if rec.succeeded() {
 		return decided(artifactFromResult(rec.Result), metav1.ConditionTrue, ReasonBuildSucceeded,
-			fmt.Sprintf("Job %s built %s (plugin path %s)", job.Name, rec.Result.Ref, rec.Result.PluginPath), "")
+			fmt.Sprintf("Job %s built %s (plugin path %s)", job.Name, rec.Result.Ref, rec.Result.PluginPath))
 	}
-	return decided(nil, metav1.ConditionFalse, rec.Reason, rec.Message, splicev1.PhaseBuildFailed)
+	return decided(nil, metav1.ConditionFalse, rec.Reason, rec.Message)
 }
 
-// buildPods lists the pods of job (from the cache: the status reconciler watches pods).
+// buildPods lists the pods of job (from the cache: the CompilerVersion reconciler watches pods).
 func (r *BuildReconciler) buildPods(ctx context.Context, job *batchv1.Job) ([]corev1.Pod, error) {
 	var list corev1.PodList
 	if err := r.List(ctx, &list, client.InNamespace(job.Namespace), client.MatchingLabels{
@@ -251,7 +249,7 @@ func (r *BuildReconciler) observeFinished(ctx context.Context, cv *splicev1.Comp
 	if succeeded {
 		pod := succeededPod(pods)
 		if pod == nil {
-			if time.Since(cond.LastTransitionTime.Time) < time.Minute {
+			if r.Clock.Since(cond.LastTransitionTime.Time) < time.Minute {
 				return nil, true
 			}
 			return &buildRecord{Reason: ReasonInvalidBuildResult, Message: fmt.Sprintf(
@@ -386,7 +384,7 @@ func (r *BuildReconciler) reconcileArtifact(ctx context.Context, s *buildScope) 
 				return ctrl.Result{}, nil
 			}
 			s.decision = decided(nil, metav1.ConditionFalse, ReasonArtifactUnavailable,
-				fmt.Sprintf("read the config of artifact %s: %v; retrying (if the registry needs credentials, give them to the manager)", ref, err), "")
+				fmt.Sprintf("read the config of artifact %s: %v; retrying (if the registry needs credentials, give them to the manager)", ref, err))
 			return ctrl.Result{}, fmt.Errorf("fetch artifact config %s: %w", ref, err)
 		}
 		art = artifactFromInfo(ref, info)
@@ -397,7 +395,7 @@ func (r *BuildReconciler) reconcileArtifact(ctx context.Context, s *buildScope) 
 		return ctrl.Result{}, nil
 	}
 	s.decision = decided(art, metav1.ConditionTrue, ReasonArtifactResolved,
-		fmt.Sprintf("artifact %s (built with %s, plugin API %s)", art.Digest, art.GoVersion, art.APIVersion), "")
+		fmt.Sprintf("artifact %s (built with %s, plugin API %s)", art.Digest, art.GoVersion, art.APIVersion))
 	s.onChange = func() {
 		buildResults.WithLabelValues("artifact", "resolved", ReasonArtifactResolved).Inc()
 		r.Recorder.Eventf(cv, nil, corev1.EventTypeNormal, ReasonArtifactResolved, "ResolveArtifact", "resolved %s (%s)", ref, art.GoVersion)
@@ -409,7 +407,7 @@ func (r *BuildReconciler) reconcileArtifact(ctx context.Context, s *buildScope) 
 var permanentRefusal = map[string]bool{ReasonInvalidArtifact: true, ReasonGoVersionMismatch: true, builder.ReasonAPIVersionMismatch: true}
 
 func (r *BuildReconciler) refuse(s *buildScope, reason, msg string) {
-	s.decision = decided(nil, metav1.ConditionFalse, reason, msg, splicev1.PhaseBuildFailed)
+	s.decision = decided(nil, metav1.ConditionFalse, reason, msg)
 	s.onChange = func() {
 		buildResults.WithLabelValues("artifact", "refused", reason).Inc()
 		r.Recorder.Eventf(s.cv, nil, corev1.EventTypeWarning, reason, "ResolveArtifact", "%s", clipMessage(msg, maxEventNote))
@@ -417,7 +415,8 @@ func (r *BuildReconciler) refuse(s *buildScope, reason, msg string) {
 }
 
 // writeStatus patches the fields this reconciler owns, once, with an optimistic lock: the
-// status reconciler writes the same object, and a conflict (retried with backoff) is how
+// CompilerVersion reconciler writes other fields of the same object, and the merge patch
+// replaces the whole conditions list, so a conflict (returned, and retried with backoff) is how
 // neither loses the other's update. Nothing is written when nothing changed.
 func (r *BuildReconciler) writeStatus(ctx context.Context, s *buildScope) error {
 	if s.decision == nil {
@@ -438,12 +437,12 @@ func (r *BuildReconciler) writeStatus(ctx context.Context, s *buildScope) error 
 	if s.onChange != nil && (prev == nil || prev.Status != cur.Status || prev.Reason != cur.Reason) {
 		s.onChange()
 	}
-	logf.FromContext(ctx).V(1).Info("build status written", "built", cur.Status, "reason", cur.Reason, "phase", next.Phase)
+	logf.FromContext(ctx).V(1).Info("build status written", "built", cur.Status, "reason", cur.Reason)
 	return nil
 }
 
 // SetupWithManager registers the reconciler. CompilerVersions are watched for spec changes
-// only (status writes, its own and the status reconciler's, do not trigger it); build Jobs
+// only (status writes, its own and the CompilerVersion reconciler's, do not trigger it); build Jobs
 // through their owner references; build pods through their Job, for the moment they finish.
 func (r *BuildReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := r.Job.Validate(); err != nil {

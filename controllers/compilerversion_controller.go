@@ -6,7 +6,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -88,9 +87,12 @@ func (r *CompilerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	// Record the decision before acting on it: if the status write fails (a conflict), no pod
 	// has been touched and the next pass decides again from fresh state; if acting fails, the
 	// recorded decision is acted on again. The other order can lose a decision whose evidence
-	// the action erases (a rollback makes the failed pods swap back and report Ready).
+	// the action erases (a rollback makes the failed pods swap back and report Ready). A
+	// conflict (the build reconciler wrote its fields, or this one's cache had not caught up
+	// with its own last write) is returned like any error: the workqueue retries it with its
+	// rate-limited backoff.
 	if err := r.writeStatus(ctx, s); err != nil {
-		return conflictRetry(err)
+		return ctrl.Result{}, err
 	}
 	if s.plan == nil {
 		return ctrl.Result{}, nil
@@ -108,76 +110,6 @@ func minPositive(a, b time.Duration) time.Duration {
 		return b
 	}
 	return a
-}
-
-// observeTargets resolves the selector to the targeted pods.
-func (r *CompilerVersionReconciler) observeTargets(ctx context.Context, s *scope) error {
-	sel, err := metav1.LabelSelectorAsSelector(&s.cv.Spec.Selector)
-	if err == nil && sel.Empty() {
-		err = fmt.Errorf("the selector is empty and would target every pod")
-	}
-	if err != nil {
-		// The schema cannot check everything (an operator's spelling, a value's syntax); say
-		// so in status and an Event, and wait for the user to fix the spec.
-		s.selectorErr = err
-		r.Recorder.Eventf(s.cv, nil, corev1.EventTypeWarning, splicev1.ReasonInvalidSelector, "ResolveTargets",
-			"spec.selector cannot be used: %v", err)
-		return nil
-	}
-	var list corev1.PodList
-	if err := r.List(ctx, &list, client.InNamespace(s.cv.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
-		return fmt.Errorf("list pods matching %s: %w", sel, err)
-	}
-	for i := range list.Items {
-		pod := &list.Items[i]
-		if targetable(pod) {
-			st := observePod(pod)
-			r.swaps.observe(pod.Namespace, pod.UID, st.report)
-			s.pods = append(s.pods, st)
-			s.podObjects[pod.Name] = pod
-		}
-	}
-	logf.FromContext(ctx).V(1).Info("resolved targets", "selector", sel.String(), "pods", len(s.pods))
-	return nil
-}
-
-// writeStatus patches status once, with optimistic locking so a concurrent writer causes a
-// conflict (retried by the workqueue) instead of a lost update; an unchanged status is not
-// written at all.
-func (r *CompilerVersionReconciler) writeStatus(ctx context.Context, s *scope) error {
-	now := metav1.NewTime(r.Clock.Now())
-	next := computeStatus(s.cv, s.pods, s.selectorErr, s.plan, now)
-	if equality.Semantic.DeepEqual(s.cv.Status, next) {
-		recordRollout(s.cv)
-		return nil
-	}
-	orig := s.cv.DeepCopy()
-	prevReady := apimeta.FindStatusCondition(orig.Status.Conditions, splicev1.ConditionReady)
-	prevPhase := orig.Status.Phase
-	s.cv.Status = next
-	if err := r.Status().Patch(ctx, s.cv, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("patch status: %w", err)
-	}
-	recordRollout(s.cv)
-	if s.plan != nil && next.Phase != prevPhase && s.plan.message != "" {
-		typ := corev1.EventTypeNormal
-		if next.Phase == splicev1.PhaseRolledBack || next.Phase == splicev1.PhaseDegraded {
-			typ = corev1.EventTypeWarning
-		}
-		r.Recorder.Eventf(s.cv, nil, typ, string(next.Phase), "Rollout", "%s", s.plan.message)
-	}
-	if cur := apimeta.FindStatusCondition(s.cv.Status.Conditions, splicev1.ConditionReady); cur != nil && (prevReady == nil || prevReady.Status != cur.Status || prevReady.Reason != cur.Reason) {
-		r.Recorder.Eventf(s.cv, nil, eventType(cur), cur.Reason, "UpdateStatus", "%s", cur.Message)
-	}
-	logf.FromContext(ctx).V(1).Info("status written", "targeted", next.Targeted, "updated", next.Updated, "ready", next.Ready)
-	return nil
-}
-
-func eventType(c *metav1.Condition) string {
-	if c.Status == metav1.ConditionTrue || c.Reason == splicev1.ReasonAwaitingArtifact || c.Reason == splicev1.ReasonPodsNotUpdated {
-		return corev1.EventTypeNormal
-	}
-	return corev1.EventTypeWarning
 }
 
 // SetupWithManager registers the reconciler. The CompilerVersion watch is filtered to spec
@@ -221,8 +153,9 @@ func (r *CompilerVersionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// artifactChanged passes the status writes of the build controller that start a rollout: a new
-// artifact, or a change of the Built condition.
+// artifactChanged passes the status writes of the build reconciler that this one acts on: a new
+// artifact (a rollout starts), or a change of the Built condition's status, reason or
+// generation (the phase is derived from it: Building -> BuildFailed keeps Built False).
 var artifactChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		oldCV, ok1 := e.ObjectOld.(*splicev1.CompilerVersion)
@@ -236,7 +169,8 @@ var artifactChanged = predicate.Funcs{
 		}
 		ob := apimeta.FindStatusCondition(oldCV.Status.Conditions, splicev1.ConditionBuilt)
 		nb := apimeta.FindStatusCondition(newCV.Status.Conditions, splicev1.ConditionBuilt)
-		return (ob == nil) != (nb == nil) || (nb != nil && (ob.Status != nb.Status || ob.ObservedGeneration != nb.ObservedGeneration))
+		return (ob == nil) != (nb == nil) ||
+			(nb != nil && (ob.Status != nb.Status || ob.Reason != nb.Reason || ob.ObservedGeneration != nb.ObservedGeneration))
 	},
 	CreateFunc:  func(event.CreateEvent) bool { return false },
 	DeleteFunc:  func(event.DeleteEvent) bool { return false },
@@ -276,17 +210,4 @@ func (r *CompilerVersionReconciler) enqueueFor(ctx context.Context, q workqueue,
 			}
 		}
 	}
-}
-
-// conflictRetryAfter is how soon a reconcile whose status write lost a race runs again.
-const conflictRetryAfter = 100 * time.Millisecond
-
-// conflictRetry turns a status write that lost an optimistic-lock race (the build and the
-// rollout reconcilers both write status, and so does a newer pass) into a quiet, quick retry:
-// such a conflict is routine and must not be logged as a reconciler error. Other errors stay.
-func conflictRetry(err error) (ctrl.Result, error) {
-	if apierrors.IsConflict(err) {
-		return ctrl.Result{RequeueAfter: conflictRetryAfter}, nil
-	}
-	return ctrl.Result{}, err
 }

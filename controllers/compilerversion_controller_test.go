@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -8,8 +9,12 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
@@ -192,6 +197,34 @@ var _ = Describe("CompilerVersion reconciler", func() {
 		}).Should(Succeed())
 	})
 
+	// The status has two writers (this reconciler and the build reconciler, each with its own
+	// fields); a write that lost the optimistic-lock race must reach the workqueue as an error,
+	// so controller-runtime retries it with its rate-limited backoff, never be swallowed.
+	It("returns a status write conflict to the workqueue", func() {
+		ns := newNamespace()
+		cv := newCV(ns, map[string]string{"app": "greeter"})
+		// Once the suite's manager has written its status, nothing more triggers it here: a
+		// status update by another writer is no event its predicates pass.
+		stale := &splicev1.CompilerVersion{}
+		Eventually(func(g Gomega) {
+			*stale = *getCV(cv)(g)
+			g.Expect(stale.Status.ObservedGeneration).To(Equal(stale.Generation))
+		}).Should(Succeed())
+		// What the cache held differs from what this pass decides, so it has something to write.
+		stale.Status.Progress = "an older pass's"
+		// Another writer changes the object after our read.
+		Eventually(func(g Gomega) {
+			cur := getCV(cv)(g)
+			cur.Status.Progress = "written by another"
+			g.Expect(k8sClient.Status().Update(ctx, cur)).To(Succeed())
+		}).Should(Succeed())
+		r := &CompilerVersionReconciler{Client: staleReader{Client: k8sClient, stale: stale},
+			Recorder: events.NewFakeRecorder(16), Clock: clock.RealClock{}}
+		_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(cv)})
+		Expect(apierrors.IsConflict(err)).To(BeTrue(), "Reconcile returned %v", err)
+		Expect(getCV(cv)(Default).Status.Progress).To(Equal("written by another"), "the stale write must not land")
+	})
+
 	It("does not write status when nothing changed", func() {
 		ns := newNamespace()
 		sel := map[string]string{"app": "quiet"}
@@ -245,3 +278,18 @@ var _ = Describe("CompilerVersion reconciler", func() {
 		}).Should(Succeed())
 	})
 })
+
+// staleReader answers Gets of one CompilerVersion with a copy read earlier, as a cache that has
+// not caught up yet does.
+type staleReader struct {
+	client.Client
+	stale *splicev1.CompilerVersion
+}
+
+func (s staleReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if cv, ok := obj.(*splicev1.CompilerVersion); ok && key == client.ObjectKeyFromObject(s.stale) {
+		s.stale.DeepCopyInto(cv)
+		return nil
+	}
+	return s.Client.Get(ctx, key, obj, opts...)
+}

@@ -1,71 +1,20 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"sort"
-	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 )
-
-// podState is what one targeted pod says about itself, decoded once.
-type podState struct {
-	name string
-	// target is what the pod's rollout annotations say now.
-	target podTarget
-	// ready is the pod's splice.dev/plugin-ready condition.
-	ready bool
-	// report is the agent's decoded report; nil when absent.
-	report *splicev1.PodReport
-	// reportErr is why a present report was refused.
-	reportErr error
-}
-
-// observePod reads the pod protocol off a pod. A malformed report is kept as an error rather
-// than dropped, so status can say which pod sends garbage.
-func observePod(pod *corev1.Pod) podState {
-	s := podState{name: pod.Name, target: podTarget{
-		Artifact:         pod.Annotations[splicev1.AnnotationDesiredArtifact],
-		Stable:           pod.Annotations[splicev1.AnnotationStableArtifact],
-		CountersInterval: pod.Annotations[splicev1.AnnotationCountersInterval],
-	}}
-	if v, ok := pod.Annotations[splicev1.AnnotationTrafficPercent]; ok {
-		if n, err := strconv.ParseInt(v, 10, 32); err == nil {
-			t := int32(n)
-			s.target.Traffic = &t
-		}
-	}
-	s.ready = pluginReady(pod)
-	if raw, ok := pod.Annotations[splicev1.AnnotationReport]; ok {
-		s.report, s.reportErr = splicev1.DecodeReport(raw)
-	}
-	return s
-}
-
-// pluginReady reports the pod's splice.dev/plugin-ready condition (the last one, should a
-// writer have appended a duplicate).
-func pluginReady(pod *corev1.Pod) bool {
-	ready := false
-	for _, c := range pod.Status.Conditions {
-		if c.Type == splicev1.PodConditionPluginReady {
-			ready = c.Status == corev1.ConditionTrue
-		}
-	}
-	return ready
-}
-
-// targetable reports whether a pod counts as a target: running or about to, and not going away.
-func targetable(pod *corev1.Pod) bool {
-	if pod.DeletionTimestamp != nil {
-		return false
-	}
-	return pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
-}
 
 // podCounts are the status counters.
 type podCounts struct {
@@ -181,6 +130,7 @@ func readyCondition(c podCounts, artifact *splicev1.ArtifactStatus, selectorErr 
 // not touch the input.
 func computeStatus(cv *splicev1.CompilerVersion, pods []podState, selectorErr error, pl *rolloutPlan, now metav1.Time) splicev1.CompilerVersionStatus {
 	st := *cv.Status.DeepCopy()
+	st.Phase = buildPhase(cv)
 	if pl != nil {
 		st.Phase, st.CurrentStepIndex, st.StepStartTime, st.PauseStartTime = pl.phase, pl.step, pl.stepStart, pl.pauseStart
 		st.RolloutDigest, st.StableArtifact = pl.rolloutDigest, pl.stable
@@ -203,6 +153,31 @@ func computeStatus(cv *splicev1.CompilerVersion, pods []podState, selectorErr er
 	meta.SetStatusCondition(&st.Conditions, ready)
 	st.ObservedGeneration = cv.Generation
 	return st
+}
+
+// buildPhase is the phase a CompilerVersion shows for its build, derived from the Built
+// condition (owned by the build reconciler) at the current generation; it is the only place
+// that turns a build's state into status.phase. While the spec's build runs the phase is
+// Building; when it failed for good (any False reason but Building and ArtifactUnavailable,
+// which is retried) it is BuildFailed. Once the spec has an artifact, or its registry is only
+// unreachable for now, a Building or BuildFailed phase gives way to Pending, and the rollout
+// (the plan) says what comes next; any other phase is the rollout's and is kept. A Built
+// condition of an earlier generation says nothing yet about this spec: the phase stays.
+func buildPhase(cv *splicev1.CompilerVersion) splicev1.Phase {
+	phase := cv.Status.Phase
+	built := meta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionBuilt)
+	if built == nil || built.ObservedGeneration != cv.Generation {
+		return phase
+	}
+	switch {
+	case built.Status == metav1.ConditionFalse && built.Reason == ReasonBuilding:
+		return splicev1.PhaseBuilding
+	case built.Status == metav1.ConditionFalse && built.Reason != ReasonArtifactUnavailable:
+		return splicev1.PhaseBuildFailed
+	case phase == splicev1.PhaseBuilding || phase == splicev1.PhaseBuildFailed:
+		return splicev1.PhasePending
+	}
+	return phase
 }
 
 // availableCondition is True when every targeted pod passes its plugin readiness, whatever
@@ -258,4 +233,43 @@ func podSummaries(pods []podState) []splicev1.PodSwapSummary {
 		out = out[:splicev1.MaxPodSummaries]
 	}
 	return out
+}
+
+// writeStatus patches status once, with optimistic locking so a concurrent writer causes a
+// conflict (retried by the workqueue) instead of a lost update; an unchanged status is not
+// written at all.
+func (r *CompilerVersionReconciler) writeStatus(ctx context.Context, s *scope) error {
+	now := metav1.NewTime(r.Clock.Now())
+	next := computeStatus(s.cv, s.pods, s.selectorErr, s.plan, now)
+	if equality.Semantic.DeepEqual(s.cv.Status, next) {
+		recordRollout(s.cv)
+		return nil
+	}
+	orig := s.cv.DeepCopy()
+	prevReady := meta.FindStatusCondition(orig.Status.Conditions, splicev1.ConditionReady)
+	prevPhase := orig.Status.Phase
+	s.cv.Status = next
+	if err := r.Status().Patch(ctx, s.cv, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("patch status: %w", err)
+	}
+	recordRollout(s.cv)
+	if s.plan != nil && next.Phase != prevPhase && s.plan.message != "" {
+		typ := corev1.EventTypeNormal
+		if next.Phase == splicev1.PhaseRolledBack || next.Phase == splicev1.PhaseDegraded {
+			typ = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(s.cv, nil, typ, string(next.Phase), "Rollout", "%s", s.plan.message)
+	}
+	if cur := meta.FindStatusCondition(s.cv.Status.Conditions, splicev1.ConditionReady); cur != nil && (prevReady == nil || prevReady.Status != cur.Status || prevReady.Reason != cur.Reason) {
+		r.Recorder.Eventf(s.cv, nil, eventType(cur), cur.Reason, "UpdateStatus", "%s", cur.Message)
+	}
+	logf.FromContext(ctx).V(1).Info("status written", "targeted", next.Targeted, "updated", next.Updated, "ready", next.Ready)
+	return nil
+}
+
+func eventType(c *metav1.Condition) string {
+	if c.Status == metav1.ConditionTrue || c.Reason == splicev1.ReasonAwaitingArtifact || c.Reason == splicev1.ReasonPodsNotUpdated {
+		return corev1.EventTypeNormal
+	}
+	return corev1.EventTypeWarning
 }

@@ -8,9 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 )
@@ -131,17 +129,6 @@ func TestTargetable(t *testing.T) {
 		if got := targetable(&tt.pod); got != tt.want {
 			t.Errorf("targetable(%s, deleting=%v) = %v, want %v", tt.pod.Status.Phase, tt.pod.DeletionTimestamp != nil, got, tt.want)
 		}
-	}
-}
-
-func TestConflictRetry(t *testing.T) {
-	conflict := fmt.Errorf("patch status: %w", apierrors.NewConflict(schema.GroupResource{Group: splicev1.GroupVersion.Group, Resource: "compilerversions"}, "greeter", errors.New("the object has been modified")))
-	if res, err := conflictRetry(conflict); err != nil || res.RequeueAfter != conflictRetryAfter {
-		t.Fatalf("a wrapped conflict: %+v, %v; want a quiet retry", res, err)
-	}
-	other := fmt.Errorf("patch status: %w", apierrors.NewForbidden(schema.GroupResource{Resource: "compilerversions"}, "greeter", errors.New("no")))
-	if _, err := conflictRetry(other); err == nil {
-		t.Fatal("a forbidden write was swallowed")
 	}
 }
 

@@ -43,22 +43,38 @@
 //
 // # Who writes which part of status
 //
-// Several reconcilers patch the same status object. Each writes only its own fields, starting
-// from the status it read, once per reconcile, with a JSON merge patch carrying the
-// resourceVersion (optimistic lock): a concurrent write by another makes the patch fail with a
-// conflict, which is returned and retried on fresh data, so no one overwrites what it did not
-// see. The merge patch replaces the whole conditions list, which is why the lock is required.
+// Every status field has exactly one owner. Two reconcilers patch the same status object, each
+// only its own fields, starting from the status it read, once per reconcile, with a JSON merge
+// patch carrying the resourceVersion (optimistic lock). The merge patch replaces the whole
+// conditions list, which is why the lock is required: a concurrent write by the other makes the
+// patch fail with a conflict, which the reconciler returns like any error, so the workqueue
+// retries it with controller-runtime's rate-limited backoff on fresh data, and no one
+// overwrites what it did not see.
 //
-//   - The build reconciler owns status.artifact, the Built condition, and the phases Building
-//     and BuildFailed: it sets them while a build runs or after it failed, and returns them to
-//     Pending once it has an artifact (any other phase it leaves alone). It clears
-//     status.artifact as soon as the spec's build inputs change: status.artifact always
-//     belongs to the current spec, and Built's observedGeneration says for which generation.
-//   - The status reconciler (compilerversion_status.go) owns the pod counts, progress,
-//     recentFailures, the Ready condition and observedGeneration, and reads status.artifact
-//     and Built without writing them.
-//   - The rollout state it also computes (stableArtifact, the step, the rollout phases and
-//     their conditions) acts on status.artifact only while Built is True at the current
-//     generation; while there is none it keeps the phase as it is, so Building and
-//     BuildFailed stay visible.
+//   - The build reconciler (build_controller.go, its decisions in build_decision.go) owns
+//     status.artifact and the Built condition, and nothing else. It clears status.artifact as
+//     soon as the spec's build inputs change, so status.artifact always belongs to the current
+//     spec, and Built's observedGeneration says for which generation.
+//   - The CompilerVersion reconciler (compilerversion_controller.go) owns every other field:
+//     observedGeneration; phase; stableArtifact, rolloutDigest, currentStepIndex,
+//     stepStartTime, pauseStartTime and observedControls (the rollout state, from the plan);
+//     targeted, updated, ready, failed, incompatible and progress (the pod counts);
+//     recentFailures and pods; and the Ready, Available, Progressing, Paused and Degraded
+//     conditions. It reads status.artifact and Built, never writes them.
+//   - status.phase is derived in one place, computeStatus (compilerversion_status.go): from the
+//     Built condition while the spec has no artifact to roll out (buildPhase: Building while
+//     its build runs, BuildFailed when it failed for good), and from the plan otherwise. The
+//     rollout acts on status.artifact only while Built is True at the current generation
+//     (rolloutArtifact), so a stale artifact is never rolled out.
+//
+// # Files, in the order a reconcile runs
+//
+// compilerversion_controller.go (Reconcile and the watches), compilerversion_observe.go (the
+// targeted pods and what their agents report), rollout_input.go (the plan's input: the artifact,
+// the controls, the recorded rollout state), rollout_plan.go and one file per policy
+// (rollout_strict.go, rollout_rollingpatch.go, rollout_canary.go; rollout_prometheus.go runs a
+// step's query), compilerversion_status.go (the status to record, written before anything is
+// applied), rollout_apply.go (pod annotations and evictions). The build reconciler:
+// build_controller.go, build_decision.go (what a Job's outcome means for status), build_job.go
+// (the Job, a pure function), build_logs.go, build_metrics.go.
 package controllers

@@ -77,23 +77,21 @@ func decodeRecord(s string) (*buildRecord, error) {
 	return &r, nil
 }
 
-// buildDecision is what the build controller wants in status.
+// buildDecision is what the build controller wants in status: the two fields it owns.
 type buildDecision struct {
 	// artifact is the artifact for the current spec, nil when there is none (yet).
 	artifact *splicev1.ArtifactStatus
 	// built is the Built condition (type, generation and time are filled in when applied).
 	built metav1.Condition
-	// phase is Building or BuildFailed; empty returns a phase the build controller set
-	// earlier to Pending and leaves any other alone.
-	phase splicev1.Phase
 }
 
-func decided(art *splicev1.ArtifactStatus, status metav1.ConditionStatus, reason, msg string, phase splicev1.Phase) *buildDecision {
-	return &buildDecision{artifact: art, built: metav1.Condition{Status: status, Reason: reason, Message: clipMessage(msg, maxConditionMessage)}, phase: phase}
+func decided(art *splicev1.ArtifactStatus, status metav1.ConditionStatus, reason, msg string) *buildDecision {
+	return &buildDecision{artifact: art, built: metav1.Condition{Status: status, Reason: reason, Message: clipMessage(msg, maxConditionMessage)}}
 }
 
-// applyBuildDecision returns st with the fields the build controller owns (artifact, the Built
-// condition, the Building and BuildFailed phases) set from d, and every other field as it was.
+// applyBuildDecision returns st with the fields the build controller owns (artifact and the
+// Built condition) set from d, and every other field as it was. The phase is not among them:
+// the CompilerVersion reconciler derives it (buildPhase) from the Built condition written here.
 func applyBuildDecision(st splicev1.CompilerVersionStatus, d *buildDecision, generation int64, now metav1.Time) splicev1.CompilerVersionStatus {
 	next := *st.DeepCopy()
 	next.Artifact = d.artifact.DeepCopy()
@@ -102,12 +100,6 @@ func applyBuildDecision(st splicev1.CompilerVersionStatus, d *buildDecision, gen
 	c.ObservedGeneration = generation
 	c.LastTransitionTime = now
 	meta.SetStatusCondition(&next.Conditions, c)
-	switch {
-	case d.phase != "":
-		next.Phase = d.phase
-	case next.Phase == splicev1.PhaseBuilding || next.Phase == splicev1.PhaseBuildFailed:
-		next.Phase = splicev1.PhasePending
-	}
 	return next
 }
 

@@ -135,25 +135,20 @@ func TestApplyBuildDecision(t *testing.T) {
 		}
 	}
 	tests := []struct {
-		name      string
-		phase     splicev1.Phase
-		d         *buildDecision
-		wantPhase splicev1.Phase
-		wantLTT   metav1.Time
+		name    string
+		d       *buildDecision
+		wantLTT metav1.Time
 	}{
-		{"building replaces a rollout phase", splicev1.PhaseCompleted, decided(nil, metav1.ConditionFalse, ReasonBuilding, "m", splicev1.PhaseBuilding),
-			splicev1.PhaseBuilding, now},
-		{"success ends Building", splicev1.PhaseBuilding, decided(art, metav1.ConditionTrue, ReasonBuildSucceeded, "m", ""), splicev1.PhasePending, earlier},
-		{"success ends BuildFailed", splicev1.PhaseBuildFailed, decided(art, metav1.ConditionTrue, ReasonBuildSucceeded, "m", ""), splicev1.PhasePending, earlier},
-		{"success leaves a rollout phase alone", splicev1.PhaseProgressing, decided(art, metav1.ConditionTrue, ReasonBuildSucceeded, "m", ""), splicev1.PhaseProgressing, earlier},
-		{"failure", splicev1.PhaseBuilding, decided(nil, metav1.ConditionFalse, builder.ReasonCompileFailed, "m", splicev1.PhaseBuildFailed), splicev1.PhaseBuildFailed, now},
+		{"building", decided(nil, metav1.ConditionFalse, ReasonBuilding, "m"), now},
+		{"success", decided(art, metav1.ConditionTrue, ReasonBuildSucceeded, "m"), earlier},
+		{"failure", decided(nil, metav1.ConditionFalse, builder.ReasonCompileFailed, "m"), now},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := base(tt.phase)
+			in := base(splicev1.PhaseProgressing)
 			got := applyBuildDecision(in, tt.d, 5, now)
-			if got.Phase != tt.wantPhase {
-				t.Errorf("phase %s, want %s", got.Phase, tt.wantPhase)
+			if got.Phase != splicev1.PhaseProgressing {
+				t.Errorf("phase %s: the phase is the status reconciler's (buildPhase), not the build decision's", got.Phase)
 			}
 			if !equality.Semantic.DeepEqual(got.Artifact, tt.d.artifact) {
 				t.Errorf("artifact %+v, want %+v", got.Artifact, tt.d.artifact)
@@ -167,8 +162,44 @@ func TestApplyBuildDecision(t *testing.T) {
 				ready.Reason != splicev1.ReasonPodsNotUpdated || !ready.LastTransitionTime.Equal(&earlier) {
 				t.Errorf("fields of the status reconciler changed: %+v", got)
 			}
-			if in.Phase != tt.phase || meta.FindStatusCondition(in.Conditions, splicev1.ConditionBuilt).Reason != ReasonBuildSucceeded {
+			if in.Phase != splicev1.PhaseProgressing || meta.FindStatusCondition(in.Conditions, splicev1.ConditionBuilt).Reason != ReasonBuildSucceeded {
 				t.Errorf("the input was modified")
+			}
+		})
+	}
+}
+
+// TestBuildPhase: the phase a build's state shows, derived in one place from the Built condition
+// the build reconciler wrote (what applyBuildDecision used to decide itself).
+func TestBuildPhase(t *testing.T) {
+	art := &splicev1.ArtifactStatus{Ref: "r/p@" + digestA, Digest: digestA}
+	cvWith := func(phase splicev1.Phase, d *buildDecision, builtGen int64) *splicev1.CompilerVersion {
+		cv := &splicev1.CompilerVersion{ObjectMeta: metav1.ObjectMeta{Generation: 5}, Status: splicev1.CompilerVersionStatus{Phase: phase}}
+		if d != nil {
+			cv.Status = applyBuildDecision(cv.Status, d, builtGen, metav1.Now())
+		}
+		return cv
+	}
+	tests := []struct {
+		name      string
+		cv        *splicev1.CompilerVersion
+		wantPhase splicev1.Phase
+	}{
+		{"building replaces a rollout phase", cvWith(splicev1.PhaseCompleted, decided(nil, metav1.ConditionFalse, ReasonBuilding, "m"), 5), splicev1.PhaseBuilding},
+		{"success ends Building", cvWith(splicev1.PhaseBuilding, decided(art, metav1.ConditionTrue, ReasonBuildSucceeded, "m"), 5), splicev1.PhasePending},
+		{"success ends BuildFailed", cvWith(splicev1.PhaseBuildFailed, decided(art, metav1.ConditionTrue, ReasonBuildSucceeded, "m"), 5), splicev1.PhasePending},
+		{"success leaves a rollout phase alone", cvWith(splicev1.PhaseProgressing, decided(art, metav1.ConditionTrue, ReasonBuildSucceeded, "m"), 5), splicev1.PhaseProgressing},
+		{"failure", cvWith(splicev1.PhaseBuilding, decided(nil, metav1.ConditionFalse, builder.ReasonCompileFailed, "m"), 5), splicev1.PhaseBuildFailed},
+		{"a refused artifact", cvWith(splicev1.PhaseCompleted, decided(nil, metav1.ConditionFalse, ReasonGoVersionMismatch, "m"), 5), splicev1.PhaseBuildFailed},
+		{"an unreachable registry ends Building", cvWith(splicev1.PhaseBuilding, decided(nil, metav1.ConditionFalse, ReasonArtifactUnavailable, "m"), 5), splicev1.PhasePending},
+		{"an unreachable registry leaves a rollout phase alone", cvWith(splicev1.PhaseCompleted, decided(nil, metav1.ConditionFalse, ReasonArtifactUnavailable, "m"), 5), splicev1.PhaseCompleted},
+		{"Built of an earlier generation says nothing yet", cvWith(splicev1.PhaseCompleted, decided(nil, metav1.ConditionFalse, builder.ReasonCompileFailed, "m"), 4), splicev1.PhaseCompleted},
+		{"no Built condition", cvWith(splicev1.PhaseBuilding, nil, 0), splicev1.PhaseBuilding},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := buildPhase(tt.cv); got != tt.wantPhase {
+				t.Errorf("phase %s, want %s", got, tt.wantPhase)
 			}
 		})
 	}
