@@ -72,8 +72,8 @@
 // compilerversion_controller.go (Reconcile and the watches), compilerversion_observe.go (the
 // targeted pods and what their agents report), rollout_input.go (the plan's input: the artifact,
 // the controls, the recorded rollout state), rollout_plan.go and one file per policy
-// (rollout_strict.go, rollout_rollingpatch.go, rollout_canary.go; rollout_prometheus.go runs a
-// step's query), compilerversion_status.go (the status to record, written before anything is
+// (rollout_strict.go, rollout_rollingpatch.go, rollout_canary.go with its gates in
+// rollout_canary_gates.go; rollout_prometheus.go runs a step's query), compilerversion_status.go (the status to record, written before anything is
 // applied), rollout_apply.go (pod annotations and evictions). The build reconciler:
 // build_controller.go, build_decision.go (what a Job's outcome means for status), build_job.go
 // (the Job, a pure function), build_logs.go, build_metrics.go.

@@ -2,7 +2,7 @@ package controllers
 
 import (
 	"fmt"
-	"time"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -12,20 +12,13 @@ import (
 // planCanary runs the steps in order. A step moves setWeight percent of the pods (picked by a
 // stable hash, and never taken back while the rollout holds) to the artifact, optionally with
 // only trafficPercent of their requests routed to it while the stable version stays loaded;
-// when every member serves it, the analysis runs over the members' reports, then the pause
-// (timed, or until promoted), then the next step. After the last step every pod moves, and the
-// artifact becomes stable. A failed analysis rolls back or pauses, as onFailure says; promote
-// goes on to the next step from wherever the rollout stands, a failed-and-paused analysis
-// included.
+// its gates (rollout_canary_gates.go) then judge it, and a step they all let through is done.
+// A done step moves to the next one in the same pass, so a pass goes as far as the pods allow.
+// After the last step every pod moves, and the artifact becomes stable. A failed gate rolls
+// back or pauses, as onFailure says; promote goes on to the next step from wherever the
+// rollout stands, a failed-and-paused analysis included.
 func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
-	var steps []splicev1.CanaryStep
-	onFailure := splicev1.FailureRollback
-	if c := in.strategy.Canary; c != nil {
-		steps = c.Steps
-		if c.OnFailure != "" {
-			onFailure = c.OnFailure
-		}
-	}
+	steps, onFailure := canaryPolicy(in)
 	idx := int32(0)
 	if pl.step != nil {
 		idx = *pl.step
@@ -33,162 +26,141 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	if in.controls.promoteFull {
 		idx = int32(len(steps))
 	}
-	now := metav1.NewTime(in.now)
-	advance := func() *rolloutPlan {
-		next := idx + 1
-		pl.step, pl.stepStart, pl.pauseStart = &next, &now, nil
-		// Plan the next step in the same pass; the promotion is spent.
-		again := *in
-		again.controls.promote, again.controls.promoteFull = false, false
-		// A Prometheus result belongs to the step it was run for.
-		again.prom = nil
-		return planCanary(&again, pl)
-	}
-	if in.controls.promote && int(idx) < len(steps) {
-		return advance()
-	}
-	pl.step = &idx
-
-	// After the last step: everyone, all traffic.
-	if int(idx) >= len(steps) {
-		pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
-		done := countDone(in, anyPod, nil)
-		if failed, incompatible := failedPods(in, anyPod); len(failed)+len(incompatible) > 0 {
-			return canaryFailed(in, pl, onFailure, ReasonSwapFailed,
-				fmt.Sprintf("final step: the swap failed on %s", failureSummary(in, append(failed, incompatible...))))
+	// A promotion skips the gates of the step the rollout stands on, and only of that one.
+	promoted := in.controls.promote
+	for ; int(idx) < len(steps); idx++ {
+		if !promoted {
+			s := newCanaryStep(in, pl, steps, idx)
+			pl.step, pl.targets = ptrTo(idx), s.targets()
+			if v := s.judge(); v != nil {
+				return s.decide(pl, onFailure, v)
+			}
 		}
-		if len(in.pods) > 0 && done == len(in.pods) {
-			return complete(in, pl)
-		}
-		pl.phase = splicev1.PhaseProgressing
-		pl.message = fmt.Sprintf("Canary final step: %d of %d pods run %s", done, len(in.pods), in.artifact.Digest)
-		pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonSwapping, pl.message)
-		return pl
+		promoted = false
+		now := metav1.NewTime(in.now)
+		pl.step, pl.stepStart, pl.pauseStart = ptrTo(idx+1), &now, nil
 	}
-
-	step := steps[idx]
-	members := pickMembers(in, weightCount(step.SetWeight, len(in.pods)))
-	memberTarget := podTarget{Artifact: in.artifact.Ref}
-	if t := step.TrafficPercent; t != nil && *t < 100 && in.stable != nil {
-		traffic := *t
-		memberTarget.Stable, memberTarget.Traffic = in.stable.Ref, &traffic
-	}
-	if a := step.Analysis; a != nil && a.MaxErrorRatePercent != nil {
-		memberTarget.CountersInterval = analysedCountersInterval.String()
-	}
-	pl.targets = map[string]podTarget{}
-	for _, p := range in.pods {
-		if members[p.name] {
-			pl.targets[p.name] = memberTarget
-		} else {
-			pl.targets[p.name] = toStable(in)
-		}
-	}
-	stepName := fmt.Sprintf("Canary step %d/%d (setWeight %d%%)", idx+1, len(steps), step.SetWeight)
-
-	reason, msg, pending := analyse(in, step.Analysis, members)
-	if reason != "" {
-		return canaryFailed(in, pl, onFailure, reason, stepName+": "+msg)
-	}
-	isMember := func(p podState) bool { return members[p.name] }
-	done := countDone(in, isMember, memberTarget.Traffic)
-	if done < len(members) {
-		pl.phase = splicev1.PhaseProgressing
-		pl.message = fmt.Sprintf("%s: %d of %d canary pods run %s", stepName, done, len(members), in.artifact.Digest)
-		pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonSwapping, pl.message)
-		return pl
-	}
-	// The Prometheus analysis judges the step once all its pods run the artifact.
-	if a := step.Analysis; a != nil && a.Prometheus != nil {
-		fail, wait, msg := promVerdict(a.Prometheus, in.prom)
-		switch {
-		case fail:
-			return canaryFailed(in, pl, onFailure, ReasonAnalysisFailed, stepName+": "+msg)
-		case wait:
-			pl.phase = splicev1.PhaseProgressing
-			pl.requeueAfter = promRetry
-			pl.message = stepName + ": " + msg
-			pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonAnalysisPending, pl.message)
-			return pl
-		}
-	}
-	if p := step.Pause; p != nil {
-		if pl.pauseStart == nil {
-			pl.pauseStart = &now
-		}
-		if p.Duration == nil {
-			pl.phase = splicev1.PhasePaused
-			pl.message = fmt.Sprintf("%s: %d canary pods run %s; waiting for promotion (annotate %s)", stepName, done,
-				in.artifact.Digest, splicev1.AnnotationPromote)
-			pl.paused = cond(splicev1.ConditionPaused, true, ReasonAwaitingPromotion, pl.message)
-			pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonAwaitingPromotion, pl.message)
-			return pl
-		}
-		if end := pl.pauseStart.Add(p.Duration.Duration); in.now.Before(end) {
-			pl.phase = splicev1.PhasePaused
-			pl.requeueAfter = end.Sub(in.now)
-			pl.message = fmt.Sprintf("%s: paused for %s, until %s", stepName, p.Duration.Duration, end.UTC().Format(time.RFC3339))
-			pl.paused = cond(splicev1.ConditionPaused, true, ReasonPauseStep, pl.message)
-			pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonPauseStep, pl.message)
-			return pl
-		}
-	}
-	// The error rate is not judged yet: too few calls. A pause still ran (and was shown); the
-	// step does not advance past it until the rate is judged.
-	if pending != "" {
-		pl.phase = splicev1.PhaseProgressing
-		pl.message = stepName + ": " + pending
-		pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonAnalysisPending, pl.message)
-		return pl
-	}
-	return advance()
+	pl.step = ptrTo(idx)
+	return planCanaryFinal(in, pl, onFailure)
 }
 
-// analyse checks a step's members against its analysis. Without an analysis, no failed swap is
-// tolerated. It returns a reason and message when the step fails, and pending, saying why,
-// while the error rate cannot be judged yet (fewer than minCalls calls).
-func analyse(in *rolloutInput, a *splicev1.CanaryAnalysis, members map[string]bool) (reason, msg, pending string) {
-	isMember := func(p podState) bool { return members[p.name] }
-	failed, incompatible := failedPods(in, isMember)
-	maxFailed := 0
-	if a != nil && a.MaxFailedSwaps != nil {
-		maxFailed = int(*a.MaxFailedSwaps)
+// canaryPolicy returns the canary's steps and what a failed step does (Rollback unless set).
+func canaryPolicy(in *rolloutInput) ([]splicev1.CanaryStep, splicev1.FailurePolicy) {
+	c := in.strategy.Canary
+	if c == nil {
+		return nil, splicev1.FailureRollback
 	}
-	if bad := append(failed, incompatible...); len(bad) > maxFailed {
-		return ReasonSwapFailed, fmt.Sprintf("%d failed swaps (%s), more than maxFailedSwaps %d", len(bad), failureSummary(in, bad), maxFailed), ""
+	if c.OnFailure == "" {
+		return c.Steps, splicev1.FailureRollback
 	}
-	if a == nil {
-		return "", "", ""
+	return c.Steps, c.OnFailure
+}
+
+func ptrTo(i int32) *int32 { return &i }
+
+// planCanaryFinal is after the last step: every pod runs the artifact, with all its calls.
+func planCanaryFinal(in *rolloutInput, pl *rolloutPlan, onFailure splicev1.FailurePolicy) *rolloutPlan {
+	pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
+	if failed, incompatible := failedPods(in, anyPod); len(failed)+len(incompatible) > 0 {
+		return canaryFailed(in, pl, onFailure, ReasonSwapFailed,
+			fmt.Sprintf("final step: the swap failed on %s", failureSummary(slices.Concat(failed, incompatible))))
 	}
-	var calls, errs uint64
-	for _, p := range in.pods {
-		r := p.report
-		if !members[p.name] || r == nil || r.Digest != in.artifact.Digest || !r.CountsDigest() {
-			continue
+	done := countDone(in, anyPod, nil)
+	if len(in.pods) > 0 && done == len(in.pods) {
+		return complete(in, pl)
+	}
+	pl.phase = splicev1.PhaseProgressing
+	pl.message = fmt.Sprintf("Canary final step: %d of %d pods run %s", done, len(in.pods), in.artifact.Digest)
+	pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonSwapping, pl.message)
+	return pl
+}
+
+// canaryStep is one step as a pass of the plan sees it: what its gates judge.
+type canaryStep struct {
+	in    *rolloutInput
+	index int32
+	spec  splicev1.CanaryStep
+	// name names the step in messages.
+	name string
+	// members are the pods that run the artifact in this step, and target what they are told.
+	members map[string]bool
+	target  podTarget
+	// prom is the Prometheus result run for this step; nil when none was.
+	prom *promResult
+	// pauseStart is when the step's pause began: as recorded, or now for a step with a pause
+	// none was recorded for yet. It is recorded once the step reaches its pause.
+	pauseStart *metav1.Time
+}
+
+func newCanaryStep(in *rolloutInput, pl *rolloutPlan, steps []splicev1.CanaryStep, idx int32) *canaryStep {
+	spec := steps[idx]
+	s := &canaryStep{
+		in: in, index: idx, spec: spec,
+		name:       fmt.Sprintf("Canary step %d/%d (setWeight %d%%)", idx+1, len(steps), spec.SetWeight),
+		members:    pickMembers(in, weightCount(spec.SetWeight, len(in.pods))),
+		target:     memberTarget(in, spec),
+		pauseStart: pl.pauseStart,
+	}
+	// A result answers the query of the step it was run for, not of a step reached later.
+	if in.prom != nil && in.prom.step == idx {
+		s.prom = in.prom
+	}
+	if s.pauseStart == nil && spec.Pause != nil {
+		now := metav1.NewTime(in.now)
+		s.pauseStart = &now
+	}
+	return s
+}
+
+// memberTarget is what a step's members are told: the artifact, beside the stable one for a
+// share of the calls below 100%, and fresher counters when the step judges their error rate.
+func memberTarget(in *rolloutInput, spec splicev1.CanaryStep) podTarget {
+	t := podTarget{Artifact: in.artifact.Ref}
+	if p := spec.TrafficPercent; p != nil && *p < 100 && in.stable != nil {
+		traffic := *p
+		t.Stable, t.Traffic = in.stable.Ref, &traffic
+	}
+	if a := spec.Analysis; a != nil && a.MaxErrorRatePercent != nil {
+		t.CountersInterval = analysedCountersInterval.String()
+	}
+	return t
+}
+
+func (s *canaryStep) isMember(p podState) bool { return s.members[p.name] }
+
+// targets tells the members to run the artifact and every other pod the stable one.
+func (s *canaryStep) targets() map[string]podTarget {
+	out := make(map[string]podTarget, len(s.in.pods))
+	for _, p := range s.in.pods {
+		if s.members[p.name] {
+			out[p.name] = s.target
+		} else {
+			out[p.name] = toStable(s.in)
 		}
-		calls += r.Calls
-		errs += r.Errors + r.Panics
-		if a.MaxSwapLatency != nil && r.SwapLatencySeconds > a.MaxSwapLatency.Seconds() {
-			return ReasonAnalysisFailed, fmt.Sprintf("pod %s swapped in %.3fs, more than maxSwapLatency %s", p.name,
-				r.SwapLatencySeconds, a.MaxSwapLatency.Duration), ""
-		}
 	}
-	if a.MaxErrorRatePercent == nil {
-		return "", "", ""
+	return out
+}
+
+// decide records the verdict a gate reached on the step.
+func (s *canaryStep) decide(pl *rolloutPlan, onFailure splicev1.FailurePolicy, v *verdict) *rolloutPlan {
+	if v.pauseStart != nil {
+		pl.pauseStart = v.pauseStart
 	}
-	minCalls := uint64(a.MinCallsOrDefault())
-	switch {
-	case calls < minCalls:
-		return "", "", fmt.Sprintf("judging the error rate after %d plugin calls on the new version, %d reported so far (send traffic, lower analysis.minCalls, or annotate %s)",
-			minCalls, calls, splicev1.AnnotationPromote)
-	case calls == 0:
-		return "", "", "" // minCalls 0: nothing to judge
+	pl.promWanted = v.awaits
+	msg := s.name + ": " + v.msg
+	switch v.kind {
+	case verdictFail:
+		return canaryFailed(s.in, pl, onFailure, v.reason, msg)
+	case verdictHold:
+		pl.phase = splicev1.PhasePaused
+		pl.paused = cond(splicev1.ConditionPaused, true, v.reason, msg)
+	default:
+		pl.phase = splicev1.PhaseProgressing
 	}
-	if rate := float64(errs) * 100 / float64(calls); rate > float64(*a.MaxErrorRatePercent) {
-		return ReasonAnalysisFailed, fmt.Sprintf("plugin error rate %.2f%% (%d of %d calls), more than maxErrorRatePercent %d%%",
-			rate, errs, calls, *a.MaxErrorRatePercent), ""
-	}
-	return "", "", ""
+	pl.requeueAfter = v.requeueAfter
+	pl.message = msg
+	pl.progressing = cond(splicev1.ConditionProgressing, true, v.reason, msg)
+	return pl
 }
 
 // canaryFailed applies onFailure: roll back, or freeze where the rollout stands.

@@ -60,7 +60,7 @@ func (r *CompilerVersionReconciler) planRollout(ctx context.Context, s *scope) {
 	in := &rolloutInput{
 		key: string(cv.UID), strategy: cv.Spec.Strategy, artifact: art, stable: cv.Status.StableArtifact,
 		pods: s.pods, status: st, controls: readControls(cv), now: r.Clock.Now(),
-		prom: r.evaluatePrometheus(ctx, s, art),
 	}
+	in.prom = r.runPrometheus(ctx, cv, in)
 	s.plan = plan(in)
 }

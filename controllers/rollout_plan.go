@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -83,6 +84,9 @@ type rolloutPlan struct {
 	progressing, paused, degr metav1.Condition
 	// requeueAfter asks for a reconcile at a known future time (a timed pause ending).
 	requeueAfter time.Duration
+	// promWanted is the Prometheus analysis the plan stopped at for want of a result: the
+	// query the controller is to run (prometheusDue).
+	promWanted *promQuery
 	// message says, for a person, what the rollout does now and why; it is the Event note on
 	// a phase change.
 	message string
@@ -258,13 +262,15 @@ func newPlan(in *rolloutInput) *rolloutPlan {
 	}
 }
 
-// failureSummary names the pods whose swap of a failed, for messages.
-func failureSummary(in *rolloutInput, names []string) string {
-	sort.Strings(names)
-	if len(names) > 5 {
-		names = append(names[:5], fmt.Sprintf("and %d more", len(names)-5))
+// failureSummary names failed pods for a message: at most five, in name order, and how many
+// more. It works on its own copy: callers go on to use the list (planStrict evicts it), so
+// sorting or truncating theirs in place would hand a text fragment to the Eviction API.
+func failureSummary(names []string) string {
+	shown := slices.Sorted(slices.Values(names))
+	if len(shown) > 5 {
+		shown = append(shown[:5], fmt.Sprintf("and %d more", len(shown)-5))
 	}
-	return strings.Join(names, ", ")
+	return strings.Join(shown, ", ")
 }
 
 // anyPod considers every pod.
@@ -282,7 +288,8 @@ func countDone(in *rolloutInput, consider func(podState) bool, traffic *int32) i
 }
 
 // failedPods returns the pods (among those considered) whose last swap of the artifact failed
-// or rolled back, and those whose host cannot load it.
+// or rolled back, and those whose host cannot load it, each in name order so that evictions and
+// messages do not depend on the order the pods were listed in.
 func failedPods(in *rolloutInput, consider func(podState) bool) (failed, incompatible []string) {
 	for _, p := range in.pods {
 		if !consider(p) {
@@ -295,6 +302,8 @@ func failedPods(in *rolloutInput, consider func(podState) bool) (failed, incompa
 			incompatible = append(incompatible, p.name)
 		}
 	}
+	slices.Sort(failed)
+	slices.Sort(incompatible)
 	return failed, incompatible
 }
 
@@ -326,78 +335,98 @@ func complete(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	return pl
 }
 
-// plan decides the next state of a rollout. It does not modify its input.
+// plan decides the next state of a rollout. It does not modify its input. What the people
+// asked for (abort, pause) and what was already decided (completed, rolled back) come before
+// the policy, which decides only a rollout in progress.
 func plan(in *rolloutInput) *rolloutPlan {
 	pl := newPlan(in)
-	now := metav1.NewTime(in.now)
-
-	// Nothing to roll out: pods run the stable artifact (new pods included).
 	if in.artifact == nil {
-		pl.targets = everyPod(in, toStable(in))
-		if pl.phase == "" {
-			pl.phase = splicev1.PhasePending
-		}
-		pl.progressing = cond(splicev1.ConditionProgressing, false, ReasonWaitingForBuild, "no artifact is built for the current spec yet")
-		return pl
+		return waitForBuild(in, pl)
 	}
 	// A new artifact starts a new rollout from the first step; so does a retry.
 	if in.status.RolloutDigest != in.artifact.Digest || in.controls.retry {
-		pl.rolloutDigest = in.artifact.Digest
-		pl.phase = splicev1.PhaseProgressing
-		pl.step = nil
-		if in.strategy.Type == splicev1.StrategyCanary {
-			zero := int32(0)
-			pl.step = &zero
-		}
-		pl.stepStart, pl.pauseStart = &now, nil
+		restart(in, pl)
 	}
-	if in.stable != nil && in.stable.Digest == in.artifact.Digest {
+	switch {
+	case in.stable != nil && in.stable.Digest == in.artifact.Digest:
 		return complete(in, pl)
-	}
-	if in.controls.aborted {
-		pl = rollBack(in, pl, ReasonAborted, "the rollout was aborted (annotation "+splicev1.AnnotationAbort+")")
-		if pl.phase == splicev1.PhaseDegraded {
-			pl.targets = frozen(in)
-		}
-		return pl
-	}
-	// A failed rollout stays rolled back until a retry or a new artifact.
-	if pl.phase == splicev1.PhaseRolledBack {
-		pl = rollBack(in, pl, ReasonRolledBack, "the rollout of "+in.artifact.Digest+" failed and was rolled back; annotate "+
-			splicev1.AnnotationRetry+" to try again")
-		// Keep saying why it failed, not merely that it did.
-		if prev := apimeta.FindStatusCondition(in.status.Conditions, splicev1.ConditionDegraded); prev != nil && prev.Status == metav1.ConditionTrue {
-			pl.degr = cond(splicev1.ConditionDegraded, true, prev.Reason, prev.Message)
-		}
-		if prev := apimeta.FindStatusCondition(in.status.Conditions, splicev1.ConditionProgressing); prev != nil && prev.Status == metav1.ConditionFalse {
-			pl.progressing = cond(splicev1.ConditionProgressing, false, prev.Reason, prev.Message)
-		}
-		return pl
-	}
-	if in.controls.paused {
-		pl.targets = frozen(in)
-		pl.phase = splicev1.PhasePaused
-		pl.message = "paused by annotation " + splicev1.AnnotationPaused
-		pl.paused = cond(splicev1.ConditionPaused, true, ReasonPausedByUser, pl.message)
-		pl.progressing = cond(splicev1.ConditionProgressing, false, ReasonPausedByUser, pl.message)
-		return pl
-	}
-	if in.stable == nil {
+	case in.controls.aborted:
+		return planAborted(in, pl)
+	case pl.phase == splicev1.PhaseRolledBack:
+		return stayRolledBack(in, pl)
+	case in.controls.paused:
+		return pausedByUser(in, pl)
+	case in.stable == nil:
 		return planFirst(in, pl)
-	}
-	switch in.strategy.Type {
-	case splicev1.StrategyStrict:
+	case in.strategy.Type == splicev1.StrategyStrict:
 		return planStrict(in, pl)
-	case splicev1.StrategyCanary:
+	case in.strategy.Type == splicev1.StrategyCanary:
 		return planCanary(in, pl)
 	default:
 		return planRollingPatch(in, pl)
 	}
 }
 
+// waitForBuild: with nothing to roll out, pods run the stable artifact (new pods included).
+func waitForBuild(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
+	pl.targets = everyPod(in, toStable(in))
+	if pl.phase == "" {
+		pl.phase = splicev1.PhasePending
+	}
+	pl.progressing = cond(splicev1.ConditionProgressing, false, ReasonWaitingForBuild, "no artifact is built for the current spec yet")
+	return pl
+}
+
+// restart records a new rollout of the artifact, from its first step.
+func restart(in *rolloutInput, pl *rolloutPlan) {
+	now := metav1.NewTime(in.now)
+	pl.rolloutDigest = in.artifact.Digest
+	pl.phase = splicev1.PhaseProgressing
+	pl.step = nil
+	if in.strategy.Type == splicev1.StrategyCanary {
+		zero := int32(0)
+		pl.step = &zero
+	}
+	pl.stepStart, pl.pauseStart = &now, nil
+}
+
+// planAborted returns every pod to the stable artifact; without one, pods keep what they run.
+func planAborted(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
+	pl = rollBack(in, pl, ReasonAborted, "the rollout was aborted (annotation "+splicev1.AnnotationAbort+")")
+	if pl.phase == splicev1.PhaseDegraded {
+		pl.targets = frozen(in)
+	}
+	return pl
+}
+
+// stayRolledBack keeps a failed rollout rolled back until a retry or a new artifact.
+func stayRolledBack(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
+	pl = rollBack(in, pl, ReasonRolledBack, "the rollout of "+in.artifact.Digest+" failed and was rolled back; annotate "+
+		splicev1.AnnotationRetry+" to try again")
+	// Keep saying why it failed, not merely that it did.
+	if prev := apimeta.FindStatusCondition(in.status.Conditions, splicev1.ConditionDegraded); prev != nil && prev.Status == metav1.ConditionTrue {
+		pl.degr = cond(splicev1.ConditionDegraded, true, prev.Reason, prev.Message)
+	}
+	if prev := apimeta.FindStatusCondition(in.status.Conditions, splicev1.ConditionProgressing); prev != nil && prev.Status == metav1.ConditionFalse {
+		pl.progressing = cond(splicev1.ConditionProgressing, false, prev.Reason, prev.Message)
+	}
+	return pl
+}
+
+// pausedByUser freezes every pod's annotations while the paused annotation is set.
+func pausedByUser(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
+	pl.targets = frozen(in)
+	pl.phase = splicev1.PhasePaused
+	pl.message = "paused by annotation " + splicev1.AnnotationPaused
+	pl.paused = cond(splicev1.ConditionPaused, true, ReasonPausedByUser, pl.message)
+	pl.progressing = cond(splicev1.ConditionProgressing, false, ReasonPausedByUser, pl.message)
+	return pl
+}
+
 // planFirst is the first rollout of a CompilerVersion: there is no stable artifact to keep
 // serving, compare against or roll back to, so every pod moves at once, whatever the policy
-// (as Argo Rollouts does for a first deployment). Failures are reported, not rolled back.
+// (as Argo Rollouts does for a first deployment). Failures are reported, not rolled back;
+// incompatible pods are evicted when the Strict policy asks for it, as planStrict does.
 func planFirst(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
 	failed, incompatible := failedPods(in, anyPod)
@@ -408,9 +437,9 @@ func planFirst(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	pl.phase = splicev1.PhaseProgressing
 	pl.message = fmt.Sprintf("first rollout: no stable artifact yet, so every pod moves at once; %d of %d run %s", done, len(in.pods), in.artifact.Digest)
 	pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonSwapping, pl.message)
-	if bad := append(failed, incompatible...); len(bad) > 0 {
-		msg := fmt.Sprintf("first rollout: the swap of %s failed on %s; they keep what they run", in.artifact.Digest, failureSummary(in, bad))
-		if len(incompatible) > 0 && in.strategy.Strict != nil && in.strategy.Strict.RecreateIncompatible {
+	if bad := slices.Concat(failed, incompatible); len(bad) > 0 {
+		msg := fmt.Sprintf("first rollout: the swap of %s failed on %s; they keep what they run", in.artifact.Digest, failureSummary(bad))
+		if len(incompatible) > 0 && recreateIncompatible(in) {
 			pl.evict = incompatible
 		}
 		pl.phase = splicev1.PhaseDegraded

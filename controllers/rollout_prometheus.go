@@ -20,8 +20,16 @@ const promTimeout = 10 * time.Second
 // promRetry is how soon an analysis that could not be evaluated is tried again.
 const promRetry = 15 * time.Second
 
+// promQuery is a canary step's Prometheus analysis, with the step it belongs to.
+type promQuery struct {
+	step     int32
+	analysis *splicev1.PrometheusAnalysis
+}
+
 // promResult is the outcome of one Prometheus analysis query.
 type promResult struct {
+	// step is the canary step whose query this answers; the plan judges no other step by it.
+	step  int32
 	value float64
 	err   error
 }
@@ -57,46 +65,65 @@ func queryPrometheus(ctx context.Context, address, query string, at time.Time) (
 	}
 }
 
-// evaluatePrometheus runs the current canary step's Prometheus analysis when the plan will need
-// it: the rollout is on a canary step that has one. The result feeds the pure plan.
-func (r *CompilerVersionReconciler) evaluatePrometheus(ctx context.Context, s *scope, art *splicev1.ArtifactStatus) *promResult {
-	cv := s.cv
-	if art == nil || cv.Spec.Strategy.Type != splicev1.StrategyCanary || cv.Spec.Strategy.Canary == nil ||
-		cv.Status.CurrentStepIndex == nil || cv.Status.RolloutDigest != art.Digest {
-		return nil
+// prometheusDue returns the Prometheus query the plan of in consults, or nil: the one whose
+// gate the plan reaches, found by planning without a result. The query therefore runs exactly
+// when every gate before it lets its step through, the members-swapped gate included (each
+// member at the share of calls the step plans), and never while the plan stops sooner (swaps
+// under way, a failure, a pause by annotation, an abort): each pod event would cost a query.
+func prometheusDue(in *rolloutInput) *promQuery {
+	if !queriesPrometheus(in.strategy) {
+		return nil // most rollouts: no second plan to find out
 	}
-	i := int(*cv.Status.CurrentStepIndex)
-	steps := cv.Spec.Strategy.Canary.Steps
-	if i >= len(steps) || steps[i].Analysis == nil || steps[i].Analysis.Prometheus == nil {
-		return nil
-	}
-	// Query only once every pod told to run the artifact serves it: before that the plan waits
-	// for the swaps anyway, and each pod event would cost a query.
-	for _, pod := range s.pods {
-		if pod.onArtifact(art) && !pod.done(art, pod.target.Traffic) {
-			return nil
-		}
-	}
-	p := steps[i].Analysis.Prometheus
-	v, err := queryPrometheus(ctx, p.Address, expandQuery(p.Query, cv, art.Digest), r.Clock.Now())
-	return &promResult{value: v, err: err}
+	probe := *in
+	probe.prom = nil
+	return plan(&probe).promWanted
 }
 
-// promVerdict judges a step's Prometheus analysis: fail with a reason and message, wait (the
-// result is not there yet), or pass.
-func promVerdict(a *splicev1.PrometheusAnalysis, res *promResult) (fail bool, wait bool, msg string) {
+// queriesPrometheus reports whether any canary step of the strategy has a Prometheus analysis.
+func queriesPrometheus(st splicev1.RolloutStrategy) bool {
+	if st.Type != splicev1.StrategyCanary || st.Canary == nil {
+		return false
+	}
+	for _, step := range st.Canary.Steps {
+		if step.Analysis != nil && step.Analysis.Prometheus != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// runPrometheus runs the query the plan of in consults (prometheusDue), if any; the result is
+// in.prom for plan to judge. A query that cannot run is a result too: the plan waits and the
+// query runs again after promRetry.
+func (r *CompilerVersionReconciler) runPrometheus(ctx context.Context, cv *splicev1.CompilerVersion, in *rolloutInput) *promResult {
+	q := prometheusDue(in)
+	if q == nil {
+		return nil
+	}
+	v, err := queryPrometheus(ctx, q.analysis.Address, expandQuery(q.analysis.Query, cv, in.artifact.Digest), in.now)
+	return &promResult{step: q.step, value: v, err: err}
+}
+
+// promVerdict judges a step's Prometheus analysis by its result: it fails the step when the
+// result is over maxValue (or maxValue is no number), waits while there is no result or the
+// query could not run, asking to be planned again after promRetry, and passes otherwise (nil).
+func promVerdict(a *splicev1.PrometheusAnalysis, res *promResult) *verdict {
+	wait := func(msg string) *verdict {
+		return &verdict{kind: verdictWait, reason: ReasonAnalysisPending, requeueAfter: promRetry, msg: msg}
+	}
+	fail := func(msg string) *verdict { return &verdict{kind: verdictFail, reason: ReasonAnalysisFailed, msg: msg} }
 	if res == nil {
-		return false, true, "waiting for the Prometheus analysis"
+		return wait("waiting for the Prometheus analysis")
 	}
 	if res.err != nil {
-		return false, true, fmt.Sprintf("the Prometheus analysis could not run (retrying): %v", res.err)
+		return wait(fmt.Sprintf("the Prometheus analysis could not run (retrying): %v", res.err))
 	}
 	maxValue, err := strconv.ParseFloat(a.MaxValue, 64)
 	if err != nil {
-		return true, false, fmt.Sprintf("prometheus.maxValue %q is not a number", a.MaxValue)
+		return fail(fmt.Sprintf("prometheus.maxValue %q is not a number", a.MaxValue))
 	}
 	if res.value > maxValue {
-		return true, false, fmt.Sprintf("Prometheus query %q returned %g, more than maxValue %s", a.Query, res.value, a.MaxValue)
+		return fail(fmt.Sprintf("Prometheus query %q returned %g, more than maxValue %s", a.Query, res.value, a.MaxValue))
 	}
-	return false, false, ""
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 )
@@ -43,6 +44,8 @@ func TestPlanCanaryPrometheus(t *testing.T) {
 		{name: "at the bound passes", prom: &promResult{value: 0.01}, wantPhase: splicev1.PhaseProgressing, wantStep: 1, wantWhy: ReasonSwapping},
 		{name: "over the bound: roll back", prom: &promResult{value: 0.2}, wantPhase: splicev1.PhaseRolledBack, wantStep: 0,
 			wantWhy: ReasonAnalysisFailed},
+		{name: "a result run for another step: wait", prom: &promResult{step: 1, value: 0.2}, wantPhase: splicev1.PhaseProgressing,
+			wantStep: 0, wantWhy: ReasonAnalysisPending},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,6 +61,135 @@ func TestPlanCanaryPrometheus(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestPromVerdict(t *testing.T) {
+	prom := &splicev1.PrometheusAnalysis{Address: "http://p:9090", Query: "q", MaxValue: "0.01"}
+	tests := []struct {
+		name     string
+		maxValue string
+		res      *promResult
+		want     *wantVerdict
+	}{
+		{name: "no result", res: nil,
+			want: &wantVerdict{kind: verdictWait, reason: ReasonAnalysisPending, requeue: promRetry, msg: "waiting for the Prometheus analysis"}},
+		{name: "the query failed", res: &promResult{err: errors.New("connection refused")},
+			want: &wantVerdict{kind: verdictWait, reason: ReasonAnalysisPending, requeue: promRetry, msg: "could not run (retrying): connection refused"}},
+		{name: "maxValue is no number", maxValue: "lots", res: &promResult{value: 0},
+			want: &wantVerdict{kind: verdictFail, reason: ReasonAnalysisFailed, msg: `prometheus.maxValue "lots" is not a number`}},
+		{name: "over", res: &promResult{value: 0.02},
+			want: &wantVerdict{kind: verdictFail, reason: ReasonAnalysisFailed, msg: `Prometheus query "q" returned 0.02, more than maxValue 0.01`}},
+		{name: "at the bound", res: &promResult{value: 0.01}},
+		{name: "under", res: &promResult{value: -1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := *prom
+			if tt.maxValue != "" {
+				a.MaxValue = tt.maxValue
+			}
+			checkVerdict(t, promVerdict(&a, tt.res), tt.want)
+		})
+	}
+}
+
+// The controller runs a step's query exactly when the plan reaches its Prometheus gate: every
+// member serving the share the step plans, nothing failed, nothing paused, and for the step the
+// plan is on in this pass.
+func TestPrometheusDue(t *testing.T) {
+	promA := &splicev1.PrometheusAnalysis{Address: "http://a:9090", Query: "a", MaxValue: "1"}
+	promB := &splicev1.PrometheusAnalysis{Address: "http://b:9090", Query: "b", MaxValue: "1"}
+	tests := []struct {
+		name     string
+		in       func() *rolloutInput
+		wantStep int32
+		want     *splicev1.PrometheusAnalysis // nil: no query
+	}{
+		{name: "the members serve the share the step plans", in: func() *rolloutInput { return atShareStep(promB, true) },
+			wantStep: 1, want: promB},
+		{name: "the members still serve the share of the step before, as their annotations say",
+			in: func() *rolloutInput { return atShareStep(promB, false) }},
+		{name: "a member still swaps", in: func() *rolloutInput {
+			in := atShareStep(promB, true)
+			in.pods[memberIndex(in)].report.State = splicev1.SwapSwapping
+			return in
+		}},
+		{name: "a member's swap failed", in: func() *rolloutInput {
+			in := atShareStep(promB, true)
+			in.pods[memberIndex(in)].report.State = splicev1.SwapFailed
+			return in
+		}},
+		{name: "paused by annotation", in: func() *rolloutInput { in := atShareStep(promB, true); in.controls.paused = true; return in }},
+		{name: "aborted", in: func() *rolloutInput { in := atShareStep(promB, true); in.controls.aborted = true; return in }},
+		{name: "an input that carries a result already", in: func() *rolloutInput {
+			in := atShareStep(promB, true)
+			in.prom = &promResult{step: 1, value: 0}
+			return in
+		}, wantStep: 1, want: promB},
+		{name: "a step without a query", in: func() *rolloutInput { return atShareStep(nil, true) }},
+		{name: "promoted past the step", in: func() *rolloutInput { in := atShareStep(promB, true); in.controls.promote = true; return in }},
+		{name: "a retry from a later step: the first step's query", in: func() *rolloutInput { return retried(promA, promB) },
+			wantStep: 0, want: promA},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := prometheusDue(tt.in())
+			switch {
+			case tt.want == nil && got != nil:
+				t.Fatalf("query %+v for step %d, want none", *got.analysis, got.step)
+			case tt.want != nil && (got == nil || got.step != tt.wantStep || got.analysis != tt.want):
+				t.Fatalf("query %+v, want step %d's %+v", got, tt.wantStep, *tt.want)
+			}
+		})
+	}
+}
+
+// atShareStep is a canary at its second step, which sends 50% of its members' calls to the
+// artifact (10% in the first) and has analysis prom. The members serve 50% when swapped is
+// true; otherwise they, and their annotations, still say 10% (the step was just planned).
+func atShareStep(prom *splicev1.PrometheusAnalysis, swapped bool) *rolloutInput {
+	var analysis *splicev1.CanaryAnalysis
+	if prom != nil {
+		analysis = &splicev1.CanaryAnalysis{Prometheus: prom}
+	}
+	in := baseInput(canary(splicev1.FailureRollback,
+		splicev1.CanaryStep{SetWeight: 50, TrafficPercent: ptr.To[int32](10)},
+		splicev1.CanaryStep{SetWeight: 50, TrafficPercent: ptr.To[int32](50), Analysis: analysis},
+		splicev1.CanaryStep{SetWeight: 100, Pause: &splicev1.CanaryPause{}},
+	), fleet(4))
+	pl := plan(in)
+	in = carry(in, pl, applyPlan(in.pods, pl, nil), t0.Add(time.Second))
+	pl = plan(in)
+	if *pl.step != 1 {
+		panic(fmt.Sprintf("setup: at step %d, want 1: %s", *pl.step, pl.message))
+	}
+	if !swapped {
+		return carry(in, pl, in.pods, t0.Add(2*time.Second))
+	}
+	return carry(in, pl, applyPlan(in.pods, pl, nil), t0.Add(2*time.Second))
+}
+
+func memberIndex(in *rolloutInput) int {
+	for i, p := range in.pods {
+		if p.onArtifact(in.artifact) {
+			return i
+		}
+	}
+	panic("no member")
+}
+
+// retried is a canary whose steps have queries a and b, at its second step with its members
+// swapped, and told to retry: the rollout starts over at the first step, with the same members.
+func retried(a, b *splicev1.PrometheusAnalysis) *rolloutInput {
+	in := baseInput(canary(splicev1.FailureRollback,
+		splicev1.CanaryStep{SetWeight: 50, Analysis: &splicev1.CanaryAnalysis{Prometheus: a}},
+		splicev1.CanaryStep{SetWeight: 50, Analysis: &splicev1.CanaryAnalysis{Prometheus: b}},
+	), fleet(4))
+	pl := plan(in)
+	in = carry(in, pl, applyPlan(in.pods, pl, nil), t0.Add(time.Second))
+	in.status.CurrentStepIndex = ptr.To[int32](1)
+	in.controls.retry = true
+	return in
 }
 
 func TestExpandQuery(t *testing.T) {
@@ -87,21 +219,7 @@ func TestQueryPrometheus(t *testing.T) {
 
 	ctx := context.Background()
 	query := func(q string) (float64, error) { return queryPrometheus(ctx, addr, q, time.Now()) }
-	// Wait for the first scrape.
-	deadline := time.After(60 * time.Second)
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		_, err := query(`greeter_error_ratio{digest="` + digestA + `"}`)
-		if err == nil {
-			break
-		}
-		select {
-		case <-deadline:
-			t.Fatalf("Prometheus never returned the scraped series: %v", err)
-		case <-tick.C:
-		}
-	}
+	waitForSeries(t, query, `greeter_error_ratio{digest="`+digestA+`"}`)
 	for _, tt := range []struct {
 		q       string
 		want    float64
@@ -125,6 +243,25 @@ func TestQueryPrometheus(t *testing.T) {
 	}
 	if _, err := queryPrometheus(ctx, "http://127.0.0.1:1", "up", time.Now()); err == nil {
 		t.Error("a Prometheus that does not answer must be an error")
+	}
+}
+
+// waitForSeries waits for the first scrape: until q returns a number.
+func waitForSeries(t *testing.T, query func(string) (float64, error), q string) {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		_, err := query(q)
+		if err == nil {
+			return
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("Prometheus never returned the scraped series: %v", err)
+		case <-tick.C:
+		}
 	}
 }
 
@@ -166,4 +303,30 @@ func startPrometheus(t *testing.T, bin, target string) string {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	return "http://" + listen
+}
+
+// TestQueriesPrometheus: only a canary with a Prometheus analysis in one of its steps plans a
+// second time to find its query (prometheusDue).
+func TestQueriesPrometheus(t *testing.T) {
+	prom := &splicev1.CanaryAnalysis{Prometheus: &splicev1.PrometheusAnalysis{Address: "http://127.0.0.1:9090", Query: "up", MaxValue: "1"}}
+	errRate := &splicev1.CanaryAnalysis{MaxErrorRatePercent: ptr.To[int32](1)}
+	canary := func(steps ...splicev1.CanaryStep) splicev1.RolloutStrategy {
+		return splicev1.RolloutStrategy{Type: splicev1.StrategyCanary, Canary: &splicev1.CanaryStrategy{Steps: steps}}
+	}
+	tests := []struct {
+		name string
+		st   splicev1.RolloutStrategy
+		want bool
+	}{
+		{"Strict", splicev1.RolloutStrategy{Type: splicev1.StrategyStrict}, false},
+		{"a canary without steps", splicev1.RolloutStrategy{Type: splicev1.StrategyCanary}, false},
+		{"a canary without analysis", canary(splicev1.CanaryStep{SetWeight: 50}), false},
+		{"an error-rate analysis only", canary(splicev1.CanaryStep{SetWeight: 50, Analysis: errRate}), false},
+		{"Prometheus in a later step", canary(splicev1.CanaryStep{SetWeight: 10}, splicev1.CanaryStep{SetWeight: 50, Analysis: prom}), true},
+	}
+	for _, tt := range tests {
+		if got := queriesPrometheus(tt.st); got != tt.want {
+			t.Errorf("%s: queriesPrometheus = %v, want %v", tt.name, got, tt.want)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -27,9 +28,9 @@ func planRollingPatch(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	}
 	onNew := func(p podState) bool { return p.onArtifact(in.artifact) }
 	failed, incompatible := failedPods(in, onNew)
-	if bad := append(failed, incompatible...); len(bad) > 0 {
+	if bad := slices.Concat(failed, incompatible); len(bad) > 0 {
 		msg := fmt.Sprintf("RollingPatch halted: the swap of %s failed on %s; annotate %s to try again or %s to roll back",
-			in.artifact.Digest, failureSummary(in, bad), splicev1.AnnotationRetry, splicev1.AnnotationAbort)
+			in.artifact.Digest, failureSummary(bad), splicev1.AnnotationRetry, splicev1.AnnotationAbort)
 		pl.targets = frozen(in)
 		pl.phase = splicev1.PhaseDegraded
 		pl.message = msg

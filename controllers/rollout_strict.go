@@ -14,7 +14,7 @@ import (
 func planStrict(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	failed, incompatible := failedPods(in, anyPod)
 	if len(failed) > 0 {
-		return rollBack(in, pl, ReasonSwapFailed, fmt.Sprintf("Strict: the swap failed on %s", failureSummary(in, failed)))
+		return rollBack(in, pl, ReasonSwapFailed, fmt.Sprintf("Strict: the swap failed on %s", failureSummary(failed)))
 	}
 	pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
 	done := countDone(in, anyPod, nil)
@@ -25,9 +25,8 @@ func planStrict(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	pl.message = fmt.Sprintf("Strict: %d of %d pods run %s", done, len(in.pods), in.artifact.Digest)
 	pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonSwapping, pl.message)
 	if len(incompatible) > 0 {
-		recreate := in.strategy.Strict != nil && in.strategy.Strict.RecreateIncompatible
-		msg := fmt.Sprintf("Strict: the host of %s cannot load %s", failureSummary(in, incompatible), in.artifact.Digest)
-		if recreate {
+		msg := fmt.Sprintf("Strict: the host of %s cannot load %s", failureSummary(incompatible), in.artifact.Digest)
+		if recreateIncompatible(in) {
 			pl.evict = incompatible
 			msg += "; evicting them so they are recreated"
 		} else {
@@ -38,4 +37,9 @@ func planStrict(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 		pl.message = msg
 	}
 	return pl
+}
+
+// recreateIncompatible reports whether the policy asks for incompatible pods to be evicted.
+func recreateIncompatible(in *rolloutInput) bool {
+	return in.strategy.Strict != nil && in.strategy.Strict.RecreateIncompatible
 }
