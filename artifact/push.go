@@ -34,32 +34,10 @@ func Push(ctx context.Context, repo string, soPath string, cfg Config, opts ...O
 	if err != nil {
 		return "", "", fmt.Errorf("push %s: repository %q: %w (want registry/path/name, no tag or digest)", soPath, repo, err)
 	}
-
-	fileFacts, err := preflight.ReadFacts(soPath)
+	cfg, configJSON, err := pushConfig(soPath, cfg)
 	if err != nil {
 		return "", "", fmt.Errorf("push %s: %w", soPath, err)
 	}
-	if fileFacts.Kind != preflight.KindPlugin {
-		return "", "", fmt.Errorf("push %s: %w: it is a %s, not a plugin built with -buildmode=plugin", soPath, ErrInvalidArtifact, fileFacts.Kind)
-	}
-	if cfg.Kind == "" {
-		cfg.Facts = *fileFacts
-	} else if diff := sameBuild(&cfg.Facts, fileFacts); diff != "" {
-		return "", "", fmt.Errorf("push %s: %w: the given facts do not describe the file (%s); record them from this file", soPath, ErrInvalidArtifact, diff)
-	}
-	cfg.Path = "" // a path on the build machine means nothing to a puller
-	if cfg.BuiltAt.IsZero() {
-		cfg.BuiltAt = time.Now()
-	}
-	cfg.BuiltAt = cfg.BuiltAt.UTC().Truncate(time.Second)
-	if err := validateConfig(&cfg); err != nil {
-		return "", "", fmt.Errorf("push %s: %w: %v", soPath, ErrInvalidArtifact, err)
-	}
-	configJSON, err := json.Marshal(&cfg)
-	if err != nil {
-		return "", "", fmt.Errorf("push %s: encode config: %w", soPath, err)
-	}
-
 	layer, err := newFileLayer(soPath)
 	if err != nil {
 		return "", "", fmt.Errorf("push %s: %w", soPath, err)
@@ -76,27 +54,7 @@ func Push(ctx context.Context, repo string, soPath string, cfg Config, opts ...O
 			return "", "", fmt.Errorf("push %s: upload %s blob to %s: %w", soPath, mt, r, err)
 		}
 	}
-
-	annotations := map[string]string{
-		AnnotationCreated:    cfg.BuiltAt.Format(time.RFC3339),
-		AnnotationGoVersion:  cfg.GoVersion,
-		AnnotationAPIVersion: cfg.APIVersion,
-	}
-	for k, v := range o.annotations {
-		annotations[k] = v
-	}
-	m := v1.Manifest{
-		SchemaVersion: 2,
-		MediaType:     types.OCIManifestSchema1,
-		ArtifactType:  ArtifactType,
-		Config:        v1.Descriptor{MediaType: ConfigMediaType, Size: int64(len(configJSON)), Digest: config.digest()},
-		Layers: []v1.Descriptor{{
-			MediaType: LayerMediaType, Size: layer.size, Digest: layer.hash,
-			Annotations: map[string]string{AnnotationTitle: filepath.Base(soPath)},
-		}},
-		Annotations: annotations,
-	}
-	raw, err := json.Marshal(&m)
+	raw, err := encodeManifest(&cfg, config, layer, filepath.Base(soPath), o.annotations)
 	if err != nil {
 		return "", "", fmt.Errorf("push %s: encode manifest: %w", soPath, err)
 	}
@@ -113,6 +71,61 @@ func Push(ctx context.Context, repo string, soPath string, cfg Config, opts ...O
 		}
 	}
 	return pinned.String(), digest, nil
+}
+
+// pushConfig completes cfg for the plugin file soPath (see Push) and checks it, and returns it
+// with its JSON.
+func pushConfig(soPath string, cfg Config) (Config, []byte, error) {
+	fileFacts, err := preflight.ReadFacts(soPath)
+	if err != nil {
+		return cfg, nil, err
+	}
+	if fileFacts.Kind != preflight.KindPlugin {
+		return cfg, nil, fmt.Errorf("%w: it is a %s, not a plugin built with -buildmode=plugin", ErrInvalidArtifact, fileFacts.Kind)
+	}
+	if cfg.Kind == "" {
+		cfg.Facts = *fileFacts
+	} else if diff := sameBuild(&cfg.Facts, fileFacts); diff != "" {
+		return cfg, nil, fmt.Errorf("%w: the given facts do not describe the file (%s); record them from this file", ErrInvalidArtifact, diff)
+	}
+	cfg.Path = "" // a path on the build machine means nothing to a puller
+	if cfg.BuiltAt.IsZero() {
+		cfg.BuiltAt = time.Now()
+	}
+	cfg.BuiltAt = cfg.BuiltAt.UTC().Truncate(time.Second)
+	if err := validateConfig(&cfg); err != nil {
+		return cfg, nil, fmt.Errorf("%w: %v", ErrInvalidArtifact, err)
+	}
+	configJSON, err := json.Marshal(&cfg)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("encode config: %w", err)
+	}
+	return cfg, configJSON, nil
+}
+
+// encodeManifest is the artifact's OCI manifest: its config blob, the plugin file's layer
+// titled title, and the annotations a registry's listing shows.
+func encodeManifest(cfg *Config, config *bytesBlob, layer *fileLayer, title string, extra map[string]string) ([]byte, error) {
+	annotations := map[string]string{
+		AnnotationCreated:    cfg.BuiltAt.Format(time.RFC3339),
+		AnnotationGoVersion:  cfg.GoVersion,
+		AnnotationAPIVersion: cfg.APIVersion,
+	}
+	for k, v := range extra {
+		annotations[k] = v
+	}
+	m := v1.Manifest{
+		SchemaVersion: 2,
+		MediaType:     types.OCIManifestSchema1,
+		ArtifactType:  ArtifactType,
+		Config:        v1.Descriptor{MediaType: ConfigMediaType, Size: int64(len(config.data)), Digest: config.digest()},
+		Layers: []v1.Descriptor{{
+			MediaType: LayerMediaType, Size: layer.size, Digest: layer.hash,
+			Annotations: map[string]string{AnnotationTitle: title},
+		}},
+		Annotations: annotations,
+	}
+	return json.Marshal(&m)
 }
 
 func (o *options) remoteOptions(ctx context.Context) []remote.Option {

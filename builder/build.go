@@ -32,141 +32,234 @@ func Build(ctx context.Context, o Options, w io.Writer) (*Result, error) {
 	if o.Repository != "" {
 		steps++
 	}
-	p := newProgress(w, steps)
-
-	work := o.WorkDir
-	if work == "" {
-		dir, err := os.MkdirTemp("", "splice-build-")
-		if err != nil {
-			return nil, failf(ReasonInternal, "create a working directory: %v", err)
-		}
-		defer os.RemoveAll(dir)
-		work = dir
-	}
-	work, err := filepath.Abs(work)
-	if err != nil {
-		return nil, failf(ReasonInternal, "working directory: %v", err)
-	}
-	tmp := filepath.Join(work, "tmp")
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
-		return nil, failf(ReasonInternal, "create %s: %v", tmp, err)
-	}
-	r := &runner{env: goEnv, progress: w}
-
-	p.begin("toolchain", "checking the Go toolchain: want go%s", o.GoVersion)
-	goVersion, err := checkToolchain(ctx, r, tmp, o.GoVersion)
+	b := &pluginBuild{o: &o, p: newProgress(w, steps)}
+	work, removeWork, err := workDir(o.WorkDir)
 	if err != nil {
 		return nil, err
 	}
-	p.note("%s, cgo enabled", goVersion)
+	defer removeWork()
+	b.work, b.tmp = work, filepath.Join(work, "tmp")
+	b.r = &runner{env: goEnv, progress: w}
 
-	var co *checkout
-	if o.GitURL != "" {
-		p.begin("source", "cloning %s at %s", redactURL(o.GitURL), o.Revision)
-		co, err = clone(ctx, &o, filepath.Join(work, "src"), tmp, p)
-		if err != nil {
-			return nil, err
-		}
-		p.note("commit %s (%s)", co.commit, co.commitTime.Format(time.RFC3339))
-	} else {
-		p.begin("source", "using the checkout in %s", o.Source)
-		if co, err = localCheckout(o.Source); err != nil {
-			return nil, err
-		}
-	}
-
-	p.begin("inputs", "resolving package %s and its dependencies", o.Package)
-	pkgDir, err := packageDir(co.root, o.Package)
-	if err != nil {
+	if err := b.toolchain(ctx); err != nil {
 		return nil, err
 	}
-	in, err := resolveInputs(ctx, r, pkgDir, o.Tags)
-	if err != nil {
+	if err := b.source(ctx); err != nil {
 		return nil, err
 	}
-	if in.goVersion != goVersion {
-		return nil, failf(ReasonToolchainMismatch, "go env GOVERSION in %s is %s, but the toolchain checked is %s; remove any toolchain switch (GOTOOLCHAIN) from the build environment", pkgDir, in.goVersion, goVersion)
+	if err := b.resolve(ctx); err != nil {
+		return nil, err
 	}
-	short := in.hash[:16]
-	p.note("%s: inputs hash %s", in.pkg.ImportPath, in.hash)
-
-	// The copy is named after the inputs' hash: its import path, and so the plugin path, is
-	// the same for the same inputs and different for any other. It lives inside the package
-	// directory so that every internal package the original may import stays importable.
-	unique := filepath.Join(pkgDir, UniqueDirPrefix+short)
-	pluginPath := in.pkg.ImportPath + "/" + UniqueDirPrefix + short
-	p.begin("copy", "copying the package to %s", pluginPath)
-	if err := copyPackage(in.pkg, unique); err != nil {
+	if err := b.copy(); err != nil {
 		return nil, err
 	}
 	// Always removed: with --source the copy sits in the user's checkout.
-	defer os.RemoveAll(unique)
-
-	apiVersion, err := resolveAPIVersion(o.APIVersion, unique, append(append([]string{}, in.pkg.GoFiles...), in.pkg.CgoFiles...))
+	defer os.RemoveAll(b.unique)
+	if err := b.checkAPIVersion(); err != nil {
+		return nil, err
+	}
+	soPath, err := b.compile(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p.note("plugin API version %s", apiVersion)
-
-	p.begin("compile", "go build %s", strings.Join(buildFlags, " "))
-	outDir := filepath.Join(work, "out")
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return nil, failf(ReasonInternal, "create %s: %v", outDir, err)
+	res, facts, err := b.record(soPath)
+	if err != nil {
+		return nil, err
 	}
-	soPath := filepath.Join(outDir, path.Base(in.pkg.ImportPath)+"-"+short+".so")
+	if err := b.push(ctx, res, soPath, facts); err != nil {
+		return nil, err
+	}
+	if err := b.output(res, soPath, facts); err != nil {
+		return nil, err
+	}
+	b.p.end()
+	res.Seconds = b.p.seconds
+	fmt.Fprintf(b.p.w, "built %s in %.1fs\n", res.PluginPath, b.p.total().Seconds())
+	return res, nil
+}
+
+// A pluginBuild carries one run of Build from step to step: each step fills in what the next ones
+// read.
+type pluginBuild struct {
+	o *Options
+	p *progress
+	r *runner
+	// work is the working directory, tmp the go command's and git's temporary directory in it.
+	work, tmp string
+	// goVersion is the checked toolchain's, "go1.26.8".
+	goVersion string
+	co        *checkout
+	pkgDir    string
+	in        *inputs
+	// short is the start of the inputs' hash that names the unique copy, unique that copy's
+	// directory and pluginPath its import path.
+	short, unique, pluginPath string
+	apiVersion                string
+}
+
+// workDir makes the working directory absolute, creates its tmp directory, and returns how to
+// remove it: a directory of its own is made (and removed) when dir is empty, and one given is
+// kept.
+func workDir(dir string) (work string, remove func(), err error) {
+	remove = func() {}
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "splice-build-"); err != nil {
+			return "", nil, failf(ReasonInternal, "create a working directory: %v", err)
+		}
+		tmpDir := dir
+		remove = func() { os.RemoveAll(tmpDir) }
+	}
+	if work, err = filepath.Abs(dir); err != nil {
+		remove()
+		return "", nil, failf(ReasonInternal, "working directory: %v", err)
+	}
+	tmp := filepath.Join(work, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		remove()
+		return "", nil, failf(ReasonInternal, "create %s: %v", tmp, err)
+	}
+	return work, remove, nil
+}
+
+func (b *pluginBuild) toolchain(ctx context.Context) error {
+	b.p.begin("toolchain", "checking the Go toolchain: want go%s", b.o.GoVersion)
+	v, err := checkToolchain(ctx, b.r, b.tmp, b.o.GoVersion)
+	if err != nil {
+		return err
+	}
+	b.goVersion = v
+	b.p.note("%s, cgo enabled", v)
+	return nil
+}
+
+// source clones the repository at the revision, or takes the checkout given.
+func (b *pluginBuild) source(ctx context.Context) error {
+	var err error
+	if b.o.GitURL == "" {
+		b.p.begin("source", "using the checkout in %s", b.o.Source)
+		b.co, err = localCheckout(b.o.Source)
+		return err
+	}
+	b.p.begin("source", "cloning %s at %s", redactURL(b.o.GitURL), b.o.Revision)
+	if b.co, err = clone(ctx, b.o, filepath.Join(b.work, "src"), b.tmp, b.p); err != nil {
+		return err
+	}
+	b.p.note("commit %s (%s)", b.co.commit, b.co.commitTime.Format(time.RFC3339))
+	return nil
+}
+
+// resolve finds the package and hashes everything it is built from.
+func (b *pluginBuild) resolve(ctx context.Context) error {
+	b.p.begin("inputs", "resolving package %s and its dependencies", b.o.Package)
+	var err error
+	if b.pkgDir, err = packageDir(b.co.root, b.o.Package); err != nil {
+		return err
+	}
+	if b.in, err = resolveInputs(ctx, b.r, b.pkgDir, b.o.Tags); err != nil {
+		return err
+	}
+	if b.in.goVersion != b.goVersion {
+		return failf(ReasonToolchainMismatch, "go env GOVERSION in %s is %s, but the toolchain checked is %s; remove any toolchain switch (GOTOOLCHAIN) from the build environment", b.pkgDir, b.in.goVersion, b.goVersion)
+	}
+	b.short = b.in.hash[:16]
+	b.p.note("%s: inputs hash %s", b.in.pkg.ImportPath, b.in.hash)
+	return nil
+}
+
+// copy makes the unique copy of the package that is built. The copy is named after the
+// inputs' hash: its import path, and so the plugin path, is the same for the same inputs and
+// different for any other. It lives inside the package directory so that every internal
+// package the original may import stays importable.
+func (b *pluginBuild) copy() error {
+	b.unique = filepath.Join(b.pkgDir, UniqueDirPrefix+b.short)
+	b.pluginPath = b.in.pkg.ImportPath + "/" + UniqueDirPrefix + b.short
+	b.p.begin("copy", "copying the package to %s", b.pluginPath)
+	return copyPackage(b.in.pkg, b.unique)
+}
+
+func (b *pluginBuild) checkAPIVersion() error {
+	v, err := resolveAPIVersion(b.o.APIVersion, b.unique, append(append([]string{}, b.in.pkg.GoFiles...), b.in.pkg.CgoFiles...))
+	if err != nil {
+		return err
+	}
+	b.apiVersion = v
+	b.p.note("plugin API version %s", v)
+	return nil
+}
+
+// compile builds the unique copy as a plugin and returns the plugin's path.
+func (b *pluginBuild) compile(ctx context.Context) (string, error) {
+	b.p.begin("compile", "go build %s", strings.Join(buildFlags, " "))
+	outDir := filepath.Join(b.work, "out")
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return "", failf(ReasonInternal, "create %s: %v", outDir, err)
+	}
+	soPath := filepath.Join(outDir, path.Base(b.in.pkg.ImportPath)+"-"+b.short+".so")
 	args := append([]string{"build", "-v"}, buildFlags...)
-	if len(o.Tags) > 0 {
-		args = append(args, "-tags", strings.Join(o.Tags, ","))
+	if len(b.o.Tags) > 0 {
+		args = append(args, "-tags", strings.Join(b.o.Tags, ","))
 	}
 	args = append(args, "-o", soPath, ".")
-	if err := r.stream(ctx, unique, "      go: ", "go", args...); err != nil {
-		return nil, failf(ReasonCompileFailed, "build plugin %s: %v", o.Package, err)
+	if err := b.r.stream(ctx, b.unique, "      go: ", "go", args...); err != nil {
+		return "", failf(ReasonCompileFailed, "build plugin %s: %v", b.o.Package, err)
 	}
+	return soPath, nil
+}
 
-	p.begin("facts", "recording the build facts")
-	facts, err := pluginFacts(soPath, pluginPath, goVersion, o.Symbol)
+// record reads and checks the built plugin's facts, and starts the result from them.
+func (b *pluginBuild) record(soPath string) (*Result, *preflight.Facts, error) {
+	b.p.begin("facts", "recording the build facts")
+	facts, err := pluginFacts(soPath, b.pluginPath, b.goVersion, b.o.Symbol)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	p.note("plugin path %s, %d packages, %s/%s %s", facts.PluginPath, len(facts.Packages), facts.GOOS, facts.GOARCH, facts.GOAMD64)
-
-	res := &Result{
-		GoVersion:  goVersion,
-		APIVersion: apiVersion,
+	b.p.note("plugin path %s, %d packages, %s/%s %s", facts.PluginPath, len(facts.Packages), facts.GOOS, facts.GOARCH, facts.GOAMD64)
+	return &Result{
+		GoVersion:  b.goVersion,
+		APIVersion: b.apiVersion,
 		PluginPath: facts.PluginPath,
-		SourceHash: in.hash,
-		Revision:   co.commit,
-		BuiltAt:    o.sourceDate(co.commitTime, time.Now()).Truncate(time.Second),
-		BuildKey:   o.BuildKey,
-	}
-	if o.Repository != "" {
-		p.begin("push", "pushing to %s", o.Repository)
-		opts := []artifact.Option{artifact.WithInsecure(o.Insecure), artifact.WithTag(UniqueDirPrefix + short)}
-		if o.GitURL != "" {
-			opts = append(opts, artifact.WithSource(redactURL(o.GitURL)), artifact.WithRevision(co.commit))
-			if o.Revision != co.commit {
-				opts = append(opts, artifact.WithVersion(o.Revision))
-			}
-		}
-		cfg := artifact.Config{Facts: *facts, APIVersion: apiVersion, BuiltAt: res.BuiltAt}
-		res.Ref, res.Digest, err = artifact.Push(ctx, o.Repository, soPath, cfg, opts...)
-		if err != nil {
-			return nil, failf(ReasonPushFailed, "%v; check the repository name, the push credentials (spec.plugin.pushSecretRef) and that the registry is reachable", err)
-		}
-		p.note("%s", res.Ref)
-	}
+		SourceHash: b.in.hash,
+		Revision:   b.co.commit,
+		BuiltAt:    b.o.sourceDate(b.co.commitTime, time.Now()).Truncate(time.Second),
+		BuildKey:   b.o.BuildKey,
+	}, facts, nil
+}
 
-	p.begin("output", "writing the result")
-	if o.Output != "" {
-		if res.Path, err = keep(soPath, facts, o.Output); err != nil {
-			return nil, err
-		}
-		p.note("plugin %s", res.Path)
+// push pushes the plugin when a repository is given, and records its reference and digest.
+func (b *pluginBuild) push(ctx context.Context, res *Result, soPath string, facts *preflight.Facts) error {
+	if b.o.Repository == "" {
+		return nil
 	}
-	p.end()
-	res.Seconds = p.seconds
-	fmt.Fprintf(p.w, "built %s in %.1fs\n", res.PluginPath, p.total().Seconds())
-	return res, nil
+	b.p.begin("push", "pushing to %s", b.o.Repository)
+	opts := []artifact.Option{artifact.WithInsecure(b.o.Insecure), artifact.WithTag(UniqueDirPrefix + b.short)}
+	if b.o.GitURL != "" {
+		opts = append(opts, artifact.WithSource(redactURL(b.o.GitURL)), artifact.WithRevision(b.co.commit))
+		if b.o.Revision != b.co.commit {
+			opts = append(opts, artifact.WithVersion(b.o.Revision))
+		}
+	}
+	cfg := artifact.Config{Facts: *facts, APIVersion: b.apiVersion, BuiltAt: res.BuiltAt}
+	var err error
+	res.Ref, res.Digest, err = artifact.Push(ctx, b.o.Repository, soPath, cfg, opts...)
+	if err != nil {
+		return failf(ReasonPushFailed, "%v; check the repository name, the push credentials (spec.plugin.pushSecretRef) and that the registry is reachable", err)
+	}
+	b.p.note("%s", res.Ref)
+	return nil
+}
+
+// output keeps the plugin and its facts in o.Output when it is set.
+func (b *pluginBuild) output(res *Result, soPath string, facts *preflight.Facts) error {
+	b.p.begin("output", "writing the result")
+	if b.o.Output == "" {
+		return nil
+	}
+	var err error
+	if res.Path, err = keep(soPath, facts, b.o.Output); err != nil {
+		return err
+	}
+	b.p.note("plugin %s", res.Path)
+	return nil
 }
 
 // checkToolchain refuses any go command but the exact release asked for. Go loads a plugin

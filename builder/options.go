@@ -117,17 +117,8 @@ var (
 func (o *Options) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	switch {
-	case o.Source == "" && o.GitURL == "":
-		bad("give the source: --%s DIR (a checkout) or --%s URL --%s REV", FlagSource, FlagGitURL, FlagRevision)
-	case o.Source != "" && o.GitURL != "":
-		bad("--%s and --%s are exclusive: build either a checkout or a clone", FlagSource, FlagGitURL)
-	case o.GitURL != "" && o.Revision == "":
-		bad("--%s needs --%s: the commit, tag or branch to build", FlagGitURL, FlagRevision)
-	case o.GitURL != "" && strings.HasPrefix(o.Revision, "-"):
-		bad("--%s %q must not start with '-'", FlagRevision, o.Revision)
-	case o.GitURL != "" && strings.HasPrefix(o.GitURL, "-"):
-		bad("--%s %q must not start with '-'", FlagGitURL, o.GitURL)
+	if err := o.sourceError(); err != nil {
+		errs = append(errs, err)
 	}
 	o.GoVersion = strings.TrimPrefix(o.GoVersion, "go")
 	if !releaseRE.MatchString(o.GoVersion) {
@@ -154,6 +145,24 @@ func (o *Options) Validate() error {
 	}
 	if len(errs) > 0 {
 		return &Error{Reason: ReasonInvalidInput, Err: errors.Join(errs...)}
+	}
+	return nil
+}
+
+// sourceError is what is wrong with the source flags: exactly one of a checkout and a clone,
+// and a clone's URL and revision, neither of which git may read as an option.
+func (o *Options) sourceError() error {
+	switch {
+	case o.Source == "" && o.GitURL == "":
+		return fmt.Errorf("give the source: --%s DIR (a checkout) or --%s URL --%s REV", FlagSource, FlagGitURL, FlagRevision)
+	case o.Source != "" && o.GitURL != "":
+		return fmt.Errorf("--%s and --%s are exclusive: build either a checkout or a clone", FlagSource, FlagGitURL)
+	case o.GitURL != "" && o.Revision == "":
+		return fmt.Errorf("--%s needs --%s: the commit, tag or branch to build", FlagGitURL, FlagRevision)
+	case o.GitURL != "" && strings.HasPrefix(o.Revision, "-"):
+		return fmt.Errorf("--%s %q must not start with '-'", FlagRevision, o.Revision)
+	case o.GitURL != "" && strings.HasPrefix(o.GitURL, "-"):
+		return fmt.Errorf("--%s %q must not start with '-'", FlagGitURL, o.GitURL)
 	}
 	return nil
 }

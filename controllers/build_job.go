@@ -259,14 +259,56 @@ func (o *BuildJobOptions) goImage(goVersion string) string {
 func newBuildJob(cv *splicev1.CompilerVersion, key string, o BuildJobOptions) *batchv1.Job {
 	in := inputsOf(cv)
 	inputsJSON, _ := json.Marshal(in)
-	name := buildJobName(cv.Name, key)
-	labels := map[string]string{
+	labels := buildJobLabels(cv, key)
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      buildJobName(cv.Name, key),
+			Namespace: cv.Namespace,
+			Labels:    labels,
+			Annotations: map[string]string{
+				AnnotationBuildKey:    key,
+				AnnotationBuildInputs: string(inputsJSON),
+			},
+		},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:          ptr.To(o.BackoffLimit),
+			ActiveDeadlineSeconds: ptr.To(o.ActiveDeadlineSeconds),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       buildPodSpec(newBuildPod(cv, in, key, o), in, o),
+			},
+		},
+	}
+}
+
+func buildJobLabels(cv *splicev1.CompilerVersion, key string) map[string]string {
+	return map[string]string{
 		"app.kubernetes.io/name":       "splice-builder",
 		"app.kubernetes.io/managed-by": "splice",
 		LabelCompilerVersionUID:        string(cv.UID),
 		LabelBuildKey:                  key[:buildKeyLabelDigits],
 	}
+}
 
+// buildPod is what varies with the CompilerVersion and the options in a build pod: the builder's
+// arguments, the build container's environment and mounts, and the pod's volumes.
+type buildPod struct {
+	args    []string
+	env     []corev1.EnvVar
+	mounts  []corev1.VolumeMount
+	volumes []corev1.Volume
+}
+
+func newBuildPod(cv *splicev1.CompilerVersion, in buildInputs, key string, o BuildJobOptions) buildPod {
+	p := buildPod{args: builderArgs(in, key, o)}
+	p.addWorkspace(o)
+	p.addCredentials(cv)
+	p.env = append(p.env, o.Env...)
+	return p
+}
+
+// builderArgs are the flags of `splice-builder build` for the inputs.
+func builderArgs(in buildInputs, key string, o BuildJobOptions) []string {
 	args := []string{
 		longFlag(builder.FlagGitURL, in.URL),
 		longFlag(builder.FlagRevision, in.Revision),
@@ -287,8 +329,12 @@ func newBuildJob(cv *splicev1.CompilerVersion, key string, o BuildJobOptions) *b
 	if o.InsecureRegistry {
 		args = append(args, "--"+builder.FlagInsecure)
 	}
+	return args
+}
 
-	env := []corev1.EnvVar{
+// addWorkspace gives the build the writable directories it needs and the builder's binary.
+func (p *buildPod) addWorkspace(o BuildJobOptions) {
+	p.env = []corev1.EnvVar{
 		// The root file system is read-only: everything the go command and git write goes
 		// to the workspace, /tmp and the cache.
 		{Name: "HOME", Value: workspaceDir},
@@ -298,7 +344,7 @@ func newBuildJob(cv *splicev1.CompilerVersion, key string, o BuildJobOptions) *b
 		// The image's toolchain and nothing else; the builder checks its version.
 		{Name: "GOTOOLCHAIN", Value: "local"},
 	}
-	mounts := []corev1.VolumeMount{
+	p.mounts = []corev1.VolumeMount{
 		{Name: "builder", MountPath: builderBinDir, ReadOnly: true},
 		{Name: "workspace", MountPath: workspaceDir},
 		{Name: "tmp", MountPath: "/tmp"},
@@ -308,105 +354,98 @@ func newBuildJob(cv *splicev1.CompilerVersion, key string, o BuildJobOptions) *b
 	if o.CacheVolume != nil {
 		cache = *o.CacheVolume.DeepCopy()
 		// A shared cache must stay deletable by whoever runs the next build.
-		env = append(env, corev1.EnvVar{Name: "GOFLAGS", Value: "-modcacherw"})
+		p.env = append(p.env, corev1.EnvVar{Name: "GOFLAGS", Value: "-modcacherw"})
 	}
-	volumes := []corev1.Volume{
+	p.volumes = []corev1.Volume{
 		{Name: "builder", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse("256Mi"))}}},
 		{Name: "workspace", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: o.WorkspaceSizeLimit}}},
 		{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 		{Name: "cache", VolumeSource: cache},
 	}
+}
+
+// addCredentials mounts the Secrets cv names: the git credentials the clone uses and the
+// registry credentials the push uses.
+func (p *buildPod) addCredentials(cv *splicev1.CompilerVersion) {
 	// Secret files are group-readable (0440) with the pod's fsGroup, so the non-root builder
 	// can read them and nobody else.
 	secretMode := ptr.To[int32](0o440)
 	if g := cv.Spec.Plugin.Source.Git; g != nil && g.SecretRef != nil {
-		args = append(args, longFlag(builder.FlagGitCredentials, gitCredentialsDir))
-		mounts = append(mounts, corev1.VolumeMount{Name: "git-credentials", MountPath: gitCredentialsDir, ReadOnly: true})
-		volumes = append(volumes, corev1.Volume{Name: "git-credentials", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+		p.args = append(p.args, longFlag(builder.FlagGitCredentials, gitCredentialsDir))
+		p.mounts = append(p.mounts, corev1.VolumeMount{Name: "git-credentials", MountPath: gitCredentialsDir, ReadOnly: true})
+		p.volumes = append(p.volumes, corev1.Volume{Name: "git-credentials", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 			SecretName: g.SecretRef.Name, DefaultMode: secretMode}}})
 	}
 	if ps := cv.Spec.Plugin.PushSecretRef; ps != nil {
 		// A kubernetes.io/dockerconfigjson Secret becomes $DOCKER_CONFIG/config.json, where
 		// the builder's registry client (the default keychain) looks.
-		env = append(env, corev1.EnvVar{Name: "DOCKER_CONFIG", Value: dockerConfigDir})
-		mounts = append(mounts, corev1.VolumeMount{Name: "push-credentials", MountPath: dockerConfigDir, ReadOnly: true})
-		volumes = append(volumes, corev1.Volume{Name: "push-credentials", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+		p.env = append(p.env, corev1.EnvVar{Name: "DOCKER_CONFIG", Value: dockerConfigDir})
+		p.mounts = append(p.mounts, corev1.VolumeMount{Name: "push-credentials", MountPath: dockerConfigDir, ReadOnly: true})
+		p.volumes = append(p.volumes, corev1.Volume{Name: "push-credentials", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 			SecretName: ps.Name, DefaultMode: secretMode,
 			Items: []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}}}}})
 	}
-	env = append(env, o.Env...)
+}
 
-	restricted := func(readOnlyRoot bool) *corev1.SecurityContext {
-		return &corev1.SecurityContext{
-			AllowPrivilegeEscalation: ptr.To(false),
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			ReadOnlyRootFilesystem:   ptr.To(readOnlyRoot),
-			RunAsNonRoot:             ptr.To(true),
-			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		}
+// buildPodSpec runs the builder in the Go image of the release the inputs name, after an init
+// container has copied the builder's binary out of the builder image.
+func buildPodSpec(p buildPod, in buildInputs, o BuildJobOptions) corev1.PodSpec {
+	return corev1.PodSpec{
+		RestartPolicy:                corev1.RestartPolicyNever,
+		ServiceAccountName:           o.ServiceAccountName,
+		AutomountServiceAccountToken: ptr.To(false),
+		EnableServiceLinks:           ptr.To(false),
+		ImagePullSecrets:             slices.Clone(o.ImagePullSecrets),
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot:   ptr.To(true),
+			RunAsUser:      ptr.To(o.RunAsUser),
+			RunAsGroup:     ptr.To(o.RunAsGroup),
+			FSGroup:        ptr.To(o.RunAsGroup),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		InitContainers: []corev1.Container{{
+			Name:            installContainer,
+			Image:           o.BuilderImage,
+			ImagePullPolicy: o.ImagePullPolicy,
+			Command:         []string{o.BuilderPath, "install", builderInPod},
+			VolumeMounts:    []corev1.VolumeMount{{Name: "builder", MountPath: builderBinDir}},
+			Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+			},
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+			SecurityContext:          restrictedContainer(),
+		}},
+		Containers: []corev1.Container{{
+			Name:            buildContainer,
+			Image:           o.goImage(in.GoVersion),
+			ImagePullPolicy: o.ImagePullPolicy,
+			Command:         []string{builderInPod, "build"},
+			Args:            p.args,
+			WorkingDir:      workspaceDir,
+			Env:             p.env,
+			VolumeMounts:    p.mounts,
+			Resources:       *o.Resources.DeepCopy(),
+			// The builder writes its result or failure there; if it dies before
+			// writing, the kubelet keeps the log's tail instead.
+			TerminationMessagePath:   terminationLogPath,
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+			SecurityContext:          restrictedContainer(),
+		}},
+		Volumes: p.volumes,
 	}
+}
 
-	return &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      name,
-			Namespace: cv.Namespace,
-			Labels:    labels,
-			Annotations: map[string]string{
-				AnnotationBuildKey:    key,
-				AnnotationBuildInputs: string(inputsJSON),
-			},
-		},
-		Spec: batchv1.JobSpec{
-			BackoffLimit:          ptr.To(o.BackoffLimit),
-			ActiveDeadlineSeconds: ptr.To(o.ActiveDeadlineSeconds),
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					RestartPolicy:                corev1.RestartPolicyNever,
-					ServiceAccountName:           o.ServiceAccountName,
-					AutomountServiceAccountToken: ptr.To(false),
-					EnableServiceLinks:           ptr.To(false),
-					ImagePullSecrets:             slices.Clone(o.ImagePullSecrets),
-					SecurityContext: &corev1.PodSecurityContext{
-						RunAsNonRoot:   ptr.To(true),
-						RunAsUser:      ptr.To(o.RunAsUser),
-						RunAsGroup:     ptr.To(o.RunAsGroup),
-						FSGroup:        ptr.To(o.RunAsGroup),
-						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-					},
-					InitContainers: []corev1.Container{{
-						Name:            installContainer,
-						Image:           o.BuilderImage,
-						ImagePullPolicy: o.ImagePullPolicy,
-						Command:         []string{o.BuilderPath, "install", builderInPod},
-						VolumeMounts:    []corev1.VolumeMount{{Name: "builder", MountPath: builderBinDir}},
-						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
-							Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
-						},
-						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-						SecurityContext:          restricted(true),
-					}},
-					Containers: []corev1.Container{{
-						Name:            buildContainer,
-						Image:           o.goImage(in.GoVersion),
-						ImagePullPolicy: o.ImagePullPolicy,
-						Command:         []string{builderInPod, "build"},
-						Args:            args,
-						WorkingDir:      workspaceDir,
-						Env:             env,
-						VolumeMounts:    mounts,
-						Resources:       *o.Resources.DeepCopy(),
-						// The builder writes its result or failure there; if it dies before
-						// writing, the kubelet keeps the log's tail instead.
-						TerminationMessagePath:   terminationLogPath,
-						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-						SecurityContext:          restricted(true),
-					}},
-					Volumes: volumes,
-				},
-			},
-		},
+// restrictedContainer is the "restricted" Pod Security Standard plus a read-only root file
+// system: a build compiles code fetched from the CompilerVersion's repository, so its containers
+// get no privilege they do not need.
+func restrictedContainer() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		RunAsNonRoot:             ptr.To(true),
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
 }
 

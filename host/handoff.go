@@ -338,123 +338,175 @@ func (h *Handoff) reexec(ctx context.Context, reason string, targets map[string]
 	defer h.running.Store(false)
 	start := time.Now()
 
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		return fmt.Errorf("%w: the Handoff is shut down", ErrNoHandoff)
-	}
-	at := &attempt{done: make(chan struct{})}
-	h.attempt = at
-	servers := slices.Clone(h.servers)
-	listeners := slices.Clone(h.listeners)
-	providers := make(map[string]stateProvider, len(h.providers))
-	for k, v := range h.providers {
-		providers[k] = v
-	}
-	h.status.InProgress = true
-	generation := h.status.Generation + 1
-	h.mu.Unlock()
-	log := h.log.WithValues("generation", generation, "reason", reason)
-	log.Info("re-exec: draining")
-
-	fail := func(err error) error {
-		h.mu.Lock()
-		for _, s := range servers {
-			if s.closing {
-				ln, lerr := listenerFromFD(s.hl.fd, s.hl.name)
-				if lerr != nil {
-					log.Error(lerr, "re-exec abandoned and a listener could not be recreated", "listener", s.hl.name)
-				}
-				s.ln, s.closing = ln, false
-			}
-			s.srv.SetKeepAlivesEnabled(true)
-		}
-		h.attempt = nil
-		h.status.InProgress = false
-		h.status.LastError = err.Error()
-		h.mu.Unlock()
-		close(at.done)
-		log.Error(err, "re-exec abandoned; serving on")
+	r, err := h.beginReexec(reason)
+	if err != nil {
 		return err
 	}
-
-	// 1. Idle connections close; responses carry "Connection: close" from now on.
-	for _, s := range servers {
-		s.srv.SetKeepAlivesEnabled(false)
-	}
-	// 2. Stop accepting. The socket stays open through hl.fd; new connections queue.
-	h.mu.Lock()
-	for _, s := range servers {
-		s.closing, s.counted = true, at
-		at.stopped.Add(1)
-		s.ln.Close()
-	}
-	h.mu.Unlock()
-
-	dctx, cancel := context.WithTimeout(ctx, h.drainTimeout)
-	defer cancel()
-	// 3. Every accept loop has returned, so every accepted connection is counted; then wait
-	// for them to finish.
-	if err := waitGroupCtx(dctx, &at.stopped); err != nil {
-		return fail(fmt.Errorf("re-exec: accept loops did not stop: %w", err))
-	}
-	if err := h.conns.waitZero(dctx); err != nil {
-		return fail(fmt.Errorf("re-exec: drain: %w (raise HandoffOptions.DrainTimeout, or find the client holding connections open)", err))
+	r.log.Info("re-exec: draining")
+	r.stopAccepting()
+	if err := r.drain(ctx, h.drainTimeout); err != nil {
+		return r.fail(err)
 	}
 	drain := time.Since(start)
 
 	// 4. Freeze the slots and record what serves.
-	states := map[string]json.RawMessage{}
-	var frozen []stateProvider
-	thaw := func() {
-		for _, p := range frozen {
-			p.thaw()
-		}
-	}
-	for name, p := range providers {
-		b, err := p.freeze(targets[name])
-		if err != nil {
-			thaw()
-			return fail(fmt.Errorf("re-exec: %w", err))
-		}
-		frozen = append(frozen, p)
-		states[name] = b
+	states, err := r.freeze(targets)
+	if err != nil {
+		return r.fail(fmt.Errorf("re-exec: %w", err))
 	}
 	payload := handoffPayload{
 		Version:      1,
-		Generation:   generation,
+		Generation:   r.generation,
 		Reason:       reason,
 		DrainSeconds: drain.Seconds(),
 		State:        states,
 	}
-	for _, l := range listeners {
+	for _, l := range r.listeners {
 		payload.Listeners = append(payload.Listeners, inheritedFD{Name: l.name, FD: l.fd})
 	}
+	err = r.exec(payload)
+	r.thaw()
+	return r.fail(err)
+}
+
+// A reexecRun is one re-exec attempt from its drain to its exec: the servers, listeners and
+// slots it hands over, taken under the lock when it began, and the slots it froze.
+type reexecRun struct {
+	h          *Handoff
+	at         *attempt
+	log        logr.Logger
+	generation int
+	servers    []*served
+	listeners  []*handedListener
+	providers  map[string]stateProvider
+	frozen     []stateProvider
+}
+
+// beginReexec registers the attempt, which holds back servers started meanwhile (see Serve).
+func (h *Handoff) beginReexec(reason string) (*reexecRun, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, fmt.Errorf("%w: the Handoff is shut down", ErrNoHandoff)
+	}
+	r := &reexecRun{
+		h:          h,
+		at:         &attempt{done: make(chan struct{})},
+		generation: h.status.Generation + 1,
+		servers:    slices.Clone(h.servers),
+		listeners:  slices.Clone(h.listeners),
+		providers:  make(map[string]stateProvider, len(h.providers)),
+	}
+	for k, v := range h.providers {
+		r.providers[k] = v
+	}
+	h.attempt = r.at
+	h.status.InProgress = true
+	r.log = h.log.WithValues("generation", r.generation, "reason", reason)
+	return r, nil
+}
+
+// stopAccepting is steps 1 and 2 of the hand-off.
+func (r *reexecRun) stopAccepting() {
+	// 1. Idle connections close; responses carry "Connection: close" from now on.
+	for _, s := range r.servers {
+		s.srv.SetKeepAlivesEnabled(false)
+	}
+	// 2. Stop accepting. The socket stays open through hl.fd; new connections queue.
+	r.h.mu.Lock()
+	defer r.h.mu.Unlock()
+	for _, s := range r.servers {
+		s.closing, s.counted = true, r.at
+		r.at.stopped.Add(1)
+		s.ln.Close()
+	}
+}
+
+// drain is step 3: every accept loop has returned, so every accepted connection is counted;
+// then it waits for them to finish.
+func (r *reexecRun) drain(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := waitGroupCtx(ctx, &r.at.stopped); err != nil {
+		return fmt.Errorf("re-exec: accept loops did not stop: %w", err)
+	}
+	if err := r.h.conns.waitZero(ctx); err != nil {
+		return fmt.Errorf("re-exec: drain: %w (raise HandoffOptions.DrainTimeout, or find the client holding connections open)", err)
+	}
+	return nil
+}
+
+// freeze freezes every slot and returns their states; when one cannot be frozen, those frozen
+// already are thawed.
+func (r *reexecRun) freeze(targets map[string]*ReexecTarget) (map[string]json.RawMessage, error) {
+	states := map[string]json.RawMessage{}
+	for name, p := range r.providers {
+		b, err := p.freeze(targets[name])
+		if err != nil {
+			r.thaw()
+			return nil, err
+		}
+		r.frozen = append(r.frozen, p)
+		states[name] = b
+	}
+	return states, nil
+}
+
+func (r *reexecRun) thaw() {
+	for _, p := range r.frozen {
+		p.thaw()
+	}
+}
+
+// exec passes the listeners and payload to the new image and execs it. It returns only when
+// that failed.
+func (r *reexecRun) exec(payload handoffPayload) error {
 	exe := "/proc/self/exe" // the very image running, even if its file was replaced since
 	if _, err := os.Stat(exe); err != nil {
 		if exe, err = os.Executable(); err != nil {
-			thaw()
-			return fail(fmt.Errorf("re-exec: find the executable: %w", err))
+			return fmt.Errorf("re-exec: find the executable: %w", err)
 		}
 	}
-	for _, l := range listeners {
+	for _, l := range r.listeners {
 		if err := setCloseOnExec(l.fd, false); err != nil {
-			thaw()
-			return fail(fmt.Errorf("re-exec: pass listener %s: %w", l.name, err))
+			return fmt.Errorf("re-exec: pass listener %s: %w", l.name, err)
 		}
 	}
-	log.Info("re-exec: drained; exec", "drainSeconds", drain.Seconds(), "listeners", len(listeners))
+	r.log.Info("re-exec: drained; exec", "drainSeconds", payload.DrainSeconds, "listeners", len(r.listeners))
 	payload.ExecUnixNano = time.Now().UnixNano()
 	env, err := handoffEnviron(payload)
 	if err == nil {
 		err = syscall.Exec(exe, os.Args, env)
 	}
 	// Only a failed exec gets here.
-	for _, l := range listeners {
+	for _, l := range r.listeners {
 		setCloseOnExec(l.fd, true)
 	}
-	thaw()
-	return fail(fmt.Errorf("re-exec: exec %s: %w", exe, err))
+	return fmt.Errorf("re-exec: exec %s: %w", exe, err)
+}
+
+// fail abandons the attempt: the servers get their listeners and keep-alives back, and Serve
+// calls held back by it go on. It returns err.
+func (r *reexecRun) fail(err error) error {
+	h := r.h
+	h.mu.Lock()
+	for _, s := range r.servers {
+		if s.closing {
+			ln, lerr := listenerFromFD(s.hl.fd, s.hl.name)
+			if lerr != nil {
+				r.log.Error(lerr, "re-exec abandoned and a listener could not be recreated", "listener", s.hl.name)
+			}
+			s.ln, s.closing = ln, false
+		}
+		s.srv.SetKeepAlivesEnabled(true)
+	}
+	h.attempt = nil
+	h.status.InProgress = false
+	h.status.LastError = err.Error()
+	h.mu.Unlock()
+	close(r.at.done)
+	r.log.Error(err, "re-exec abandoned; serving on")
+	return err
 }
 
 func handoffEnviron(p handoffPayload) ([]string, error) {

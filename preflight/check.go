@@ -98,86 +98,114 @@ func (v Verdict) Err() error {
 // compared only when toolchain and platform agree; otherwise every package
 // differs for that one reason, and it alone is reported.
 func Check(host *Facts, plugin *Facts, loaded []*Facts) Verdict {
-	var v Verdict
-	add := func(p Problem) { v.Problems = append(v.Problems, p) }
-
 	if host == nil || plugin == nil {
 		which := "host"
 		if host != nil {
 			which = "plugin"
 		}
-		add(Problem{Reason: MissingFacts, Message: fmt.Sprintf("no build facts for the %s; read them with preflight.ReadFacts or `splice facts`", which)})
-		return v
+		return Verdict{Problems: []Problem{{Reason: MissingFacts, Message: fmt.Sprintf("no build facts for the %s; read them with preflight.ReadFacts or `splice facts`", which)}}}
 	}
+	var v Verdict
+	v.Problems = append(v.Problems, kindProblems(host, plugin)...)
+	v.Problems = append(v.Problems, toolchainProblems(host, plugin)...)
+	v.Problems = append(v.Problems, platformProblems(host, plugin)...)
+	v.Problems = append(v.Problems, cgoProblems(host, plugin)...)
+	duplicate := duplicateProblems(plugin, loaded)
+	v.Problems = append(v.Problems, duplicate...)
+	if host.GoVersion == plugin.GoVersion && samePlatform(host, plugin) && host.Kind == KindHost && plugin.Kind == KindPlugin {
+		v.Problems = append(v.Problems, packageProblems(host, plugin, loaded, len(duplicate) > 0)...)
+	}
+	v.OK = len(v.Problems) == 0
+	return v
+}
 
+func kindProblems(host, plugin *Facts) []Problem {
+	var ps []Problem
 	if host.Kind != KindHost {
-		add(Problem{Reason: NotAHost, Want: KindHost, Got: host.Kind,
+		ps = append(ps, Problem{Reason: NotAHost, Want: KindHost, Got: host.Kind,
 			Message: fmt.Sprintf("%s is a %s (-buildmode=%s), not a host binary; give the program that calls plugin.Open", describe(host), host.Kind, host.BuildMode)})
 	}
 	if plugin.Kind != KindPlugin {
-		add(Problem{Reason: NotAPlugin, Want: KindPlugin, Got: plugin.Kind,
+		ps = append(ps, Problem{Reason: NotAPlugin, Want: KindPlugin, Got: plugin.Kind,
 			Message: fmt.Sprintf("%s is a %s (-buildmode=%s), not a plugin; build it with `go build -buildmode=plugin`", describe(plugin), plugin.Kind, plugin.BuildMode)})
 	}
+	return ps
+}
 
-	sameToolchain := host.GoVersion == plugin.GoVersion
-	if !sameToolchain {
-		consequence := "a plugin from another Go release can kill the host inside plugin.Open"
-		if releaseLine(host.GoVersion) == releaseLine(plugin.GoVersion) {
-			consequence = "plugin.Open may even load a plugin from another patch release, but Go supports only identical toolchains"
-		}
-		add(Problem{Reason: GoVersionMismatch, Want: host.GoVersion, Got: plugin.GoVersion,
-			Message: fmt.Sprintf("the host was built with %s, the plugin with %s: %s; rebuild the plugin with %s (GOTOOLCHAIN=%s)",
-				host.GoVersion, plugin.GoVersion, consequence, host.GoVersion, strings.Fields(host.GoVersion + " ")[0])})
+func toolchainProblems(host, plugin *Facts) []Problem {
+	if host.GoVersion == plugin.GoVersion {
+		return nil
 	}
+	consequence := "a plugin from another Go release can kill the host inside plugin.Open"
+	if releaseLine(host.GoVersion) == releaseLine(plugin.GoVersion) {
+		consequence = "plugin.Open may even load a plugin from another patch release, but Go supports only identical toolchains"
+	}
+	return []Problem{{Reason: GoVersionMismatch, Want: host.GoVersion, Got: plugin.GoVersion,
+		Message: fmt.Sprintf("the host was built with %s, the plugin with %s: %s; rebuild the plugin with %s (GOTOOLCHAIN=%s)",
+			host.GoVersion, plugin.GoVersion, consequence, host.GoVersion, strings.Fields(host.GoVersion + " ")[0])}}
+}
 
-	samePlatform := host.GOOS == plugin.GOOS && host.GOARCH == plugin.GOARCH
-	if !samePlatform {
+func samePlatform(host, plugin *Facts) bool {
+	return host.GOOS == plugin.GOOS && host.GOARCH == plugin.GOARCH
+}
+
+func platformProblems(host, plugin *Facts) []Problem {
+	if !samePlatform(host, plugin) {
 		want, got := host.GOOS+"/"+host.GOARCH, plugin.GOOS+"/"+plugin.GOARCH
-		add(Problem{Reason: PlatformMismatch, Want: want, Got: got,
-			Message: fmt.Sprintf("the host is %s, the plugin %s; rebuild the plugin with GOOS=%s GOARCH=%s", want, got, host.GOOS, host.GOARCH)})
-	} else if host.GOARCH == "amd64" && amd64Level(host) != amd64Level(plugin) {
-		add(Problem{Reason: GOAMD64Mismatch, Want: amd64Level(host), Got: amd64Level(plugin),
-			Message: fmt.Sprintf("the host was built with GOAMD64=%s, the plugin with GOAMD64=%s: plugin.Open would load it, but Go supports only plugins built with the host's settings; rebuild the plugin with GOAMD64=%s",
-				amd64Level(host), amd64Level(plugin), amd64Level(host))})
+		return []Problem{{Reason: PlatformMismatch, Want: want, Got: got,
+			Message: fmt.Sprintf("the host is %s, the plugin %s; rebuild the plugin with GOOS=%s GOARCH=%s", want, got, host.GOOS, host.GOARCH)}}
 	}
+	if host.GOARCH == "amd64" && amd64Level(host) != amd64Level(plugin) {
+		return []Problem{{Reason: GOAMD64Mismatch, Want: amd64Level(host), Got: amd64Level(plugin),
+			Message: fmt.Sprintf("the host was built with GOAMD64=%s, the plugin with GOAMD64=%s: plugin.Open would load it, but Go supports only plugins built with the host's settings; rebuild the plugin with GOAMD64=%s",
+				amd64Level(host), amd64Level(plugin), amd64Level(host))}}
+	}
+	return nil
+}
 
+func cgoProblems(host, plugin *Facts) []Problem {
+	var ps []Problem
 	if !host.CGO {
-		add(Problem{Reason: CgoDisabled, Want: "CGO_ENABLED=1", Got: "CGO_ENABLED=0",
+		ps = append(ps, Problem{Reason: CgoDisabled, Want: "CGO_ENABLED=1", Got: "CGO_ENABLED=0",
 			Message: fmt.Sprintf("%s was built with CGO_ENABLED=0, so its plugin.Open answers \"plugin: not implemented\"; rebuild the host with CGO_ENABLED=1", describe(host))})
 	}
 	if !plugin.CGO {
-		add(Problem{Reason: CgoDisabled, Want: "CGO_ENABLED=1", Got: "CGO_ENABLED=0",
+		ps = append(ps, Problem{Reason: CgoDisabled, Want: "CGO_ENABLED=1", Got: "CGO_ENABLED=0",
 			Message: fmt.Sprintf("%s was built with CGO_ENABLED=0; plugins need cgo: rebuild it with CGO_ENABLED=1", describe(plugin))})
 	}
+	return ps
+}
 
-	duplicate := false
+// duplicateProblems reports the first loaded plugin with the plugin's path.
+func duplicateProblems(plugin *Facts, loaded []*Facts) []Problem {
 	for _, l := range loaded {
 		if l != nil && plugin.PluginPath != "" && l.PluginPath == plugin.PluginPath {
-			duplicate = true
-			add(Problem{Reason: DuplicatePluginPath, Package: plugin.PluginPath, Want: "a plugin path not loaded yet", Got: plugin.PluginPath,
+			return []Problem{{Reason: DuplicatePluginPath, Package: plugin.PluginPath, Want: "a plugin path not loaded yet", Got: plugin.PluginPath,
 				Message: fmt.Sprintf("plugin path %s is already loaded in the process, from %s; a process can hold only one plugin per path: build every version under its own plugin path (for example a versioned package import path)",
-					plugin.PluginPath, orUnknown(l.Path))})
-			break
+					plugin.PluginPath, orUnknown(l.Path))}}
 		}
 	}
+	return nil
+}
 
-	if sameToolchain && samePlatform && host.Kind == KindHost && plugin.Kind == KindPlugin {
-		for _, pkg := range sortedKeys(plugin.Packages) {
-			if duplicate && pkg == plugin.PluginPath {
-				continue // the same root cause, reported above
-			}
-			got := plugin.Packages[pkg]
-			want, owner := firstDefinition(pkg, host, loaded)
-			if owner == nil || want == got {
-				continue
-			}
-			add(Problem{Reason: PackageHashMismatch, Package: pkg, Want: want, Got: got,
-				Message: fmt.Sprintf("package %s differs from its copy in %s: %s", pkg, ownerName(owner, host), mismatchHint(pkg, owner, plugin))})
+// packageProblems compares each package the plugin links with its first definition in the
+// process. With duplicate, the plugin's own package is skipped: it differs for the reason
+// DuplicatePluginPath reports already.
+func packageProblems(host, plugin *Facts, loaded []*Facts, duplicate bool) []Problem {
+	var ps []Problem
+	for _, pkg := range sortedKeys(plugin.Packages) {
+		if duplicate && pkg == plugin.PluginPath {
+			continue
 		}
+		got := plugin.Packages[pkg]
+		want, owner := firstDefinition(pkg, host, loaded)
+		if owner == nil || want == got {
+			continue
+		}
+		ps = append(ps, Problem{Reason: PackageHashMismatch, Package: pkg, Want: want, Got: got,
+			Message: fmt.Sprintf("package %s differs from its copy in %s: %s", pkg, ownerName(owner, host), mismatchHint(pkg, owner, plugin))})
 	}
-
-	v.OK = len(v.Problems) == 0
-	return v
+	return ps
 }
 
 // firstDefinition returns the fingerprint of pkg the plugin will be checked

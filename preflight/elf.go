@@ -17,12 +17,12 @@ import (
 // For every package it links, a plugin-capable Go binary (a plugin, or a
 // host that imports package plugin) carries two read-only symbols:
 //
-//	go:link.pkghashbytes.<pkg>  8 bytes, the package's fingerprint
-//	go:link.pkghash.<pkg>       a string header {&pkghashbytes.<pkg>, 8}
+//	"go:link.pkghashbytes.<pkg>"  8 bytes, the package's fingerprint
+//	"go:link.pkghash.<pkg>"       a string header {&pkghashbytes.<pkg>, 8}
 //
 // Both are exported in the dynamic symbol table. A plugin's module data
 // lists, per package, its own fingerprint and a reference to
-// go:link.pkghash.<pkg>; the dynamic linker binds that reference to the
+// "go:link.pkghash.<pkg>"; the dynamic linker binds that reference to the
 // first definition in the process's global scope — the host executable,
 // then every library opened RTLD_GLOBAL in order (plugin.Open uses
 // RTLD_GLOBAL, and never closes a library, even one whose Open failed) —
@@ -102,8 +102,8 @@ func walkSymbols(f *elf.File, typ elf.SectionType, fn func(elfSymbol) bool) (fou
 	return true, nil
 }
 
-// packageHashes returns import path -> hex fingerprint for every
-// go:link.pkghashbytes.<pkg> symbol in .dynsym; empty when there is none.
+// packageHashes returns import path -> hex fingerprint for every "go:link.pkghashbytes.<pkg>"
+// symbol in .dynsym; empty when there is none.
 func packageHashes(f *elf.File) (map[string]string, error) {
 	type hashSym struct {
 		pkg string

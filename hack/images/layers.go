@@ -153,58 +153,75 @@ func writeTree(w io.Writer, root, prefix string, o treeOptions) error {
 		if name == "" {
 			return nil
 		}
-		fi, err := os.Lstat(p)
-		if err != nil {
+		h, err := treeHeader(p, rel, name, o, links)
+		if h == nil || err != nil {
 			return err
 		}
-		h, err := tar.FileInfoHeader(fi, "")
-		if err != nil {
-			return nil // sockets and the like: not in an image
-		}
-		h.Name, h.ModTime, h.AccessTime, h.ChangeTime, h.Format = name, epoch, time.Time{}, time.Time{}, tar.FormatPAX
-		h.Uname, h.Gname = "", ""
-		if o.mode != nil && fi.Mode()&fs.ModeSymlink == 0 {
-			h.Mode = o.mode(rel, fi.IsDir())
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			h.Uid, h.Gid = int(st.Uid), int(st.Gid)
-			if fi.Mode().IsRegular() && st.Nlink > 1 {
-				if first, ok := links[st.Ino]; ok {
-					h.Typeflag, h.Linkname, h.Size = tar.TypeLink, first, 0
-				} else {
-					links[st.Ino] = name
-				}
-			}
-		}
-		switch {
-		case fi.IsDir():
-			h.Name += "/"
-		case fi.Mode()&fs.ModeSymlink != 0:
-			if h.Linkname, err = os.Readlink(p); err != nil {
-				return err
-			}
-		case fi.Mode().IsRegular():
-		default:
-			return nil // devices, FIFOs, sockets
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if h.Typeflag == tar.TypeReg {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, f)
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-		}
-		return nil
+		return writeEntry(tw, p, h)
 	})
 	if err != nil {
 		return err
 	}
 	return tw.Close()
+}
+
+// treeHeader is the tar header of the file p, at name in the layer, or nil for a file that
+// has no place in an image (devices, FIFOs, sockets). A regular file with another link already
+// written becomes a hard link to it.
+func treeHeader(p, rel, name string, o treeOptions, links map[uint64]string) (*tar.Header, error) {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	h, err := tar.FileInfoHeader(fi, "")
+	if err != nil {
+		return nil, nil // sockets and the like: not in an image
+	}
+	h.Name, h.ModTime, h.AccessTime, h.ChangeTime, h.Format = name, epoch, time.Time{}, time.Time{}, tar.FormatPAX
+	h.Uname, h.Gname = "", ""
+	if o.mode != nil && fi.Mode()&fs.ModeSymlink == 0 {
+		h.Mode = o.mode(rel, fi.IsDir())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		h.Uid, h.Gid = int(st.Uid), int(st.Gid)
+		if fi.Mode().IsRegular() && st.Nlink > 1 {
+			if first, ok := links[st.Ino]; ok {
+				h.Typeflag, h.Linkname, h.Size = tar.TypeLink, first, 0
+			} else {
+				links[st.Ino] = name
+			}
+		}
+	}
+	switch {
+	case fi.IsDir():
+		h.Name += "/"
+	case fi.Mode()&fs.ModeSymlink != 0:
+		if h.Linkname, err = os.Readlink(p); err != nil {
+			return nil, err
+		}
+	case fi.Mode().IsRegular():
+	default:
+		return nil, nil // devices, FIFOs, sockets
+	}
+	return h, nil
+}
+
+// writeEntry writes h and, for a regular file, the content of p.
+func writeEntry(tw *tar.Writer, p string, h *tar.Header) error {
+	if err := tw.WriteHeader(h); err != nil {
+		return err
+	}
+	if h.Typeflag != tar.TypeReg {
+		return nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(tw, f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	return nil
 }

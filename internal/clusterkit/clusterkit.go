@@ -141,7 +141,7 @@ func WaitServing(ctx context.Context, cs kubernetes.Interface, ns string, f Fixe
 	}
 	addr := net.JoinHostPort(f.ClusterIP, strconv.Itoa(int(f.servicePort())))
 	if err := WaitConnect(ctx, addr, timeout-time.Since(start)); err != nil {
-		return fmt.Errorf("Service %s/%s: %w", ns, f.Name, err)
+		return fmt.Errorf("the Service %s/%s: %w", ns, f.Name, err)
 	}
 	return nil
 }
@@ -180,7 +180,7 @@ func WaitReady(ctx context.Context, cs kubernetes.Interface, ns, name string, wa
 		return d.Status.ReadyReplicas == want, nil
 	})
 	if err != nil {
-		return fmt.Errorf("Deployment %s/%s not ready within %s (%s): %w", ns, name, timeout, last, err)
+		return fmt.Errorf("the Deployment %s/%s was not ready within %s (%s): %w", ns, name, timeout, last, err)
 	}
 	return nil
 }

@@ -29,26 +29,43 @@ func main() {
 	}
 }
 
-func run() error {
-	var (
-		addr           = flag.String("addr", "127.0.0.1:8080", "TCP address to serve greetings on")
-		addrFile       = flag.String("addr-file", "", "write the bound address here once listening (for -addr with port 0)")
-		shared         = flag.String("shared", "", "directory shared with the agent: control socket and plugin files (required)")
-		pluginPath     = flag.String("plugin", "", "plugin file to load and serve at a cold start (must be inside -shared)")
-		pluginDigest   = flag.String("digest", "", "digest naming -plugin (default: sha256 of the file)")
-		maxVersions    = flag.Int("max-versions", 0, "re-exec after a swap once more plugin files than this were opened (0: never)")
-		maxExtraRSS    = flag.Uint64("max-extra-rss", 0, "re-exec after a swap once RSS exceeds the start by this many bytes (0: never)")
-		panicThreshold = flag.Int("panic-threshold", 0, "panics of a version before automatic rollback (0: library default, <0: never)")
-		drainTimeout   = flag.Duration("drain-timeout", 30*time.Second, "longest wait for connections to close before a re-exec")
-		verbose        = flag.Int("v", 0, "log verbosity")
-	)
-	flag.Parse()
-	if *shared == "" {
-		return errors.New("-shared is required: the directory holding the control socket and plugin files")
-	}
-	log := logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.Level(-*verbose)}))
+// flags are the command line.
+type flags struct {
+	addr, addrFile, shared   string
+	pluginPath, pluginDigest string
+	maxVersions              int
+	maxExtraRSS              uint64
+	panicThreshold, verbose  int
+	drainTimeout             time.Duration
+}
 
-	handoff, err := host.NewHandoff(host.HandoffOptions{Logger: log, DrainTimeout: *drainTimeout})
+func parseFlags() (flags, error) {
+	var f flags
+	flag.StringVar(&f.addr, "addr", "127.0.0.1:8080", "TCP address to serve greetings on")
+	flag.StringVar(&f.addrFile, "addr-file", "", "write the bound address here once listening (for -addr with port 0)")
+	flag.StringVar(&f.shared, "shared", "", "directory shared with the agent: control socket and plugin files (required)")
+	flag.StringVar(&f.pluginPath, "plugin", "", "plugin file to load and serve at a cold start (must be inside -shared)")
+	flag.StringVar(&f.pluginDigest, "digest", "", "digest naming -plugin (default: sha256 of the file)")
+	flag.IntVar(&f.maxVersions, "max-versions", 0, "re-exec after a swap once more plugin files than this were opened (0: never)")
+	flag.Uint64Var(&f.maxExtraRSS, "max-extra-rss", 0, "re-exec after a swap once RSS exceeds the start by this many bytes (0: never)")
+	flag.IntVar(&f.panicThreshold, "panic-threshold", 0, "panics of a version before automatic rollback (0: library default, <0: never)")
+	flag.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "longest wait for connections to close before a re-exec")
+	flag.IntVar(&f.verbose, "v", 0, "log verbosity")
+	flag.Parse()
+	if f.shared == "" {
+		return f, errors.New("-shared is required: the directory holding the control socket and plugin files")
+	}
+	return f, nil
+}
+
+func run() error {
+	f, err := parseFlags()
+	if err != nil {
+		return err
+	}
+	log := logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.Level(-f.verbose)}))
+
+	handoff, err := host.NewHandoff(host.HandoffOptions{Logger: log, DrainTimeout: f.drainTimeout})
 	if err != nil {
 		return err
 	}
@@ -57,40 +74,34 @@ func run() error {
 	slot, err := host.New[greeter.Greeter](host.Options{
 		Logger:           log,
 		APIVersion:       greeter.APIVersion,
-		PanicThreshold:   *panicThreshold,
-		MaxVersions:      *maxVersions,
-		MaxExtraRSSBytes: *maxExtraRSS,
+		PanicThreshold:   f.panicThreshold,
+		MaxVersions:      f.maxVersions,
+		MaxExtraRSSBytes: f.maxExtraRSS,
 		Handoff:          handoff,
 	})
 	if err != nil {
 		return err
 	}
-	ctl, err := host.NewControlHandler(slot, host.ControlOptions{SharedDir: *shared, Logger: log})
+	ctl, err := host.NewControlHandler(slot, host.ControlOptions{SharedDir: f.shared, Logger: log})
 	if err != nil {
 		return err
 	}
-	if !handoff.Inherited() && *pluginPath != "" {
-		digest := *pluginDigest
-		if digest == "" {
-			if digest, err = fileDigest(*pluginPath); err != nil {
-				return err
-			}
-		}
-		if _, _, err := slot.LoadAndSwap(context.Background(), *pluginPath, digest, host.SwapOptions{AllowMinor: true}); err != nil {
-			return fmt.Errorf("initial plugin: %w", err)
+	if !handoff.Inherited() && f.pluginPath != "" {
+		if err := loadInitial(slot, f.pluginPath, f.pluginDigest); err != nil {
+			return err
 		}
 	}
 
-	ln, err := handoff.Listen("tcp", *addr)
+	ln, err := handoff.Listen("tcp", f.addr)
 	if err != nil {
 		return err
 	}
-	ctlLn, err := host.ListenControl(handoff, *shared)
+	ctlLn, err := host.ListenControl(handoff, f.shared)
 	if err != nil {
 		return err
 	}
-	if *addrFile != "" {
-		if err := writeFileAtomic(*addrFile, ln.Addr().String()); err != nil {
+	if f.addrFile != "" {
+		if err := writeFileAtomic(f.addrFile, ln.Addr().String()); err != nil {
 			return err
 		}
 	}
@@ -100,8 +111,28 @@ func run() error {
 	go func() { errc <- handoff.Serve(app, ln) }()
 	ctlSrv := &http.Server{Handler: ctl, ReadHeaderTimeout: 10 * time.Second}
 	go func() { errc <- handoff.Serve(ctlSrv, ctlLn) }()
-	log.Info("greeter serving", "addr", ln.Addr().String(), "shared", *shared, "pid", os.Getpid(), "generation", handoff.Status().Generation)
+	log.Info("greeter serving", "addr", ln.Addr().String(), "shared", f.shared, "pid", os.Getpid(), "generation", handoff.Status().Generation)
+	return serveUntilSignal(log, slot, handoff, errc, f.drainTimeout)
+}
 
+// loadInitial serves the plugin given on the command line at a cold start (a re-exec
+// restores what served before instead).
+func loadInitial(slot *host.Slot[greeter.Greeter], path, digest string) error {
+	if digest == "" {
+		var err error
+		if digest, err = fileDigest(path); err != nil {
+			return err
+		}
+	}
+	if _, _, err := slot.LoadAndSwap(context.Background(), path, digest, host.SwapOptions{AllowMinor: true}); err != nil {
+		return fmt.Errorf("initial plugin: %w", err)
+	}
+	return nil
+}
+
+// serveUntilSignal re-execs on SIGHUP and shuts down on SIGTERM or SIGINT, or returns when a
+// server stops.
+func serveUntilSignal(log logr.Logger, slot *host.Slot[greeter.Greeter], handoff *host.Handoff, errc <-chan error, drainTimeout time.Duration) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	for {
@@ -117,7 +148,7 @@ func run() error {
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String())
-			ctx, cancel := context.WithTimeout(context.Background(), *drainTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 			defer cancel()
 			return handoff.Shutdown(ctx)
 		}
