@@ -467,8 +467,17 @@ func (r *reexecRun) exec(payload handoffPayload) error {
 			return fmt.Errorf("re-exec: find the executable: %w", err)
 		}
 	}
-	for _, l := range r.listeners {
+	// A listener passed on stays close-on-exec off until the exec, or until the attempt is
+	// abandoned: then every one switched so far is switched back, so that no child the process
+	// starts later inherits a listening socket.
+	restore := func(passed []*handedListener) {
+		for _, l := range passed {
+			setCloseOnExec(l.fd, true)
+		}
+	}
+	for i, l := range r.listeners {
 		if err := setCloseOnExec(l.fd, false); err != nil {
+			restore(r.listeners[:i])
 			return fmt.Errorf("re-exec: pass listener %s: %w", l.name, err)
 		}
 	}
@@ -479,9 +488,7 @@ func (r *reexecRun) exec(payload handoffPayload) error {
 		err = syscall.Exec(exe, os.Args, env)
 	}
 	// Only a failed exec gets here.
-	for _, l := range r.listeners {
-		setCloseOnExec(l.fd, true)
-	}
+	restore(r.listeners)
 	return fmt.Errorf("re-exec: exec %s: %w", exe, err)
 }
 
