@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"regexp"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/splice-dev/splice/host/control"
 	"github.com/splice-dev/splice/preflight"
 )
 
@@ -174,8 +174,6 @@ func (o *options) nameOptions() []name.Option {
 	return nil
 }
 
-var sha256RE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
-
 // ParseRef parses a reference that must be pinned by a sha256 digest. It accepts
 // "registry/repo@sha256:<hex>" and, like the container runtimes, "registry/repo:tag@sha256:<hex>"
 // (the tag is then ignored: the digest decides).
@@ -188,7 +186,7 @@ func ParseRef(ref string, opts ...Option) (name.Digest, error) {
 		}
 		return name.Digest{}, fmt.Errorf("%w: parse %q: %v; give registry/repo@sha256:<64 hex>", ErrNotPinned, ref, err)
 	}
-	if !sha256RE.MatchString(d.DigestStr()) {
+	if !control.ValidDigest(d.DigestStr()) {
 		return name.Digest{}, fmt.Errorf("%w: %q: the digest must be sha256:<64 lower-case hex>", ErrNotPinned, ref)
 	}
 	return d, nil

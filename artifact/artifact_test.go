@@ -30,6 +30,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/splice-dev/splice/examples/greeter/greeterbuild"
+	"github.com/splice-dev/splice/host/control"
 	"github.com/splice-dev/splice/preflight"
 )
 
@@ -137,7 +138,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Push: %v", err)
 	}
-	if want := reg.host + "/greeter/plugin@" + digest; ref != want || !sha256RE.MatchString(digest) {
+	if want := reg.host + "/greeter/plugin@" + digest; ref != want || !control.ValidDigest(digest) {
 		t.Fatalf("Push returned %q, %q; want %q", ref, digest, want)
 	}
 

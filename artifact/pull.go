@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/splice-dev/splice/host/control"
 	"github.com/splice-dev/splice/preflight"
 )
 
@@ -260,7 +261,7 @@ func checkManifest(m *v1.Manifest, o *options) (v1.Descriptor, error) {
 		return bad("layer mediaType %q; want %s", l.MediaType, LayerMediaType)
 	}
 	for _, dsc := range []v1.Descriptor{m.Config, l} {
-		if !sha256RE.MatchString(dsc.Digest.String()) {
+		if !control.ValidDigest(dsc.Digest.String()) {
 			return bad("digest %q is not sha256:<64 hex>", dsc.Digest)
 		}
 		if dsc.Size <= 0 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/splice-dev/splice/host/control"
 )
 
 // Options are the inputs of one build. Their flag names (AddFlags) are the command line the
@@ -100,7 +101,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 
 // DefaultOptions are the flags' defaults.
 func DefaultOptions() Options {
-	o := Options{Symbol: "Plugin", TerminationMessagePath: DefaultTerminationMessagePath}
+	o := Options{Symbol: control.DefaultSymbol, TerminationMessagePath: DefaultTerminationMessagePath}
 	if v, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil && v > 0 {
 		o.SourceDateEpoch = v
 	}

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/splice-dev/splice/host/control"
 )
 
 // Result is what a successful build reports: printed as JSON on standard output and written to
@@ -115,26 +117,14 @@ const maxErrorBytes = 3400
 // NewFailure turns err into a Failure whose JSON fits a termination message: a long error
 // keeps its head (what failed) and its tail (the last lines of the tool's output).
 func NewFailure(err error, buildKey string) Failure {
-	return Failure{Reason: ReasonOf(err), Error: clip(err.Error(), maxErrorBytes), BuildKey: buildKey}
+	return Failure{Reason: ReasonOf(err), Error: control.TruncateMiddle(err.Error(), maxErrorBytes, maxErrorHead), BuildKey: buildKey}
 }
 
-// clip shortens s to at most n bytes, keeping a third from the start and the rest from the
-// end, on valid UTF-8 boundaries.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	const mark = "\n[...]\n"
-	head := (n - len(mark)) / 3
-	tail := n - len(mark) - head
-	h, t := s[:head], s[len(s)-tail:]
-	h = strings.ToValidUTF8(h, "")
-	t = strings.ToValidUTF8(t, "")
-	return h + mark + t
-}
+// maxErrorHead is the part of a long error kept from its start, a third: the tail, the tool's
+// last lines, usually says more.
+const maxErrorHead = (maxErrorBytes - len(control.ElisionMark)) / 3
 
 var (
-	digestRE     = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
 	goVersionRE  = regexp.MustCompile(`^go1\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
 	releaseRE    = regexp.MustCompile(`^1\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
 	semverRE     = regexp.MustCompile(`^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$`)
@@ -156,7 +146,7 @@ func ValidAPIVersion(v string) bool { return semverRE.MatchString(v) }
 func (r *Result) Validate() error {
 	var errs []error
 	if r.Ref != "" || r.Digest != "" {
-		if !digestRE.MatchString(r.Digest) {
+		if !control.ValidDigest(r.Digest) {
 			errs = append(errs, fmt.Errorf("digest %q is not sha256:<64 hex>", r.Digest))
 		}
 		if !strings.HasSuffix(r.Ref, "@"+r.Digest) {

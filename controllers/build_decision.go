@@ -16,6 +16,7 @@ import (
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/builder"
+	"github.com/splice-dev/splice/host/control"
 )
 
 // Reasons of the Built condition, as the build controller sets them. A failed build whose
@@ -336,13 +337,8 @@ func failureMessage(jobName, reason, msg, logTail string, logErr error) string {
 	return clipMessage(b.String(), maxConditionMessage)
 }
 
-// clipMessage keeps the head and the tail of s within n bytes.
+// clipMessage keeps the head and the tail of s within n bytes (a build log's end says most),
+// never splitting a character.
 func clipMessage(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	const mark = "\n[...]\n"
-	head := (n - len(mark)) / 2
-	tail := n - len(mark) - head
-	return strings.ToValidUTF8(s[:head], "") + mark + strings.ToValidUTF8(s[len(s)-tail:], "")
+	return control.TruncateMiddle(s, n, (n-len(control.ElisionMark))/2)
 }

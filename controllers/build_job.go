@@ -219,10 +219,7 @@ func inputsOf(cv *splicev1.CompilerVersion) buildInputs {
 	p := cv.Spec.Plugin
 	tags := slices.Clone(p.Tags)
 	sort.Strings(tags)
-	symbol := p.Symbol
-	if symbol == "" {
-		symbol = "Plugin"
-	}
+	symbol := p.SymbolOrDefault()
 	in := buildInputs{Format: buildFormat, GoVersion: cv.Spec.GoVersion, Package: p.Package, Tags: slices.Compact(tags),
 		Repository: p.Repository, Symbol: symbol, APIVersion: p.APIVersion}
 	if g := p.Source.Git; g != nil {

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,7 +50,7 @@ func (r *CompilerVersionReconciler) observeTargets(ctx context.Context, s *scope
 type podState struct {
 	name string
 	// target is what the pod's rollout annotations say now.
-	target podTarget
+	target splicev1.DesiredState
 	// ready is the pod's splice.dev/plugin-ready condition.
 	ready bool
 	// report is the agent's decoded report; nil when absent.
@@ -61,20 +60,12 @@ type podState struct {
 }
 
 // observePod reads the pod protocol off a pod. A malformed report is kept as an error rather
-// than dropped, so status can say which pod sends garbage.
+// than dropped, so status can say which pod sends garbage. Malformed desired-state annotations
+// (which this controller never writes) are kept as far as they could be read: the pod's agent
+// reports them (Failed, InvalidDesiredArtifact), and the next plan replaces them.
 func observePod(pod *corev1.Pod) podState {
-	s := podState{name: pod.Name, target: podTarget{
-		Artifact:         pod.Annotations[splicev1.AnnotationDesiredArtifact],
-		Stable:           pod.Annotations[splicev1.AnnotationStableArtifact],
-		CountersInterval: pod.Annotations[splicev1.AnnotationCountersInterval],
-	}}
-	if v, ok := pod.Annotations[splicev1.AnnotationTrafficPercent]; ok {
-		if n, err := strconv.ParseInt(v, 10, 32); err == nil {
-			t := int32(n)
-			s.target.Traffic = &t
-		}
-	}
-	s.ready = pluginReady(pod)
+	target, _ := splicev1.ParseDesiredState(pod.Annotations)
+	s := podState{name: pod.Name, target: target, ready: pluginReady(pod)}
 	if raw, ok := pod.Annotations[splicev1.AnnotationReport]; ok {
 		s.report, s.reportErr = splicev1.DecodeReport(raw)
 	}

@@ -14,6 +14,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/host/control"
 )
 
 // podCounts are the status counters.
@@ -72,14 +73,14 @@ func mergeFailures(existing []splicev1.PodFailure, pods []podState, now metav1.T
 		switch {
 		case p.reportErr != nil:
 			add(splicev1.PodFailure{Pod: p.name, State: splicev1.SwapFailed, Reason: "MalformedReport",
-				Message: truncate(p.reportErr.Error(), 1024), Time: &now})
+				Message: control.Truncate(p.reportErr.Error(), 1024), Time: &now})
 		case p.report != nil && (p.report.State == splicev1.SwapFailed || p.report.State == splicev1.SwapRolledBack || p.report.State == splicev1.SwapIncompatible):
 			t := p.report.ObservedAt
 			if t.IsZero() {
 				t = now
 			}
 			add(splicev1.PodFailure{Pod: p.name, Digest: p.report.Digest, State: p.report.State,
-				Reason: p.report.Reason, Message: truncate(p.report.Error, 1024), Time: &t})
+				Reason: p.report.Reason, Message: control.Truncate(p.report.Error, 1024), Time: &t})
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -92,13 +93,6 @@ func mergeFailures(existing []splicev1.PodFailure, pods []podState, now metav1.T
 		return nil
 	}
 	return out
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }
 
 // readyCondition decides the Ready condition from what was observed.
@@ -189,10 +183,10 @@ func availableCondition(pods []podState) metav1.Condition {
 			ready++
 		}
 	}
-	c := metav1.Condition{Type: splicev1.ConditionAvailable, Status: metav1.ConditionFalse, Reason: "PodsNotReady",
+	c := metav1.Condition{Type: splicev1.ConditionAvailable, Status: metav1.ConditionFalse, Reason: splicev1.ReasonPodsNotReady,
 		Message: fmt.Sprintf("%d of %d targeted pods pass plugin readiness", ready, len(pods))}
 	if len(pods) > 0 && ready == len(pods) {
-		c.Status, c.Reason = metav1.ConditionTrue, "AllPodsReady"
+		c.Status, c.Reason = metav1.ConditionTrue, splicev1.ReasonAllPodsReady
 	}
 	if len(pods) == 0 {
 		c.Reason = splicev1.ReasonNoTargetPods

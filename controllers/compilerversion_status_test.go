@@ -135,22 +135,43 @@ func TestTargetable(t *testing.T) {
 func TestAnnotationPatchCountersInterval(t *testing.T) {
 	cv := &splicev1.CompilerVersion{ObjectMeta: metav1.ObjectMeta{Name: "greeter"}, Spec: splicev1.CompilerVersionSpec{GoVersion: "1.26.8"}}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{}}}
-	member := podTarget{Artifact: "r/p@" + digestA, CountersInterval: "10s"}
-	patch := string(annotationPatch(pod, member, cv))
-	if !strings.Contains(patch, `"splice.dev/counters-interval":"10s"`) {
+	member := splicev1.DesiredState{Artifact: "r/p@" + digestA, CountersInterval: 10 * time.Second}
+	patchFor := func(t *testing.T, target splicev1.DesiredState) string {
+		t.Helper()
+		p, err := annotationPatch(pod, target, cv)
+		if err != nil {
+			t.Fatalf("annotationPatch: %v", err)
+		}
+		return string(p)
+	}
+	if patch := patchFor(t, member); !strings.Contains(patch, `"splice.dev/counters-interval":"10s"`) {
 		t.Fatalf("patch %s does not ask for counters", patch)
 	}
 	pod.Annotations = map[string]string{splicev1.AnnotationDesiredArtifact: member.Artifact, splicev1.AnnotationCountersInterval: "10s",
 		splicev1.AnnotationCompilerVersion: "greeter", splicev1.AnnotationGoVersion: "1.26.8"}
-	if p := annotationPatch(pod, member, cv); p != nil {
+	if p := patchFor(t, member); p != "" {
 		t.Fatalf("a pod already as wanted got a patch: %s", p)
 	}
 	// Observing the pod gives back the same target, so no pass patches it again.
-	if got := observePod(pod).target; got.CountersInterval != "10s" || got.Artifact != member.Artifact {
+	if got := observePod(pod).target; got.CountersInterval != 10*time.Second || got.Artifact != member.Artifact {
 		t.Fatalf("observed target %+v", got)
 	}
-	patch = string(annotationPatch(pod, podTarget{Artifact: member.Artifact}, cv))
-	if !strings.Contains(patch, `"splice.dev/counters-interval":null`) {
+	if patch := patchFor(t, splicev1.DesiredState{Artifact: member.Artifact}); !strings.Contains(patch, `"splice.dev/counters-interval":null`) {
 		t.Fatalf("patch %s does not remove the request", patch)
+	}
+}
+
+// TestAnnotationPatchRefusesAStateTheAgentWouldRefuse: a target the pod protocol's codec
+// rejects is never written (a frozen plan can copy a pod's own malformed state back).
+func TestAnnotationPatchRefusesAStateTheAgentWouldRefuse(t *testing.T) {
+	cv := &splicev1.CompilerVersion{ObjectMeta: metav1.ObjectMeta{Name: "greeter"}, Spec: splicev1.CompilerVersionSpec{GoVersion: "1.26.8"}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Annotations: map[string]string{}}}
+	for _, bad := range []splicev1.DesiredState{
+		{Artifact: "registry.example.com/greeter:latest"},
+		{Artifact: "r/p@" + digestA, Stable: "r/p@" + digestB},
+	} {
+		if p, err := annotationPatch(pod, bad, cv); err == nil {
+			t.Errorf("%+v: patch %s, want an error", bad, p)
+		}
 	}
 }

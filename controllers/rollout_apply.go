@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,7 +35,13 @@ func (r *CompilerVersionReconciler) applyRollout(ctx context.Context, s *scope) 
 		if !ok {
 			continue
 		}
-		patch := annotationPatch(pod, t, cv)
+		patch, err := annotationPatch(pod, t, cv)
+		if err != nil {
+			// Only a frozen plan copies a pod's own state back, and that pod's agent reports
+			// what is wrong with it; leave it for the next plan that moves the pod.
+			log.Info("malformed desired-state annotations left as they are", "pod", klog.KObj(pod), "error", err.Error())
+			continue
+		}
 		if patch == nil {
 			continue
 		}
@@ -46,7 +51,7 @@ func (r *CompilerVersionReconciler) applyRollout(ctx context.Context, s *scope) 
 			}
 			return 0, fmt.Errorf("set rollout annotations on pod %s: %w", pod.Name, err)
 		}
-		log.V(1).Info("pod target set", "pod", klog.KObj(pod), "artifact", t.Artifact, "traffic", t.Traffic)
+		log.V(1).Info("pod target set", "pod", klog.KObj(pod), "artifact", t.Artifact, "traffic", t.TrafficPercent)
 	}
 	var requeue time.Duration
 	for _, name := range s.plan.evict {
@@ -71,21 +76,16 @@ func (r *CompilerVersionReconciler) applyRollout(ctx context.Context, s *scope) 
 	return requeue, nil
 }
 
-// annotationPatch returns the JSON merge patch that brings a pod's rollout annotations to t, or
-// nil when they already match.
-func annotationPatch(pod *corev1.Pod, t podTarget, cv *splicev1.CompilerVersion) []byte {
-	want := map[string]*string{
-		splicev1.AnnotationDesiredArtifact:  strOrNil(t.Artifact),
-		splicev1.AnnotationStableArtifact:   strOrNil(t.Stable),
-		splicev1.AnnotationTrafficPercent:   nil,
-		splicev1.AnnotationCountersInterval: strOrNil(t.CountersInterval),
-		splicev1.AnnotationCompilerVersion:  strOrNil(cv.Name),
-		splicev1.AnnotationGoVersion:        strOrNil(cv.Spec.GoVersion),
+// annotationPatch returns the JSON merge patch that brings a pod's rollout annotations to t (the
+// pod protocol's own encoding, DesiredState.Encode) and names its CompilerVersion and Go
+// version, or nil when they already match.
+func annotationPatch(pod *corev1.Pod, t splicev1.DesiredState, cv *splicev1.CompilerVersion) ([]byte, error) {
+	want, err := t.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("desired state for pod %s: %w", pod.Name, err)
 	}
-	if t.Traffic != nil {
-		v := strconv.Itoa(int(*t.Traffic))
-		want[splicev1.AnnotationTrafficPercent] = &v
-	}
+	want[splicev1.AnnotationCompilerVersion] = strOrNil(cv.Name)
+	want[splicev1.AnnotationGoVersion] = strOrNil(cv.Spec.GoVersion)
 	changes := map[string]*string{}
 	for k, v := range want {
 		cur, has := pod.Annotations[k]
@@ -97,10 +97,13 @@ func annotationPatch(pod *corev1.Pod, t podTarget, cv *splicev1.CompilerVersion)
 		}
 	}
 	if len(changes) == 0 {
-		return nil
+		return nil, nil
 	}
-	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": changes}})
-	return b
+	b, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": changes}})
+	if err != nil {
+		return nil, fmt.Errorf("encode the annotation patch: %w", err)
+	}
+	return b, nil
 }
 
 func strOrNil(s string) *string {

@@ -48,21 +48,18 @@ func planCanary(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 func canaryPolicy(in *rolloutInput) ([]splicev1.CanaryStep, splicev1.FailurePolicy) {
 	c := in.strategy.Canary
 	if c == nil {
-		return nil, splicev1.FailureRollback
+		return nil, c.OnFailureOrDefault()
 	}
-	if c.OnFailure == "" {
-		return c.Steps, splicev1.FailureRollback
-	}
-	return c.Steps, c.OnFailure
+	return c.Steps, c.OnFailureOrDefault()
 }
 
 func ptrTo(i int32) *int32 { return &i }
 
 // planCanaryFinal is after the last step: every pod runs the artifact, with all its calls.
 func planCanaryFinal(in *rolloutInput, pl *rolloutPlan, onFailure splicev1.FailurePolicy) *rolloutPlan {
-	pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
+	pl.targets = everyPod(in, splicev1.DesiredState{Artifact: in.artifact.Ref})
 	if failed, incompatible := failedPods(in, anyPod); len(failed)+len(incompatible) > 0 {
-		return canaryFailed(in, pl, onFailure, ReasonSwapFailed,
+		return canaryFailed(in, pl, onFailure, splicev1.ReasonSwapFailed,
 			fmt.Sprintf("final step: the swap failed on %s", failureSummary(slices.Concat(failed, incompatible))))
 	}
 	done := countDone(in, anyPod, nil)
@@ -71,7 +68,7 @@ func planCanaryFinal(in *rolloutInput, pl *rolloutPlan, onFailure splicev1.Failu
 	}
 	pl.phase = splicev1.PhaseProgressing
 	pl.message = fmt.Sprintf("Canary final step: %d of %d pods run %s", done, len(in.pods), in.artifact.Digest)
-	pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonSwapping, pl.message)
+	pl.progressing = cond(splicev1.ConditionProgressing, true, splicev1.ReasonSwapping, pl.message)
 	return pl
 }
 
@@ -84,7 +81,7 @@ type canaryStep struct {
 	name string
 	// members are the pods that run the artifact in this step, and target what they are told.
 	members map[string]bool
-	target  podTarget
+	target  splicev1.DesiredState
 	// prom is the Prometheus result run for this step; nil when none was.
 	prom *promResult
 	// pauseStart is when the step's pause began: as recorded, or now for a step with a pause
@@ -114,14 +111,14 @@ func newCanaryStep(in *rolloutInput, pl *rolloutPlan, steps []splicev1.CanarySte
 
 // memberTarget is what a step's members are told: the artifact, beside the stable one for a
 // share of the calls below 100%, and fresher counters when the step judges their error rate.
-func memberTarget(in *rolloutInput, spec splicev1.CanaryStep) podTarget {
-	t := podTarget{Artifact: in.artifact.Ref}
+func memberTarget(in *rolloutInput, spec splicev1.CanaryStep) splicev1.DesiredState {
+	t := splicev1.DesiredState{Artifact: in.artifact.Ref}
 	if p := spec.TrafficPercent; p != nil && *p < 100 && in.stable != nil {
 		traffic := *p
-		t.Stable, t.Traffic = in.stable.Ref, &traffic
+		t.Stable, t.TrafficPercent = in.stable.Ref, &traffic
 	}
 	if a := spec.Analysis; a != nil && a.MaxErrorRatePercent != nil {
-		t.CountersInterval = analysedCountersInterval.String()
+		t.CountersInterval = analysedCountersInterval
 	}
 	return t
 }
@@ -129,8 +126,8 @@ func memberTarget(in *rolloutInput, spec splicev1.CanaryStep) podTarget {
 func (s *canaryStep) isMember(p podState) bool { return s.members[p.name] }
 
 // targets tells the members to run the artifact and every other pod the stable one.
-func (s *canaryStep) targets() map[string]podTarget {
-	out := make(map[string]podTarget, len(s.in.pods))
+func (s *canaryStep) targets() map[string]splicev1.DesiredState {
+	out := make(map[string]splicev1.DesiredState, len(s.in.pods))
 	for _, p := range s.in.pods {
 		if s.members[p.name] {
 			out[p.name] = s.target
@@ -172,7 +169,7 @@ func canaryFailed(in *rolloutInput, pl *rolloutPlan, onFailure splicev1.FailureP
 	pl.targets = frozen(in)
 	pl.phase = splicev1.PhasePaused
 	pl.message = msg
-	pl.paused = cond(splicev1.ConditionPaused, true, ReasonAnalysisFailed, msg)
+	pl.paused = cond(splicev1.ConditionPaused, true, splicev1.ReasonAnalysisFailed, msg)
 	pl.progressing = cond(splicev1.ConditionProgressing, false, reason, msg)
 	pl.degr = cond(splicev1.ConditionDegraded, true, reason, msg)
 	return pl

@@ -79,7 +79,7 @@ func swapFailuresGate(s *canaryStep) *verdict {
 	if len(bad) <= maxFailed {
 		return nil
 	}
-	return &verdict{kind: verdictFail, reason: ReasonSwapFailed,
+	return &verdict{kind: verdictFail, reason: splicev1.ReasonSwapFailed,
 		msg: fmt.Sprintf("%d failed swaps (%s), more than maxFailedSwaps %d", len(bad), failureSummary(bad), maxFailed)}
 }
 
@@ -92,7 +92,7 @@ func swapLatencyGate(s *canaryStep) *verdict {
 	}
 	for _, p := range s.in.pods {
 		if r := s.countedReport(p); r != nil && r.SwapLatencySeconds > a.MaxSwapLatency.Seconds() {
-			return &verdict{kind: verdictFail, reason: ReasonAnalysisFailed, msg: fmt.Sprintf(
+			return &verdict{kind: verdictFail, reason: splicev1.ReasonAnalysisFailed, msg: fmt.Sprintf(
 				"pod %s swapped in %.3fs, more than maxSwapLatency %s", p.name, r.SwapLatencySeconds, a.MaxSwapLatency.Duration)}
 		}
 	}
@@ -112,7 +112,7 @@ func errorRateGate(s *canaryStep) *verdict {
 		return nil
 	}
 	if rate := float64(errs) * 100 / float64(calls); rate > float64(*a.MaxErrorRatePercent) {
-		return &verdict{kind: verdictFail, reason: ReasonAnalysisFailed, msg: fmt.Sprintf(
+		return &verdict{kind: verdictFail, reason: splicev1.ReasonAnalysisFailed, msg: fmt.Sprintf(
 			"plugin error rate %.2f%% (%d of %d calls), more than maxErrorRatePercent %d%%", rate, errs, calls, *a.MaxErrorRatePercent)}
 	}
 	return nil
@@ -122,8 +122,8 @@ func errorRateGate(s *canaryStep) *verdict {
 // share of calls this step plans (not the share its annotation still names from the step
 // before).
 func membersSwappedGate(s *canaryStep) *verdict {
-	if done := countDone(s.in, s.isMember, s.target.Traffic); done < len(s.members) {
-		return &verdict{kind: verdictWait, reason: ReasonSwapping,
+	if done := countDone(s.in, s.isMember, s.target.TrafficPercent); done < len(s.members) {
+		return &verdict{kind: verdictWait, reason: splicev1.ReasonSwapping,
 			msg: fmt.Sprintf("%d of %d canary pods run %s", done, len(s.members), s.in.artifact.Digest)}
 	}
 	return nil
@@ -153,7 +153,7 @@ func pauseGate(s *canaryStep) *verdict {
 		return nil
 	}
 	if p.Duration == nil {
-		return &verdict{kind: verdictHold, reason: ReasonAwaitingPromotion, pauseStart: s.pauseStart,
+		return &verdict{kind: verdictHold, reason: splicev1.ReasonAwaitingPromotion, pauseStart: s.pauseStart,
 			msg: fmt.Sprintf("%d canary pods run %s; waiting for promotion (annotate %s)", len(s.members),
 				s.in.artifact.Digest, splicev1.AnnotationPromote)}
 	}
@@ -161,7 +161,7 @@ func pauseGate(s *canaryStep) *verdict {
 	if !s.in.now.Before(end) {
 		return nil
 	}
-	return &verdict{kind: verdictHold, reason: ReasonPauseStep, pauseStart: s.pauseStart, requeueAfter: end.Sub(s.in.now),
+	return &verdict{kind: verdictHold, reason: splicev1.ReasonPauseStep, pauseStart: s.pauseStart, requeueAfter: end.Sub(s.in.now),
 		msg: fmt.Sprintf("paused for %s, until %s", p.Duration.Duration, end.UTC().Format(time.RFC3339))}
 }
 
@@ -175,7 +175,7 @@ func minCallsGate(s *canaryStep) *verdict {
 	}
 	minCalls := uint64(a.MinCallsOrDefault())
 	if calls, _ := s.calls(); calls < minCalls {
-		return &verdict{kind: verdictWait, reason: ReasonAnalysisPending, pauseStart: s.pauseStart, msg: fmt.Sprintf(
+		return &verdict{kind: verdictWait, reason: splicev1.ReasonAnalysisPending, pauseStart: s.pauseStart, msg: fmt.Sprintf(
 			"judging the error rate after %d plugin calls on the new version, %d reported so far (send traffic, lower analysis.minCalls, or annotate %s)",
 			minCalls, calls, splicev1.AnnotationPromote)}
 	}

@@ -15,7 +15,7 @@ import (
 // canaryPod is a pod told to run newArt, reporting state about it; a Ready one runs it, ready.
 // edits adjust the pod after that.
 func canaryPod(name string, state splicev1.SwapState, edits ...func(*podState)) podState {
-	p := podState{name: name, target: podTarget{Artifact: newArt.Ref},
+	p := podState{name: name, target: splicev1.DesiredState{Artifact: newArt.Ref},
 		report: &splicev1.PodReport{Digest: digestA, Running: digestB, State: state}}
 	if state == splicev1.SwapReady {
 		p.ready, p.report.Running = true, digestA
@@ -35,7 +35,7 @@ func counters(calls, errs, panics uint64) func(*podState) {
 // agent reports it.
 func share(percent int32) func(*podState) {
 	return func(p *podState) {
-		p.target.Stable, p.target.Traffic = oldArt.Ref, ptr.To(percent)
+		p.target.Stable, p.target.TrafficPercent = oldArt.Ref, ptr.To(percent)
 		p.report.TrafficPercent, p.report.Running = ptr.To(percent), digestB
 	}
 }
@@ -47,7 +47,7 @@ func latency(seconds float64) func(*podState) {
 // stablePod is a pod outside the step: told to run the stable artifact, whatever it reports.
 func stablePod(name string, state splicev1.SwapState) podState {
 	p := canaryPod(name, state)
-	p.target = podTarget{Artifact: oldArt.Ref}
+	p.target = splicev1.DesiredState{Artifact: oldArt.Ref}
 	return p
 }
 
@@ -104,11 +104,11 @@ func TestSwapFailuresGate(t *testing.T) {
 	runGate(t, swapFailuresGate, []gateCase{
 		{name: "no failure", step: gateStep(none, ok)},
 		{name: "without an analysis one failure fails the step", step: gateStep(none, ok, canaryPod("p1", splicev1.SwapFailed)),
-			want: &wantVerdict{kind: verdictFail, reason: ReasonSwapFailed, msg: "1 failed swaps (p1), more than maxFailedSwaps 0"}},
+			want: &wantVerdict{kind: verdictFail, reason: splicev1.ReasonSwapFailed, msg: "1 failed swaps (p1), more than maxFailedSwaps 0"}},
 		{name: "within maxFailedSwaps", step: gateStep(one, ok, canaryPod("p1", splicev1.SwapRolledBack))},
 		{name: "an incompatible pod counts as a failed swap",
 			step: gateStep(one, canaryPod("p1", splicev1.SwapFailed), canaryPod("p2", splicev1.SwapIncompatible)),
-			want: &wantVerdict{kind: verdictFail, reason: ReasonSwapFailed, msg: "2 failed swaps (p1, p2), more than maxFailedSwaps 1"}},
+			want: &wantVerdict{kind: verdictFail, reason: splicev1.ReasonSwapFailed, msg: "2 failed swaps (p1, p2), more than maxFailedSwaps 1"}},
 		{name: "a pod outside the step does not count", step: gateStep(half, ok, stablePod("p1", splicev1.SwapFailed))},
 	})
 }
@@ -121,7 +121,7 @@ func TestSwapLatencyGate(t *testing.T) {
 		{name: "at the bound", step: gateStep(step, canaryPod("p0", splicev1.SwapReady, latency(1)))},
 		{name: "over the bound: the first such pod is named", step: gateStep(step, canaryPod("p0", splicev1.SwapReady, latency(0.5)),
 			canaryPod("p1", splicev1.SwapReady, latency(2)), canaryPod("p2", splicev1.SwapReady, latency(3))),
-			want: &wantVerdict{kind: verdictFail, reason: ReasonAnalysisFailed, msg: "pod p1 swapped in 2.000s, more than maxSwapLatency 1s"}},
+			want: &wantVerdict{kind: verdictFail, reason: splicev1.ReasonAnalysisFailed, msg: "pod p1 swapped in 2.000s, more than maxSwapLatency 1s"}},
 		{name: "a report that is not about serving the artifact", step: gateStep(step, canaryPod("p0", splicev1.SwapSwapping, latency(2)))},
 	})
 }
@@ -137,10 +137,10 @@ func TestErrorRateGate(t *testing.T) {
 		{name: "no bound", step: gateStep(splicev1.CanaryStep{SetWeight: 100}, ready("p0", 1000, 900, 0))},
 		{name: "fewer calls than minCalls are not judged", step: gateStep(rate(nil), ready("p0", 99, 99, 0))},
 		{name: "the members' calls add up to minCalls", step: gateStep(rate(nil), ready("p0", 60, 6, 0), ready("p1", 40, 4, 0)),
-			want: &wantVerdict{kind: verdictFail, reason: ReasonAnalysisFailed, msg: "plugin error rate 10.00% (10 of 100 calls)"}},
+			want: &wantVerdict{kind: verdictFail, reason: splicev1.ReasonAnalysisFailed, msg: "plugin error rate 10.00% (10 of 100 calls)"}},
 		{name: "at the bound passes", step: gateStep(rate(nil), ready("p0", 200, 10, 0))},
 		{name: "panics are errors", step: gateStep(rate(nil), ready("p0", 200, 6, 6)),
-			want: &wantVerdict{kind: verdictFail, reason: ReasonAnalysisFailed, msg: "(12 of 200 calls), more than maxErrorRatePercent 5%"}},
+			want: &wantVerdict{kind: verdictFail, reason: splicev1.ReasonAnalysisFailed, msg: "(12 of 200 calls), more than maxErrorRatePercent 5%"}},
 		{name: "minCalls 0 and no calls: nothing to judge", step: gateStep(rate(ptr.To[int32](0)), ready("p0", 0, 0, 0))},
 		{name: "counters of a pod not serving the artifact", step: gateStep(rate(nil), canaryPod("p0", splicev1.SwapSwapping, counters(500, 500, 0)))},
 	})
@@ -149,7 +149,7 @@ func TestErrorRateGate(t *testing.T) {
 func TestMembersSwappedGate(t *testing.T) {
 	all := splicev1.CanaryStep{SetWeight: 100}
 	fifty := splicev1.CanaryStep{SetWeight: 100, TrafficPercent: ptr.To[int32](50)}
-	swapping := &wantVerdict{kind: verdictWait, reason: ReasonSwapping, msg: "1 of 2 canary pods run " + digestA}
+	swapping := &wantVerdict{kind: verdictWait, reason: splicev1.ReasonSwapping, msg: "1 of 2 canary pods run " + digestA}
 	runGate(t, membersSwappedGate, []gateCase{
 		{name: "every member runs it", step: gateStep(all, canaryPod("p0", splicev1.SwapReady), canaryPod("p1", splicev1.SwapReady))},
 		{name: "a member still swaps", step: gateStep(all, canaryPod("p0", splicev1.SwapReady), canaryPod("p1", splicev1.SwapSwapping)),
@@ -176,14 +176,14 @@ func TestPrometheusGate(t *testing.T) {
 		s.prom = res
 		return s
 	}
-	pending := &wantVerdict{kind: verdictWait, reason: ReasonAnalysisPending, requeue: promRetry, msg: "waiting for the Prometheus analysis"}
+	pending := &wantVerdict{kind: verdictWait, reason: splicev1.ReasonAnalysisPending, requeue: promRetry, msg: "waiting for the Prometheus analysis"}
 	runGate(t, prometheusGate, []gateCase{
 		{name: "no query", step: gateStep(splicev1.CanaryStep{SetWeight: 100}, canaryPod("p0", splicev1.SwapReady))},
 		{name: "no result yet", step: with(nil), want: pending},
 		{name: "the query could not run", step: with(&promResult{err: errors.New("refused")}),
-			want: &wantVerdict{kind: verdictWait, reason: ReasonAnalysisPending, requeue: promRetry, msg: "could not run (retrying): refused"}},
+			want: &wantVerdict{kind: verdictWait, reason: splicev1.ReasonAnalysisPending, requeue: promRetry, msg: "could not run (retrying): refused"}},
 		{name: "over maxValue", step: with(&promResult{value: 0.5}),
-			want: &wantVerdict{kind: verdictFail, reason: ReasonAnalysisFailed, msg: `Prometheus query "q" returned 0.5, more than maxValue 0.01`}},
+			want: &wantVerdict{kind: verdictFail, reason: splicev1.ReasonAnalysisFailed, msg: `Prometheus query "q" returned 0.5, more than maxValue 0.01`}},
 		{name: "under maxValue", step: with(&promResult{value: 0.001})},
 	})
 	// Only a missing result asks the controller for the query, naming its step.
@@ -206,11 +206,11 @@ func TestPauseGate(t *testing.T) {
 	runGate(t, pauseGate, []gateCase{
 		{name: "no pause", step: gateStep(splicev1.CanaryStep{SetWeight: 100}, canaryPod("p0", splicev1.SwapReady))},
 		{name: "until promoted", step: startedAgo(indefinite, time.Hour),
-			want: &wantVerdict{kind: verdictHold, reason: ReasonAwaitingPromotion, msg: "1 canary pods run " + digestA + "; waiting for promotion"}},
+			want: &wantVerdict{kind: verdictHold, reason: splicev1.ReasonAwaitingPromotion, msg: "1 canary pods run " + digestA + "; waiting for promotion"}},
 		{name: "a timed pause that starts now", step: gateStep(timed, canaryPod("p0", splicev1.SwapReady)),
-			want: &wantVerdict{kind: verdictHold, reason: ReasonPauseStep, requeue: time.Minute, msg: "paused for 1m0s, until 2026-11-25T12:01:00Z"}},
+			want: &wantVerdict{kind: verdictHold, reason: splicev1.ReasonPauseStep, requeue: time.Minute, msg: "paused for 1m0s, until 2026-11-25T12:01:00Z"}},
 		{name: "half-way through", step: startedAgo(timed, 30*time.Second),
-			want: &wantVerdict{kind: verdictHold, reason: ReasonPauseStep, requeue: 30 * time.Second, msg: "until 2026-11-25T12:00:30Z"}},
+			want: &wantVerdict{kind: verdictHold, reason: splicev1.ReasonPauseStep, requeue: 30 * time.Second, msg: "until 2026-11-25T12:00:30Z"}},
 		{name: "over exactly at its end", step: startedAgo(timed, time.Minute)},
 	})
 }
@@ -238,10 +238,10 @@ func TestMinCallsGate(t *testing.T) {
 	runGate(t, minCallsGate, []gateCase{
 		{name: "no error rate to judge", step: gateStep(splicev1.CanaryStep{SetWeight: 100}, canaryPod("p0", splicev1.SwapReady))},
 		{name: "fewer than the default 100", step: gateStep(rate(nil), canaryPod("p0", splicev1.SwapReady, counters(40, 0, 0))),
-			want: &wantVerdict{kind: verdictWait, reason: ReasonAnalysisPending, msg: "after 100 plugin calls on the new version, 40 reported so far"}},
+			want: &wantVerdict{kind: verdictWait, reason: splicev1.ReasonAnalysisPending, msg: "after 100 plugin calls on the new version, 40 reported so far"}},
 		{name: "enough", step: gateStep(rate(nil), canaryPod("p0", splicev1.SwapReady, counters(100, 50, 0)))},
 		{name: "fewer than minCalls", step: gateStep(rate(ptr.To[int32](10)), canaryPod("p0", splicev1.SwapReady, counters(9, 0, 0))),
-			want: &wantVerdict{kind: verdictWait, reason: ReasonAnalysisPending, msg: "after 10 plugin calls"}},
+			want: &wantVerdict{kind: verdictWait, reason: splicev1.ReasonAnalysisPending, msg: "after 10 plugin calls"}},
 		{name: "minCalls 0", step: gateStep(rate(ptr.To[int32](0)), canaryPod("p0", splicev1.SwapReady))},
 	})
 }
@@ -255,21 +255,21 @@ func TestStepGatesOrder(t *testing.T) {
 	runGate(t, (*canaryStep).judge, []gateCase{
 		{name: "a failed swap fails the step while others still swap",
 			step: gateStep(analysed, canaryPod("p0", splicev1.SwapFailed), canaryPod("p1", splicev1.SwapSwapping)),
-			want: &wantVerdict{kind: verdictFail, reason: ReasonSwapFailed}},
+			want: &wantVerdict{kind: verdictFail, reason: splicev1.ReasonSwapFailed}},
 		{name: "the error rate fails the step while others still swap",
 			step: gateStep(analysed, canaryPod("p0", splicev1.SwapReady, counters(200, 100, 0)), canaryPod("p1", splicev1.SwapSwapping)),
-			want: &wantVerdict{kind: verdictFail, reason: ReasonAnalysisFailed, msg: "error rate"}},
+			want: &wantVerdict{kind: verdictFail, reason: splicev1.ReasonAnalysisFailed, msg: "error rate"}},
 		{name: "swaps under way come before Prometheus",
 			step: gateStep(analysed, canaryPod("p0", splicev1.SwapReady), canaryPod("p1", splicev1.SwapSwapping)),
-			want: &wantVerdict{kind: verdictWait, reason: ReasonSwapping}},
+			want: &wantVerdict{kind: verdictWait, reason: splicev1.ReasonSwapping}},
 		{name: "Prometheus comes before the pause", step: gateStep(analysed, canaryPod("p0", splicev1.SwapReady)),
-			want: &wantVerdict{kind: verdictWait, reason: ReasonAnalysisPending, requeue: promRetry, msg: "Prometheus"}},
+			want: &wantVerdict{kind: verdictWait, reason: splicev1.ReasonAnalysisPending, requeue: promRetry, msg: "Prometheus"}},
 	})
 	s := gateStep(analysed, canaryPod("p0", splicev1.SwapReady, counters(10, 0, 0)))
 	s.prom = &promResult{value: 0.5}
-	checkVerdict(t, s.judge(), &wantVerdict{kind: verdictHold, reason: ReasonAwaitingPromotion})
+	checkVerdict(t, s.judge(), &wantVerdict{kind: verdictHold, reason: splicev1.ReasonAwaitingPromotion})
 	s.spec.Pause = nil
-	checkVerdict(t, s.judge(), &wantVerdict{kind: verdictWait, reason: ReasonAnalysisPending, msg: "10 reported so far"})
+	checkVerdict(t, s.judge(), &wantVerdict{kind: verdictWait, reason: splicev1.ReasonAnalysisPending, msg: "10 reported so far"})
 	s.in.pods[0].report.Calls = 100
 	checkVerdict(t, s.judge(), nil)
 }

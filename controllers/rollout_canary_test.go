@@ -26,7 +26,7 @@ func TestPlanCanarySteps(t *testing.T) {
 	expect(t, "canary target: 5% of its calls, the stable version kept", pl, splitsCalls(m, oldArt.Ref, 5))
 	in = carry(in, pl, applyPlan(in.pods, pl, nil), t0.Add(time.Second))
 	pl = plan(in)
-	expect(t, "step 1 swapped", pl, phaseIs(splicev1.PhasePaused), pausedBy(ReasonPauseStep), requeues(time.Minute))
+	expect(t, "step 1 swapped", pl, phaseIs(splicev1.PhasePaused), pausedBy(splicev1.ReasonPauseStep), requeues(time.Minute))
 	// Still paused half-way through.
 	in = carry(in, pl, in.pods, t0.Add(31*time.Second))
 	pl = plan(in)
@@ -37,7 +37,7 @@ func TestPlanCanarySteps(t *testing.T) {
 	expect(t, "step 2", pl, atStep(1), onNew(5), servesAllCalls(m, digestA))
 	in = carry(in, pl, applyPlan(in.pods, pl, nil), t0.Add(70*time.Second))
 	pl = plan(in)
-	expect(t, "want an indefinite pause", pl, phaseIs(splicev1.PhasePaused), pausedBy(ReasonAwaitingPromotion), requeues(0))
+	expect(t, "want an indefinite pause", pl, phaseIs(splicev1.PhasePaused), pausedBy(splicev1.ReasonAwaitingPromotion), requeues(0))
 	in = carry(in, pl, in.pods, t0.Add(time.Hour))
 	pl = plan(in)
 	expect(t, "an indefinite pause ended by itself", pl, phaseIs(splicev1.PhasePaused))
@@ -94,7 +94,7 @@ func TestPlanCanaryAnalysisFailure(t *testing.T) {
 			}
 		}
 		in = carry(in, pl, pods, t0)
-		expect(t, "5% errors", plan(in), phaseIs(splicev1.PhaseRolledBack), degradedBy(ReasonAnalysisFailed), onStable(4))
+		expect(t, "5% errors", plan(in), phaseIs(splicev1.PhaseRolledBack), degradedBy(splicev1.ReasonAnalysisFailed), onStable(4))
 	})
 	t.Run("analysis failure pauses when told, and promotion overrides it", func(t *testing.T) {
 		in := baseInput(canary(splicev1.FailurePause,
@@ -103,7 +103,7 @@ func TestPlanCanaryAnalysisFailure(t *testing.T) {
 		pl := plan(in)
 		in = carry(in, pl, applyPlan(in.pods, pl, nil), t0) // swaps take 10ms
 		pl = plan(in)
-		expect(t, "slow swaps", pl, phaseIs(splicev1.PhasePaused), pausedBy(ReasonAnalysisFailed), onNew(2))
+		expect(t, "slow swaps", pl, phaseIs(splicev1.PhasePaused), pausedBy(splicev1.ReasonAnalysisFailed), onNew(2))
 		in = carry(in, pl, in.pods, t0)
 		in.controls.promote = true
 		expect(t, "promote over a failed analysis", plan(in), atStep(1), onNew(4))
@@ -136,7 +136,7 @@ func TestPlanCanaryPromotion(t *testing.T) {
 		in = carry(in, pl, applyPlan(in.pods, pl, nil), t0.Add(time.Second))
 		in.controls.promote = true
 		expect(t, "promoted to a step its pods already run", plan(in), atStep(1), phaseIs(splicev1.PhasePaused),
-			pausedBy(ReasonAwaitingPromotion), pauseStartedAt(t0.Add(time.Second)))
+			pausedBy(splicev1.ReasonAwaitingPromotion), pauseStartedAt(t0.Add(time.Second)))
 	})
 }
 
@@ -146,10 +146,10 @@ func TestPlanCanaryPassesDoneSteps(t *testing.T) {
 		splicev1.CanaryStep{SetWeight: 50, Pause: &splicev1.CanaryPause{Duration: &metav1.Duration{Duration: time.Minute}}},
 		splicev1.CanaryStep{SetWeight: 100}), fleet(4))
 	pl := plan(in)
-	expect(t, "step 1", pl, atStep(0), onNew(2), phaseIs(splicev1.PhaseProgressing), progressingBy(ReasonSwapping))
+	expect(t, "step 1", pl, atStep(0), onNew(2), phaseIs(splicev1.PhaseProgressing), progressingBy(splicev1.ReasonSwapping))
 	at := t0.Add(time.Second)
 	in = carry(in, pl, applyPlan(in.pods, pl, nil), at)
-	expect(t, "steps 1 and 2 done", plan(in), atStep(2), onNew(2), phaseIs(splicev1.PhasePaused), pausedBy(ReasonPauseStep),
+	expect(t, "steps 1 and 2 done", plan(in), atStep(2), onNew(2), phaseIs(splicev1.PhasePaused), pausedBy(splicev1.ReasonPauseStep),
 		requeues(time.Minute), stepStartedAt(at), pauseStartedAt(at))
 }
 
@@ -161,23 +161,23 @@ func TestPlanCanaryEachPauseStartsAnew(t *testing.T) {
 	pl := plan(in)
 	in = carry(in, pl, applyPlan(in.pods, pl, nil), t0.Add(time.Second))
 	pl = plan(in)
-	expect(t, "step 1 pauses", pl, atStep(0), pausedBy(ReasonPauseStep), pauseStartedAt(t0.Add(time.Second)))
+	expect(t, "step 1 pauses", pl, atStep(0), pausedBy(splicev1.ReasonPauseStep), pauseStartedAt(t0.Add(time.Second)))
 	in = carry(in, pl, in.pods, t0.Add(62*time.Second))
-	expect(t, "step 2 pauses in the same pass", plan(in), atStep(1), pausedBy(ReasonPauseStep), requeues(time.Minute),
+	expect(t, "step 2 pauses in the same pass", plan(in), atStep(1), pausedBy(splicev1.ReasonPauseStep), requeues(time.Minute),
 		pauseStartedAt(t0.Add(62*time.Second)))
 }
 
 func splitsCalls(pod, stableRef string, percent int32) check {
 	return func(pl *rolloutPlan) (bool, string) {
 		tg := pl.targets[pod]
-		return tg.Stable == stableRef && tg.Traffic != nil && *tg.Traffic == percent, fmt.Sprintf("pod %s target %+v", pod, tg)
+		return tg.Stable == stableRef && tg.TrafficPercent != nil && *tg.TrafficPercent == percent, fmt.Sprintf("pod %s target %+v", pod, tg)
 	}
 }
 
 func servesAllCalls(pod, digest string) check {
 	return func(pl *rolloutPlan) (bool, string) {
 		tg := pl.targets[pod]
-		return splicev1.DigestOf(tg.Artifact) == digest && tg.Traffic == nil, fmt.Sprintf("pod %s target %+v", pod, tg)
+		return splicev1.DigestOf(tg.Artifact) == digest && tg.TrafficPercent == nil, fmt.Sprintf("pod %s target %+v", pod, tg)
 	}
 }
 
@@ -208,7 +208,7 @@ func TestPlanCanaryTrafficShares(t *testing.T) {
 		pl = plan(in)
 		expect(t, "a member reporting 10% counted as done at 50%", pl, atStep(1), phaseIs(splicev1.PhaseProgressing))
 		in = carry(in, pl, applyPlan(in.pods, pl, nil), t0.Add(2*time.Second))
-		expect(t, "at 50%", plan(in), phaseIs(splicev1.PhasePaused), pausedBy(ReasonAwaitingPromotion))
+		expect(t, "at 50%", plan(in), phaseIs(splicev1.PhasePaused), pausedBy(splicev1.ReasonAwaitingPromotion))
 	})
 	t.Run("the analysis judges the canary share's counters", func(t *testing.T) {
 		in := baseInput(canary(splicev1.FailureRollback,
@@ -257,7 +257,7 @@ func TestPlanCanaryMinCalls(t *testing.T) {
 		pl := plan(in) // the pause starts
 		in = carry(in, pl, in.pods, t0.Add(time.Minute))
 		pl = plan(in)
-		expect(t, "40 calls, 50% errors", pl, phaseIs(splicev1.PhaseProgressing), progressingBy(ReasonAnalysisPending), atStep(0),
+		expect(t, "40 calls, 50% errors", pl, phaseIs(splicev1.PhaseProgressing), progressingBy(splicev1.ReasonAnalysisPending), atStep(0),
 			says("after 100 plugin calls"), says("40 reported"))
 		// Enough calls, few errors: the step advances.
 		for i := range in.pods {
@@ -283,7 +283,7 @@ func TestPlanCanaryMinCalls(t *testing.T) {
 	t.Run("a pause over at once still records its start", func(t *testing.T) {
 		at := t0.Add(time.Second)
 		in := swapped(step(nil, 0), 40, 0, at)
-		expect(t, "40 calls after a 0s pause", plan(in), progressingBy(ReasonAnalysisPending), atStep(0), pauseStartedAt(at))
+		expect(t, "40 calls after a 0s pause", plan(in), progressingBy(splicev1.ReasonAnalysisPending), atStep(0), pauseStartedAt(at))
 	})
 }
 
@@ -298,11 +298,11 @@ func TestPlanCanaryAsksForCounters(t *testing.T) {
 	asked := 0
 	for name, tg := range pl.targets {
 		switch {
-		case contains(members(pl), name) && tg.CountersInterval != "10s":
+		case contains(members(pl), name) && tg.CountersInterval != 10*time.Second:
 			t.Fatalf("canary member %s: %+v, want counters every 10s", name, tg)
-		case !contains(members(pl), name) && tg.CountersInterval != "":
+		case !contains(members(pl), name) && tg.CountersInterval != 0:
 			t.Fatalf("stable pod %s asked for counters: %+v", name, tg)
-		case tg.CountersInterval != "":
+		case tg.CountersInterval != 0:
 			asked++
 		}
 	}
@@ -313,7 +313,7 @@ func TestPlanCanaryAsksForCounters(t *testing.T) {
 	in = carry(in, pl, applyPlan(in.pods, pl, nil), t0.Add(time.Second))
 	in.controls.promote = true
 	for name, tg := range plan(in).targets {
-		if tg.CountersInterval != "" {
+		if tg.CountersInterval != 0 {
 			t.Fatalf("pod %s asked for counters in a step without an error-rate analysis: %+v", name, tg)
 		}
 	}

@@ -26,16 +26,12 @@ func rolloutArtifact(cv *splicev1.CompilerVersion) *splicev1.ArtifactStatus {
 	return cv.Status.Artifact
 }
 
-// readControls reads the control annotations against the nonces already handled.
+// readControls reads the control annotations against the nonces already handled (the API's
+// rules: CompilerVersion.Aborted, Paused and the *Requested nonces).
 func readControls(cv *splicev1.CompilerVersion) controls {
-	a, seen := cv.Annotations, cv.Status.ObservedControls
-	fresh := func(key, handled string) bool { v := a[key]; return v != "" && v != handled }
 	return controls{
-		promote:     fresh(splicev1.AnnotationPromote, seen.Promote),
-		promoteFull: fresh(splicev1.AnnotationPromoteFull, seen.PromoteFull),
-		retry:       fresh(splicev1.AnnotationRetry, seen.Retry),
-		paused:      a[splicev1.AnnotationPaused] == "true",
-		aborted:     a[splicev1.AnnotationAbort] == "true",
+		promote: cv.PromoteRequested(), promoteFull: cv.PromoteFullRequested(), retry: cv.RetryRequested(),
+		paused: cv.Paused(), aborted: cv.Aborted(),
 	}
 }
 

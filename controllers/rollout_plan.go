@@ -22,21 +22,6 @@ import (
 // difference: pod annotations, evictions, status. Each policy lives in its own file with its own
 // table test; this file holds what they share.
 
-// podTarget is what the controller wants a pod's rollout annotations to say. An empty Artifact
-// leaves the pod unmanaged (no desired artifact: the host keeps what it runs).
-type podTarget struct {
-	// Artifact is the desired artifact's ref@digest.
-	Artifact string
-	// Stable is the stable artifact's ref@digest, set only while a request-level canary splits
-	// traffic between the two.
-	Stable string
-	// Traffic is the share of in-pod requests Artifact receives; nil means all of them.
-	Traffic *int32
-	// CountersInterval, when set, asks the agent for its call counters this often
-	// (AnnotationCountersInterval): canary pods whose error rate a step judges.
-	CountersInterval string
-}
-
 // analysedCountersInterval is how often the canary pods of a step that judges their error rate
 // write their call counters (the agents' default is once a minute; they read their host every
 // 10s).
@@ -72,7 +57,7 @@ type rolloutInput struct {
 // rolloutPlan is what should be.
 type rolloutPlan struct {
 	// targets holds the wanted annotations of every targeted pod.
-	targets map[string]podTarget
+	targets map[string]splicev1.DesiredState
 	// evict lists pods to evict (Strict's incompatible pods), through the Eviction API.
 	evict []string
 	// phase, step and times are the rollout state to record.
@@ -91,25 +76,6 @@ type rolloutPlan struct {
 	// a phase change.
 	message string
 }
-
-// Reasons the rollout conditions carry.
-const (
-	ReasonRolloutComplete   = "RolloutComplete"
-	ReasonSwapping          = "Swapping"
-	ReasonWaitingForBuild   = "WaitingForBuild"
-	ReasonNoRollout         = "NoRollout"
-	ReasonPausedByUser      = "PausedByUser"
-	ReasonAwaitingPromotion = "AwaitingPromotion"
-	ReasonPauseStep         = "PauseStep"
-	ReasonAnalysisFailed    = "AnalysisFailed"
-	ReasonAnalysisPending   = "AnalysisPending"
-	ReasonSwapFailed        = "SwapFailed"
-	ReasonIncompatiblePods  = "IncompatiblePods"
-	ReasonMajorAPIChange    = "MajorAPIChange"
-	ReasonRolledBack        = "RolledBack"
-	ReasonAborted           = "Aborted"
-	ReasonHealthy           = "Healthy"
-)
 
 // digestOf returns the digest part of "ref@sha256:…", or "" when there is none.
 
@@ -193,12 +159,8 @@ func weightCount(percent int32, n int) int {
 }
 
 // batchSize resolves maxUnavailable against n pods, rounding a percentage up; at least 1.
-func batchSize(maxUnavailable *intstr.IntOrString, n int) int {
-	v := intstr.FromString("25%")
-	if maxUnavailable != nil {
-		v = *maxUnavailable
-	}
-	size, err := intstr.GetScaledValueFromIntOrPercent(&v, n, true)
+func batchSize(maxUnavailable intstr.IntOrString, n int) int {
+	size, err := intstr.GetScaledValueFromIntOrPercent(&maxUnavailable, n, true)
 	if err != nil || size < 1 {
 		return 1
 	}
@@ -217,16 +179,16 @@ func major(v string) int {
 }
 
 // toStable is what a pod runs outside the rollout: the stable artifact, or nothing managed.
-func toStable(in *rolloutInput) podTarget {
+func toStable(in *rolloutInput) splicev1.DesiredState {
 	if in.stable == nil {
-		return podTarget{}
+		return splicev1.DesiredState{}
 	}
-	return podTarget{Artifact: in.stable.Ref}
+	return splicev1.DesiredState{Artifact: in.stable.Ref}
 }
 
 // everyPod sets the same target on every pod.
-func everyPod(in *rolloutInput, t podTarget) map[string]podTarget {
-	out := make(map[string]podTarget, len(in.pods))
+func everyPod(in *rolloutInput, t splicev1.DesiredState) map[string]splicev1.DesiredState {
+	out := make(map[string]splicev1.DesiredState, len(in.pods))
 	for _, p := range in.pods {
 		out[p.name] = t
 	}
@@ -234,8 +196,8 @@ func everyPod(in *rolloutInput, t podTarget) map[string]podTarget {
 }
 
 // frozen keeps every pod's annotations as they are.
-func frozen(in *rolloutInput) map[string]podTarget {
-	out := make(map[string]podTarget, len(in.pods))
+func frozen(in *rolloutInput) map[string]splicev1.DesiredState {
+	out := make(map[string]splicev1.DesiredState, len(in.pods))
 	for _, p := range in.pods {
 		out[p.name] = p.target
 	}
@@ -256,9 +218,9 @@ func newPlan(in *rolloutInput) *rolloutPlan {
 	return &rolloutPlan{
 		phase: st.Phase, step: st.CurrentStepIndex, stepStart: st.StepStartTime, pauseStart: st.PauseStartTime,
 		rolloutDigest: st.RolloutDigest, stable: in.stable,
-		progressing: cond(splicev1.ConditionProgressing, false, ReasonNoRollout, "no rollout in progress"),
-		paused:      cond(splicev1.ConditionPaused, false, ReasonNoRollout, "not paused"),
-		degr:        cond(splicev1.ConditionDegraded, false, ReasonHealthy, "no targeted pod failed or is incompatible"),
+		progressing: cond(splicev1.ConditionProgressing, false, splicev1.ReasonNoRollout, "no rollout in progress"),
+		paused:      cond(splicev1.ConditionPaused, false, splicev1.ReasonNoRollout, "not paused"),
+		degr:        cond(splicev1.ConditionDegraded, false, splicev1.ReasonHealthy, "no targeted pod failed or is incompatible"),
 	}
 }
 
@@ -326,12 +288,12 @@ func rollBack(in *rolloutInput, pl *rolloutPlan, reason, msg string) *rolloutPla
 
 // complete marks the artifact stable: every pod runs it, and the rollout is over.
 func complete(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
-	pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
+	pl.targets = everyPod(in, splicev1.DesiredState{Artifact: in.artifact.Ref})
 	pl.phase = splicev1.PhaseCompleted
 	pl.stable = in.artifact.DeepCopy()
 	pl.pauseStart = nil
 	pl.message = fmt.Sprintf("all %d targeted pods run %s; it is now the stable artifact", len(in.pods), in.artifact.Digest)
-	pl.progressing = cond(splicev1.ConditionProgressing, false, ReasonRolloutComplete, pl.message)
+	pl.progressing = cond(splicev1.ConditionProgressing, false, splicev1.ReasonRolloutComplete, pl.message)
 	return pl
 }
 
@@ -373,7 +335,7 @@ func waitForBuild(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	if pl.phase == "" {
 		pl.phase = splicev1.PhasePending
 	}
-	pl.progressing = cond(splicev1.ConditionProgressing, false, ReasonWaitingForBuild, "no artifact is built for the current spec yet")
+	pl.progressing = cond(splicev1.ConditionProgressing, false, splicev1.ReasonWaitingForBuild, "no artifact is built for the current spec yet")
 	return pl
 }
 
@@ -392,7 +354,7 @@ func restart(in *rolloutInput, pl *rolloutPlan) {
 
 // planAborted returns every pod to the stable artifact; without one, pods keep what they run.
 func planAborted(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
-	pl = rollBack(in, pl, ReasonAborted, "the rollout was aborted (annotation "+splicev1.AnnotationAbort+")")
+	pl = rollBack(in, pl, splicev1.ReasonAborted, "the rollout was aborted (annotation "+splicev1.AnnotationAbort+")")
 	if pl.phase == splicev1.PhaseDegraded {
 		pl.targets = frozen(in)
 	}
@@ -401,7 +363,7 @@ func planAborted(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 
 // stayRolledBack keeps a failed rollout rolled back until a retry or a new artifact.
 func stayRolledBack(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
-	pl = rollBack(in, pl, ReasonRolledBack, "the rollout of "+in.artifact.Digest+" failed and was rolled back; annotate "+
+	pl = rollBack(in, pl, splicev1.ReasonRolledBack, "the rollout of "+in.artifact.Digest+" failed and was rolled back; annotate "+
 		splicev1.AnnotationRetry+" to try again")
 	// Keep saying why it failed, not merely that it did.
 	if prev := apimeta.FindStatusCondition(in.status.Conditions, splicev1.ConditionDegraded); prev != nil && prev.Status == metav1.ConditionTrue {
@@ -418,8 +380,8 @@ func pausedByUser(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	pl.targets = frozen(in)
 	pl.phase = splicev1.PhasePaused
 	pl.message = "paused by annotation " + splicev1.AnnotationPaused
-	pl.paused = cond(splicev1.ConditionPaused, true, ReasonPausedByUser, pl.message)
-	pl.progressing = cond(splicev1.ConditionProgressing, false, ReasonPausedByUser, pl.message)
+	pl.paused = cond(splicev1.ConditionPaused, true, splicev1.ReasonPausedByUser, pl.message)
+	pl.progressing = cond(splicev1.ConditionProgressing, false, splicev1.ReasonPausedByUser, pl.message)
 	return pl
 }
 
@@ -428,7 +390,7 @@ func pausedByUser(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 // (as Argo Rollouts does for a first deployment). Failures are reported, not rolled back;
 // incompatible pods are evicted when the Strict policy asks for it, as planStrict does.
 func planFirst(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
-	pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
+	pl.targets = everyPod(in, splicev1.DesiredState{Artifact: in.artifact.Ref})
 	failed, incompatible := failedPods(in, anyPod)
 	done := countDone(in, anyPod, nil)
 	if len(in.pods) > 0 && done == len(in.pods) {
@@ -436,7 +398,7 @@ func planFirst(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	}
 	pl.phase = splicev1.PhaseProgressing
 	pl.message = fmt.Sprintf("first rollout: no stable artifact yet, so every pod moves at once; %d of %d run %s", done, len(in.pods), in.artifact.Digest)
-	pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonSwapping, pl.message)
+	pl.progressing = cond(splicev1.ConditionProgressing, true, splicev1.ReasonSwapping, pl.message)
 	if bad := slices.Concat(failed, incompatible); len(bad) > 0 {
 		msg := fmt.Sprintf("first rollout: the swap of %s failed on %s; they keep what they run", in.artifact.Digest, failureSummary(bad))
 		if len(incompatible) > 0 && recreateIncompatible(in) {
@@ -444,7 +406,7 @@ func planFirst(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 		}
 		pl.phase = splicev1.PhaseDegraded
 		pl.message = msg
-		pl.degr = cond(splicev1.ConditionDegraded, true, ReasonSwapFailed, msg)
+		pl.degr = cond(splicev1.ConditionDegraded, true, splicev1.ReasonSwapFailed, msg)
 	}
 	return pl
 }

@@ -25,7 +25,7 @@ var (
 func fleet(n int) []podState {
 	pods := make([]podState, n)
 	for i := range pods {
-		pods[i] = podState{name: fmt.Sprintf("p%02d", i), ready: true, target: podTarget{Artifact: oldArt.Ref},
+		pods[i] = podState{name: fmt.Sprintf("p%02d", i), ready: true, target: splicev1.DesiredState{Artifact: oldArt.Ref},
 			report: &splicev1.PodReport{Digest: digestB, Running: digestB, State: splicev1.SwapReady}}
 	}
 	return pods
@@ -48,8 +48,8 @@ func applyPlan(pods []podState, pl *rolloutPlan, fail map[string]splicev1.SwapSt
 				p.report = &splicev1.PodReport{Digest: d, Running: running, State: s, Reason: "LoadFailed"}
 				p.ready = false
 			} else {
-				p.report = &splicev1.PodReport{Digest: d, Running: d, State: splicev1.SwapReady, SwapLatencySeconds: 0.01, TrafficPercent: t.Traffic}
-				if t.Traffic != nil {
+				p.report = &splicev1.PodReport{Digest: d, Running: d, State: splicev1.SwapReady, SwapLatencySeconds: 0.01, TrafficPercent: t.TrafficPercent}
+				if t.TrafficPercent != nil {
 					// A request-level canary: the host keeps serving the stable artifact as
 					// Running and routes the share to the new one, as the real agent reports.
 					p.report.Running = splicev1.DigestOf(t.Stable)
@@ -145,7 +145,7 @@ func TestPlanRollingPatchRefusals(t *testing.T) {
 		art.APIVersion = "2.0.0"
 		in.artifact = &art
 		pl := plan(in)
-		if pl.phase != splicev1.PhaseDegraded || pl.progressing.Reason != ReasonMajorAPIChange || countOn(pl, digestA) != 0 {
+		if pl.phase != splicev1.PhaseDegraded || pl.progressing.Reason != splicev1.ReasonMajorAPIChange || countOn(pl, digestA) != 0 {
 			t.Fatalf("phase %s reason %s, %d pods moved", pl.phase, pl.progressing.Reason, countOn(pl, digestA))
 		}
 	})
@@ -175,14 +175,14 @@ func TestPlanControls(t *testing.T) {
 		pl := plan(in)
 		in = carry(in, pl, applyTargetsOnly(in.pods, pl), t0)
 		in.controls.paused = true
-		expect(t, "paused", plan(in), phaseIs(splicev1.PhasePaused), pausedBy(ReasonPausedByUser), sameMembers(pl))
+		expect(t, "paused", plan(in), phaseIs(splicev1.PhasePaused), pausedBy(splicev1.ReasonPausedByUser), sameMembers(pl))
 	})
 	t.Run("abort returns every pod to stable", func(t *testing.T) {
 		in := baseInput(st, fleet(4))
 		pl := plan(in)
 		in = carry(in, pl, applyPlan(in.pods, pl, nil), t0)
 		in.controls.aborted = true
-		expect(t, "aborted", plan(in), phaseIs(splicev1.PhaseRolledBack), progressingBy(ReasonAborted), onStable(4))
+		expect(t, "aborted", plan(in), phaseIs(splicev1.PhaseRolledBack), progressingBy(splicev1.ReasonAborted), onStable(4))
 	})
 	t.Run("plan does not modify its input", func(t *testing.T) {
 		in := baseInput(st, fleet(4))
@@ -200,7 +200,7 @@ func TestPlanBetweenRollouts(t *testing.T) {
 	t.Run("no artifact: pods stay on stable, new pods get it", func(t *testing.T) {
 		in := baseInput(st, append(fleet(2), podState{name: "fresh"}))
 		in.artifact = nil
-		expect(t, "no artifact", plan(in), toldToRun("fresh", oldArt.Ref), progressingBy(ReasonWaitingForBuild))
+		expect(t, "no artifact", plan(in), toldToRun("fresh", oldArt.Ref), progressingBy(splicev1.ReasonWaitingForBuild))
 	})
 	t.Run("completed rollout keeps new pods on the artifact", func(t *testing.T) {
 		in := baseInput(st, append(fleet(2), podState{name: "fresh"}))

@@ -109,9 +109,11 @@ func (r *CompilerVersionReconciler) runPrometheus(ctx context.Context, cv *splic
 // query could not run, asking to be planned again after promRetry, and passes otherwise (nil).
 func promVerdict(a *splicev1.PrometheusAnalysis, res *promResult) *verdict {
 	wait := func(msg string) *verdict {
-		return &verdict{kind: verdictWait, reason: ReasonAnalysisPending, requeueAfter: promRetry, msg: msg}
+		return &verdict{kind: verdictWait, reason: splicev1.ReasonAnalysisPending, requeueAfter: promRetry, msg: msg}
 	}
-	fail := func(msg string) *verdict { return &verdict{kind: verdictFail, reason: ReasonAnalysisFailed, msg: msg} }
+	fail := func(msg string) *verdict {
+		return &verdict{kind: verdictFail, reason: splicev1.ReasonAnalysisFailed, msg: msg}
+	}
 	if res == nil {
 		return wait("waiting for the Prometheus analysis")
 	}

@@ -36,16 +36,16 @@ func TestPlanCanaryPrometheus(t *testing.T) {
 		wantStep  int32
 		wantWhy   string
 	}{
-		{name: "not run yet: wait", prom: nil, wantPhase: splicev1.PhaseProgressing, wantStep: 0, wantWhy: ReasonAnalysisPending},
+		{name: "not run yet: wait", prom: nil, wantPhase: splicev1.PhaseProgressing, wantStep: 0, wantWhy: splicev1.ReasonAnalysisPending},
 		{name: "query failed: wait and retry", prom: &promResult{err: errors.New("connection refused")}, wantPhase: splicev1.PhaseProgressing,
-			wantStep: 0, wantWhy: ReasonAnalysisPending},
+			wantStep: 0, wantWhy: splicev1.ReasonAnalysisPending},
 		{name: "under the bound: next step", prom: &promResult{value: 0.005}, wantPhase: splicev1.PhaseProgressing, wantStep: 1,
-			wantWhy: ReasonSwapping},
-		{name: "at the bound passes", prom: &promResult{value: 0.01}, wantPhase: splicev1.PhaseProgressing, wantStep: 1, wantWhy: ReasonSwapping},
+			wantWhy: splicev1.ReasonSwapping},
+		{name: "at the bound passes", prom: &promResult{value: 0.01}, wantPhase: splicev1.PhaseProgressing, wantStep: 1, wantWhy: splicev1.ReasonSwapping},
 		{name: "over the bound: roll back", prom: &promResult{value: 0.2}, wantPhase: splicev1.PhaseRolledBack, wantStep: 0,
-			wantWhy: ReasonAnalysisFailed},
+			wantWhy: splicev1.ReasonAnalysisFailed},
 		{name: "a result run for another step: wait", prom: &promResult{step: 1, value: 0.2}, wantPhase: splicev1.PhaseProgressing,
-			wantStep: 0, wantWhy: ReasonAnalysisPending},
+			wantStep: 0, wantWhy: splicev1.ReasonAnalysisPending},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,7 +56,7 @@ func TestPlanCanaryPrometheus(t *testing.T) {
 				t.Fatalf("phase %s step %d reason %s (%s); want %s step %d reason %s", pl.phase, *pl.step, pl.progressing.Reason,
 					pl.message, tt.wantPhase, tt.wantStep, tt.wantWhy)
 			}
-			if tt.wantWhy == ReasonAnalysisPending && pl.requeueAfter != promRetry {
+			if tt.wantWhy == splicev1.ReasonAnalysisPending && pl.requeueAfter != promRetry {
 				t.Fatalf("a pending analysis must be retried, requeueAfter = %s", pl.requeueAfter)
 			}
 		})
@@ -72,13 +72,13 @@ func TestPromVerdict(t *testing.T) {
 		want     *wantVerdict
 	}{
 		{name: "no result", res: nil,
-			want: &wantVerdict{kind: verdictWait, reason: ReasonAnalysisPending, requeue: promRetry, msg: "waiting for the Prometheus analysis"}},
+			want: &wantVerdict{kind: verdictWait, reason: splicev1.ReasonAnalysisPending, requeue: promRetry, msg: "waiting for the Prometheus analysis"}},
 		{name: "the query failed", res: &promResult{err: errors.New("connection refused")},
-			want: &wantVerdict{kind: verdictWait, reason: ReasonAnalysisPending, requeue: promRetry, msg: "could not run (retrying): connection refused"}},
+			want: &wantVerdict{kind: verdictWait, reason: splicev1.ReasonAnalysisPending, requeue: promRetry, msg: "could not run (retrying): connection refused"}},
 		{name: "maxValue is no number", maxValue: "lots", res: &promResult{value: 0},
-			want: &wantVerdict{kind: verdictFail, reason: ReasonAnalysisFailed, msg: `prometheus.maxValue "lots" is not a number`}},
+			want: &wantVerdict{kind: verdictFail, reason: splicev1.ReasonAnalysisFailed, msg: `prometheus.maxValue "lots" is not a number`}},
 		{name: "over", res: &promResult{value: 0.02},
-			want: &wantVerdict{kind: verdictFail, reason: ReasonAnalysisFailed, msg: `Prometheus query "q" returned 0.02, more than maxValue 0.01`}},
+			want: &wantVerdict{kind: verdictFail, reason: splicev1.ReasonAnalysisFailed, msg: `Prometheus query "q" returned 0.02, more than maxValue 0.01`}},
 		{name: "at the bound", res: &promResult{value: 0.01}},
 		{name: "under", res: &promResult{value: -1}},
 	}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 
-	"k8s.io/apimachinery/pkg/util/intstr"
-
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 )
 
@@ -22,8 +20,8 @@ func planRollingPatch(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 		pl.targets = everyPod(in, toStable(in))
 		pl.phase = splicev1.PhaseDegraded
 		pl.message = msg
-		pl.progressing = cond(splicev1.ConditionProgressing, false, ReasonMajorAPIChange, msg)
-		pl.degr = cond(splicev1.ConditionDegraded, true, ReasonMajorAPIChange, msg)
+		pl.progressing = cond(splicev1.ConditionProgressing, false, splicev1.ReasonMajorAPIChange, msg)
+		pl.degr = cond(splicev1.ConditionDegraded, true, splicev1.ReasonMajorAPIChange, msg)
 		return pl
 	}
 	onNew := func(p podState) bool { return p.onArtifact(in.artifact) }
@@ -34,11 +32,11 @@ func planRollingPatch(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 		pl.targets = frozen(in)
 		pl.phase = splicev1.PhaseDegraded
 		pl.message = msg
-		pl.progressing = cond(splicev1.ConditionProgressing, false, ReasonSwapFailed, msg)
-		pl.degr = cond(splicev1.ConditionDegraded, true, ReasonSwapFailed, msg)
+		pl.progressing = cond(splicev1.ConditionProgressing, false, splicev1.ReasonSwapFailed, msg)
+		pl.degr = cond(splicev1.ConditionDegraded, true, splicev1.ReasonSwapFailed, msg)
 		return pl
 	}
-	batch := batchSize(maxUnavailableOf(in), len(in.pods))
+	batch := batchSize(in.strategy.RollingPatch.MaxUnavailableOrDefault(), len(in.pods))
 	inFlight, done := 0, 0
 	for _, p := range in.pods {
 		switch {
@@ -52,10 +50,10 @@ func planRollingPatch(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 		return complete(in, pl)
 	}
 	members := pickMembers(in, done+inFlight+max(batch-inFlight, 0))
-	pl.targets = map[string]podTarget{}
+	pl.targets = map[string]splicev1.DesiredState{}
 	for _, p := range in.pods {
 		if members[p.name] {
-			pl.targets[p.name] = podTarget{Artifact: in.artifact.Ref}
+			pl.targets[p.name] = splicev1.DesiredState{Artifact: in.artifact.Ref}
 		} else {
 			pl.targets[p.name] = toStable(in)
 		}
@@ -63,13 +61,6 @@ func planRollingPatch(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	pl.phase = splicev1.PhaseProgressing
 	pl.message = fmt.Sprintf("RollingPatch: %d of %d pods run %s, %d swapping (batch %d)", done, len(in.pods), in.artifact.Digest,
 		len(members)-done, batch)
-	pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonSwapping, pl.message)
+	pl.progressing = cond(splicev1.ConditionProgressing, true, splicev1.ReasonSwapping, pl.message)
 	return pl
-}
-
-func maxUnavailableOf(in *rolloutInput) *intstr.IntOrString {
-	if in.strategy.RollingPatch == nil {
-		return nil
-	}
-	return in.strategy.RollingPatch.MaxUnavailable
 }

@@ -14,16 +14,16 @@ import (
 func planStrict(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	failed, incompatible := failedPods(in, anyPod)
 	if len(failed) > 0 {
-		return rollBack(in, pl, ReasonSwapFailed, fmt.Sprintf("Strict: the swap failed on %s", failureSummary(failed)))
+		return rollBack(in, pl, splicev1.ReasonSwapFailed, fmt.Sprintf("Strict: the swap failed on %s", failureSummary(failed)))
 	}
-	pl.targets = everyPod(in, podTarget{Artifact: in.artifact.Ref})
+	pl.targets = everyPod(in, splicev1.DesiredState{Artifact: in.artifact.Ref})
 	done := countDone(in, anyPod, nil)
 	if len(in.pods) > 0 && done == len(in.pods) {
 		return complete(in, pl)
 	}
 	pl.phase = splicev1.PhaseProgressing
 	pl.message = fmt.Sprintf("Strict: %d of %d pods run %s", done, len(in.pods), in.artifact.Digest)
-	pl.progressing = cond(splicev1.ConditionProgressing, true, ReasonSwapping, pl.message)
+	pl.progressing = cond(splicev1.ConditionProgressing, true, splicev1.ReasonSwapping, pl.message)
 	if len(incompatible) > 0 {
 		msg := fmt.Sprintf("Strict: the host of %s cannot load %s", failureSummary(incompatible), in.artifact.Digest)
 		if recreateIncompatible(in) {
@@ -33,7 +33,7 @@ func planStrict(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 			msg += "; they stay as they are (set spec.strategy.strict.recreateIncompatible to recreate them)"
 			pl.phase = splicev1.PhaseDegraded
 		}
-		pl.degr = cond(splicev1.ConditionDegraded, true, ReasonIncompatiblePods, msg)
+		pl.degr = cond(splicev1.ConditionDegraded, true, splicev1.ReasonIncompatiblePods, msg)
 		pl.message = msg
 	}
 	return pl

@@ -44,7 +44,7 @@ func TestPlanStrictIncompatible(t *testing.T) {
 		pl := plan(in)
 		in = carry(in, pl, applyPlan(in.pods, pl, map[string]splicev1.SwapState{"p01": splicev1.SwapIncompatible}), t0)
 		pl = plan(in)
-		expect(t, "incompatible p01", pl, evicts("p01"), degradedBy(ReasonIncompatiblePods), phaseIs(splicev1.PhaseProgressing))
+		expect(t, "incompatible p01", pl, evicts("p01"), degradedBy(splicev1.ReasonIncompatiblePods), phaseIs(splicev1.PhaseProgressing))
 		// Its replacement (a new name) is asked to run the artifact and the rollout completes.
 		pods := append([]podState{}, in.pods[0], in.pods[2], podState{name: "p01-new", ready: true})
 		in = carry(in, pl, pods, t0)
@@ -93,7 +93,7 @@ func evicts(pods ...string) check {
 // a plan that sorts nothing is caught.
 func reportingFleet(incompatible, failed int) (pods []podState, incompatibleNames []string) {
 	add := func(name string, state splicev1.SwapState) {
-		p := podState{name: name, target: podTarget{Artifact: newArt.Ref},
+		p := podState{name: name, target: splicev1.DesiredState{Artifact: newArt.Ref},
 			report: &splicev1.PodReport{Digest: digestA, Running: digestB, State: state}}
 		if state == splicev1.SwapReady {
 			p.ready, p.report.Running = true, digestA
@@ -157,7 +157,7 @@ func TestPlanStrictEvictsEveryIncompatiblePod(t *testing.T) {
 			in := baseInput(strict(true), pods)
 			in.status.RolloutDigest = digestA
 			pl := plan(in)
-			if pl.phase != splicev1.PhaseProgressing || pl.degr.Reason != ReasonIncompatiblePods {
+			if pl.phase != splicev1.PhaseProgressing || pl.degr.Reason != splicev1.ReasonIncompatiblePods {
 				t.Fatalf("phase %s degraded %s: %s", pl.phase, pl.degr.Reason, pl.message)
 			}
 			checkEvictions(t, pods, pl.evict, want)
@@ -186,7 +186,7 @@ func TestPlanFirstEvictsEveryIncompatiblePod(t *testing.T) {
 			in.stable = nil
 			in.status.RolloutDigest = digestA
 			pl := plan(in)
-			if pl.phase != splicev1.PhaseDegraded || pl.degr.Reason != ReasonSwapFailed {
+			if pl.phase != splicev1.PhaseDegraded || pl.degr.Reason != splicev1.ReasonSwapFailed {
 				t.Fatalf("phase %s degraded %s: %s", pl.phase, pl.degr.Reason, pl.message)
 			}
 			if !tt.recreate {

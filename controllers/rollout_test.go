@@ -157,7 +157,7 @@ var _ = Describe("Rollouts with simulated agents", func() {
 		f.waitPhase(splicev1.PhaseCompleted)
 		f.publish(digestB, "2.0.0")
 		cv := f.waitPhase(splicev1.PhaseDegraded)
-		Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionProgressing).Reason).To(Equal(ReasonMajorAPIChange))
+		Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionProgressing).Reason).To(Equal(splicev1.ReasonMajorAPIChange))
 		Eventually(func(g Gomega) { g.Expect(f.desired(g, digestB)).To(Equal(0)) }).Should(Succeed())
 	})
 
@@ -170,7 +170,7 @@ var _ = Describe("Rollouts with simulated agents", func() {
 		f.waitPhase(splicev1.PhaseCompleted)
 		f.publish(digestB, "1.1.0")
 		cv := f.waitPhase(splicev1.PhasePaused)
-		Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionPaused).Reason).To(Equal(ReasonAwaitingPromotion))
+		Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionPaused).Reason).To(Equal(splicev1.ReasonAwaitingPromotion))
 		Expect(cv.Status.CurrentStepIndex).To(HaveValue(Equal(int32(0))))
 		Eventually(func(g Gomega) {
 			g.Expect(f.desired(g, digestB)).To(Equal(2))
@@ -201,7 +201,7 @@ var _ = Describe("Rollouts with simulated agents", func() {
 		f.agents.SetErrorRate(digestB, 100) // 10% of calls fail on the new version
 		f.publish(digestB, "1.0.1")
 		cv := f.waitPhase(splicev1.PhaseRolledBack)
-		Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionDegraded).Reason).To(Equal(ReasonAnalysisFailed))
+		Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionDegraded).Reason).To(Equal(splicev1.ReasonAnalysisFailed))
 		Eventually(func(g Gomega) { g.Expect(f.desired(g, digestA)).To(Equal(4)) }).Should(Succeed())
 		Eventually(func(g Gomega) { hasEvent(g, f.ns, "RolledBack", "error rate") }).Should(Succeed())
 
@@ -214,13 +214,13 @@ var _ = Describe("Rollouts with simulated agents", func() {
 		f.publish(digestC, "1.0.2")
 		f.agents.SetErrorRate(digestC, 100)
 		cv = f.waitPhase(splicev1.PhasePaused)
-		Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionPaused).Reason).To(Equal(ReasonAnalysisFailed))
+		Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionPaused).Reason).To(Equal(splicev1.ReasonAnalysisFailed))
 		Eventually(func(g Gomega) { g.Expect(f.desired(g, digestC)).To(Equal(2)) }).Should(Succeed())
 
 		// Abort returns everyone to stable.
 		f.annotate(splicev1.AnnotationAbort, "true")
 		cv = f.waitPhase(splicev1.PhaseRolledBack)
-		Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionProgressing).Reason).To(Equal(ReasonAborted))
+		Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionProgressing).Reason).To(Equal(splicev1.ReasonAborted))
 		Eventually(func(g Gomega) { g.Expect(f.desired(g, digestA)).To(Equal(4)) }).Should(Succeed())
 	})
 
@@ -230,7 +230,7 @@ var _ = Describe("Rollouts with simulated agents", func() {
 		f.annotate(splicev1.AnnotationPaused, "true")
 		f.publish(digestA, "1.0.0")
 		cv := f.waitPhase(splicev1.PhasePaused)
-		Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionPaused).Reason).To(Equal(ReasonPausedByUser))
+		Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionPaused).Reason).To(Equal(splicev1.ReasonPausedByUser))
 		Consistently(func(g Gomega) int { return f.desired(g, digestA) }, "1s", "100ms").Should(Equal(0))
 		f.annotate(splicev1.AnnotationPaused, "")
 		f.waitPhase(splicev1.PhaseCompleted)
@@ -270,7 +270,7 @@ var _ = Describe("Rollouts with simulated agents", func() {
 		Eventually(func(g Gomega) {
 			cv := getCV(f.cv)(g)
 			g.Expect(cv.Status.Incompatible).To(Equal(int32(1)))
-			g.Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionDegraded).Reason).To(Equal(ReasonIncompatiblePods))
+			g.Expect(apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionDegraded).Reason).To(Equal(splicev1.ReasonIncompatiblePods))
 		}).Should(Succeed())
 		Eventually(func(g Gomega) { hasEvent(g, f.ns, "EvictedIncompatible", "greeter-00") }).Should(Succeed())
 

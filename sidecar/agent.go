@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 )
@@ -56,16 +57,21 @@ type AgentOptions struct {
 	// WedgeAfter: /livez fails once a load, swap or route request has waited this long
 	// (default 5m, past every bound the host library puts on a load).
 	WedgeAfter time.Duration
+	// Clock is where the agent reads the time and runs its timers: polling, counters,
+	// backoff, and the times in what it writes. Default: the real clock. A test that is about
+	// when the agent writes passes a fake one and moves it, rather than waiting.
+	Clock clock.WithTicker
 }
 
 // Agent is the sidecar: it watches its own pod, brings the host to the target the pod's
 // annotations name through its Swapper, and writes the outcome back (the report annotation
 // and the plugin-ready condition). It serves /readyz, /livez and /metrics through Handler.
 type Agent struct {
-	opts AgentOptions
-	log  logr.Logger
-	sw   *Swapper
-	pods typedcorev1.PodInterface
+	opts  AgentOptions
+	log   logr.Logger
+	clock clock.WithTicker
+	sw    *Swapper
+	pods  typedcorev1.PodInterface
 
 	pod  atomic.Pointer[corev1.Pod] // the newest pod seen by Get or the watch
 	wake chan struct{}
@@ -87,17 +93,14 @@ type Agent struct {
 const FirstCountersAfter = 10 * time.Second
 
 // countersIntervalOf reads the controller's request for fresher counters
-// (splicev1.AnnotationCountersInterval); a malformed or sub-second value is ignored.
+// (splicev1.AnnotationCountersInterval) from the pod's desired state. Malformed annotations ask
+// for nothing: the agent reports their target Failed, and has no counters to write about it.
 func countersIntervalOf(pod *corev1.Pod) (time.Duration, bool) {
-	v, ok := pod.Annotations[splicev1.AnnotationCountersInterval]
-	if !ok {
+	d, err := splicev1.ParseDesiredState(pod.Annotations)
+	if err != nil || d.CountersInterval == 0 {
 		return 0, false
 	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < time.Second {
-		return 0, false
-	}
-	return d, true
+	return d.CountersInterval, true
 }
 
 // NewAgent checks the options and returns an Agent.
@@ -120,13 +123,16 @@ func NewAgent(o AgentOptions) (*Agent, error) {
 	def(&o.MaxBackoff, 2*time.Minute)
 	def(&o.ProbeTimeout, 5*time.Second)
 	def(&o.WedgeAfter, 5*time.Minute)
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
 	log := o.Logger
 	if log.GetSink() == nil {
 		log = logr.Discard()
 	}
 	log = log.WithValues("pod", klog.KRef(o.PodNamespace, o.PodName))
 	return &Agent{
-		opts: o, log: log, sw: o.Swapper,
+		opts: o, log: log, clock: o.Clock, sw: o.Swapper,
 		pods: o.Kube.CoreV1().Pods(o.PodNamespace),
 		wake: make(chan struct{}, 1),
 	}, nil
@@ -144,25 +150,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); a.watchPod(ctx) }()
 	defer wg.Wait()
 
-	ticker := time.NewTicker(a.opts.PollInterval)
-	defer ticker.Stop()
-	var (
-		retry    <-chan time.Time
-		counters <-chan time.Time // when the counters are next due, if they can be written
-		backoff  = a.newBackoff()
-	)
+	poll := a.clock.NewTicker(a.opts.PollInterval)
+	defer poll.Stop()
+	// retry is armed after a failed sync; counters when the call counters are next due.
+	var retry, counters loopTimer
+	defer retry.stop()
+	defer counters.stop()
+	backoff := a.newBackoff()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-a.wake:
-		case <-retry:
-		case <-ticker.C:
-			if retry != nil {
+		case <-retry.c():
+		case <-poll.C():
+			if retry.armed() {
 				continue // a retry is scheduled; polling must not shorten its backoff
 			}
-		case <-counters:
-			if retry != nil {
+		case <-counters.c():
+			if retry.armed() {
 				continue
 			}
 		}
@@ -173,18 +179,62 @@ func (a *Agent) Run(ctx context.Context) error {
 		if a.sync(ctx, pod) {
 			d := backoff()
 			a.log.V(1).Info("retrying", "after", d)
-			retry = time.After(d)
+			retry.after(a.clock, d)
 		} else {
 			backoff = a.newBackoff()
-			retry = nil
+			retry.stop()
 		}
 		// The counters are read when they fall due, not at the next poll after that: polling
 		// alone wrote a canary's first counters 10 to 20 s after its swap, which delayed its
 		// analysis by as much.
-		counters = nil
-		if d, ok := a.countersDue(pod, time.Now()); ok {
-			counters = time.After(d)
+		if due, ok := a.countersDue(pod); ok {
+			counters.until(a.clock, due)
+		} else {
+			counters.stop()
 		}
+	}
+}
+
+// loopTimer is one of Run's timers. A timer armed for an instant stays armed while the instant
+// does not change, so that one already due still fires when the loop comes by in between (a
+// pod event, the agent's own writes).
+type loopTimer struct {
+	t  clock.Timer
+	at time.Time
+}
+
+// c is the timer's channel; nil, which never delivers, while it is not armed.
+func (l *loopTimer) c() <-chan time.Time {
+	if l.t == nil {
+		return nil
+	}
+	return l.t.C()
+}
+
+// armed reports whether the timer is set (it may have fired and not yet been re-armed).
+func (l *loopTimer) armed() bool { return l.t != nil }
+
+// after arms the timer d from now, whatever it was set to.
+func (l *loopTimer) after(c clock.Clock, d time.Duration) {
+	l.stop()
+	l.t, l.at = c.NewTimer(d), c.Now().Add(d)
+}
+
+// until arms the timer for the instant at, unless it is armed for it already (fired or not: an
+// instant fires once). An instant already past fires at once: it fell due while the loop was
+// busy, after the sync that just ran had read what it needed.
+func (l *loopTimer) until(c clock.Clock, at time.Time) {
+	if l.t != nil && l.at.Equal(at) {
+		return
+	}
+	l.stop()
+	l.t, l.at = c.NewTimer(at.Sub(c.Now())), at
+}
+
+func (l *loopTimer) stop() {
+	if l.t != nil {
+		l.t.Stop()
+		l.t = nil
 	}
 }
 
@@ -202,16 +252,14 @@ func (a *Agent) countersInterval(pod *corev1.Pod) time.Duration {
 	return interval
 }
 
-// countersDue says how long until the counters may be written next, once this agent has
-// written a report. It says nothing (false) when counters are off or already due: a sync at
-// that moment found them unchanged, and the next poll looks again.
-func (a *Agent) countersDue(pod *corev1.Pod, now time.Time) (time.Duration, bool) {
+// countersDue says when the counters may be written next, once this agent has written a
+// report. It says nothing (false) when counters are off.
+func (a *Agent) countersDue(pod *corev1.Pod) (time.Time, bool) {
 	interval := a.countersInterval(pod)
 	if interval <= 0 || a.lastWritten == nil {
-		return 0, false
+		return time.Time{}, false
 	}
-	d := a.countersAt.Add(interval).Sub(now)
-	return d, d > 0
+	return a.countersAt.Add(interval), true
 }
 
 // newBackoff returns successive retry delays: doubling from MinBackoff to MaxBackoff, each
@@ -301,7 +349,7 @@ func (a *Agent) lastReport(pod *corev1.Pod) *splicev1.PodReport {
 // write puts the report on the pod, then the condition that goes with it, each only when it
 // differs from what the pod carries.
 func (a *Agent) write(ctx context.Context, pod *corev1.Pod, r *splicev1.PodReport) error {
-	now := time.Now()
+	now := a.clock.Now()
 	r.ObservedAt = metav1.NewTime(now)
 	interval := a.countersInterval(pod)
 	withCounters := interval > 0 && now.Sub(a.countersAt) >= interval
@@ -337,8 +385,7 @@ const fieldManager = "splice-agent"
 // setCondition writes the plugin-ready condition through the status subresource when its
 // status, reason or message differ; the transition time moves only with the status.
 func (a *Agent) setCondition(ctx context.Context, pod *corev1.Pod, c corev1.PodCondition) error {
-	now := metav1.Now()
-	c.LastTransitionTime = now
+	c.LastTransitionTime = metav1.NewTime(a.clock.Now())
 	for _, old := range pod.Status.Conditions {
 		if old.Type != c.Type {
 			continue
@@ -386,7 +433,7 @@ func (a *Agent) watchPod(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(d):
+			case <-a.clock.After(d):
 			}
 			continue
 		}

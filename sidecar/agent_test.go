@@ -28,6 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/host/control"
@@ -342,9 +343,11 @@ var _ = Describe("The agent", func() {
 	It("writes the call counters when they fall due, not at the next poll", func(ctx SpecContext) {
 		h := startHost(ctx)
 		pod := newPod(ctx)
-		// Polling alone would not look again within the spec: only the counters' own timer can
-		// write them.
-		startAgent(h, pod, func(o *sidecar.AgentOptions) { o.PollInterval = time.Hour })
+		// The agent's clock is fake and moves only when the spec moves it, so the spec sees when
+		// the agent writes without waiting for it. Polling, an hour apart, never looks again
+		// within the spec: only the counters' own timer can write them.
+		fc := clocktesting.NewFakeClock(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
+		startAgent(h, pod, func(o *sidecar.AgentOptions) { o.PollInterval, o.Clock = time.Hour, fc })
 		v2 := arts["v2"]
 		annotate(ctx, pod, map[string]string{splicev1.AnnotationDesiredArtifact: v2.ref})
 		_, p := waitReport(ctx, pod, v2.digest, splicev1.SwapReady)
@@ -354,24 +357,31 @@ var _ = Describe("The agent", func() {
 		}
 
 		By("writing the first counters FirstCountersAfter the swap")
+		// The agent's timers: the poll's ticker and the counters' (no retry is due).
+		Eventually(fc.Waiters).WithContext(ctx).WithTimeout(5*time.Second).Should(Equal(2), "the agent arms the counters' timer after the swap's report")
+		fc.Step(sidecar.FirstCountersAfter - time.Second)
+		Expect(fc.Waiters()).To(Equal(2), "counters-only writes wait for their interval: nothing fell due a second before it")
+		Expect(reportOf(Default, getPod(ctx, Default, pod)).Calls).To(BeZero(), "no counters written before they fall due")
+		fc.Step(time.Second)
 		var first *splicev1.PodReport
 		Eventually(func(g Gomega) {
 			first = reportOf(g, getPod(ctx, g, pod))
 			g.Expect(first.Calls).To(BeNumerically(">=", 5))
-		}).WithContext(ctx).WithTimeout(sidecar.FirstCountersAfter + 5*time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
-		GinkgoWriter.Printf("first counters written %s after the swap's report\n", first.ObservedAt.Sub(swapped).Round(10*time.Millisecond))
+		}).WithContext(ctx).WithTimeout(5 * time.Second).Should(Succeed())
+		GinkgoWriter.Printf("first counters written %s after the swap's report\n", first.ObservedAt.Sub(swapped))
 		Expect(first.ObservedAt.Sub(swapped)).To(BeNumerically(">=", sidecar.FirstCountersAfter-time.Second), "counters-only writes wait for their interval")
+		Expect(first.ObservedAt.Sub(swapped)).To(Equal(sidecar.FirstCountersAfter), "written when they fell due, in the agent's time")
 
 		By("then as often as the controller's counters-interval annotation asks")
-		annotate(ctx, pod, map[string]string{splicev1.AnnotationCountersInterval: "1s"})
+		// The agent's own interval would write them next a minute after the first; the spec moves
+		// its clock only a second past each write, so only the annotation's interval can.
+		last := countersBy(ctx, h, pod, fc, first.ObservedAt.Add(time.Second), func() {
+			annotate(ctx, pod, map[string]string{splicev1.AnnotationCountersInterval: "1s"})
+		})
 		for round := range 2 {
-			before := reportOf(Default, getPod(ctx, Default, pod)).Calls
-			for range 3 {
-				Expect(h.greet("grace", "").Err).NotTo(HaveOccurred())
-			}
-			Eventually(func(g Gomega) {
-				g.Expect(reportOf(g, getPod(ctx, g, pod)).Calls).To(BeNumerically(">=", before+3))
-			}).WithContext(ctx).WithTimeout(5*time.Second).Should(Succeed(), "round %d", round)
+			next := countersBy(ctx, h, pod, fc, last.ObservedAt.Add(time.Second), nil)
+			Expect(next.ObservedAt.Sub(last.ObservedAt.Time)).To(Equal(time.Second), "round %d", round)
+			last = next
 		}
 	})
 
@@ -661,6 +671,34 @@ var _ = Describe("The agent", func() {
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "get pods in another namespace: %v", err)
 	})
 })
+
+// countersBy calls the host's plugin three times, does then (when not nil), and waits for the
+// pod's report to count the calls, while it moves the agent's fake clock to at: whenever the
+// agent's counters' timer is armed (its timers are the poll's ticker and that one), and never
+// past at, so that a timer set for later never fires early and finds nothing to write. It
+// returns the report.
+func countersBy(ctx context.Context, h *hostProc, pod string, fc *clocktesting.FakeClock, at time.Time, then func()) *splicev1.PodReport {
+	GinkgoHelper()
+	before := reportOf(Default, getPod(ctx, Default, pod)).Calls
+	for range 3 {
+		Expect(h.greet("grace", "").Err).NotTo(HaveOccurred())
+	}
+	if then != nil {
+		then()
+	}
+	var r *splicev1.PodReport
+	Eventually(func(g Gomega) {
+		r = reportOf(g, getPod(ctx, g, pod))
+		if r.Calls >= before+3 {
+			return
+		}
+		if fc.Waiters() >= 2 && !fc.Now().After(at) {
+			fc.SetTime(at) // fires a timer due at at, even once the clock is there
+		}
+		g.Expect(r.Calls).To(BeNumerically(">=", before+3))
+	}).WithContext(ctx).WithTimeout(5 * time.Second).Should(Succeed())
+	return r
+}
 
 // reportTimings prints what the pipeline measured, for the record.
 func reportTimings(ra *runningAgent, r *splicev1.PodReport, host *control.SwapResult) {

@@ -18,8 +18,9 @@ import (
 // host's control codes (control.CodePathTried, ...) for requests the host refused.
 const (
 	// ReasonInvalidDesiredArtifact: the desired-state annotations are malformed (not pinned
-	// by digest, a bad traffic percent, a split without a stable artifact). Failed.
-	ReasonInvalidDesiredArtifact = "InvalidDesiredArtifact"
+	// by digest, a bad traffic percent, a split without a stable artifact). Failed. It is the
+	// pod protocol's splicev1.ReasonInvalidDesiredArtifact.
+	ReasonInvalidDesiredArtifact = splicev1.ReasonInvalidDesiredArtifact
 	// ReasonHostUnavailable: the host does not answer on its control socket; retried.
 	ReasonHostUnavailable = "HostUnavailable"
 	// ReasonRetrying: a step failed in a way worth retrying (network, registry 5xx, a host

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/artifact"
@@ -40,6 +41,8 @@ type SwapperOptions struct {
 	Logger logr.Logger
 	// Metrics, when set, records loads, refusals and timings.
 	Metrics *Metrics
+	// Clock measures the pipeline's steps and the request in flight. Default: the real clock.
+	Clock clock.PassiveClock
 }
 
 // Swapper runs the agent's pipeline against one host: pull by digest, verify, preflight, and
@@ -48,9 +51,10 @@ type SwapperOptions struct {
 // pipelines run one at a time (the host serializes loads anyway, and the preflight must see
 // every earlier load).
 type Swapper struct {
-	opts SwapperOptions
-	log  logr.Logger
-	mu   sync.Mutex
+	opts  SwapperOptions
+	log   logr.Logger
+	clock clock.PassiveClock
+	mu    sync.Mutex
 	// busySince is when the control request in flight began (unix nanos, 0: none), for the
 	// liveness check: a host that sits on a load past every bound is wedged.
 	busySince atomic.Int64
@@ -74,11 +78,14 @@ func NewSwapper(o SwapperOptions) (*Swapper, error) {
 	if o.HostTimeout <= 0 {
 		o.HostTimeout = 10 * time.Second
 	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
 	log := o.Logger
 	if log.GetSink() == nil {
 		log = logr.Discard()
 	}
-	return &Swapper{opts: o, log: log}, nil
+	return &Swapper{opts: o, log: log, clock: o.Clock}, nil
 }
 
 // Outcome is what one Apply did.
@@ -167,12 +174,12 @@ func (s *Swapper) Apply(ctx context.Context, t Target, progress func(splicev1.Sw
 		if t.Percent == 0 {
 			req = control.RouteRequest{}
 		}
-		start := time.Now()
+		start := s.clock.Now()
 		res, err := s.call(ctx, s.opts.LoadTimeout, func(ctx context.Context) (*control.SwapResult, error) { return s.opts.Host.Route(ctx, req) })
 		if err != nil {
 			return out.fail(classifyHost(err), fmt.Errorf("route %d%% of calls to %s: %w", t.Percent, t.Digest, err))
 		}
-		out.SwapLatency = time.Since(start)
+		out.SwapLatency = s.clock.Since(start)
 		out.HostSwap, out.Changed = res, true
 	} else if !s.ensure(ctx, out, st, t.Ref, t.Digest, true, progress) {
 		return out
@@ -189,55 +196,77 @@ func (s *Swapper) Apply(ctx context.Context, t Target, progress func(splicev1.Sw
 	return out
 }
 
-// ensure makes the version digest loaded (and current, with swap) in the host. It reports
-// false with out set to the failure.
+// ensure makes the version digest loaded (and current, with swap) in the host: a version the
+// host holds already is only swapped to; any other is pulled, checked by the preflight and
+// then loaded. It reports false with out set to the failure.
 func (s *Swapper) ensure(ctx context.Context, out *Outcome, st *control.Status, ref, digest string, swap bool, progress func(splicev1.SwapState)) bool {
-	log := logr.FromContextOrDiscard(ctx).WithValues("ref", ref)
 	if v := st.Version(digest); v != nil {
-		switch {
-		case v.State == control.StateFailed:
-			// Never again: reopening a path whose init panicked hangs plugin.Open forever.
-			out.fail(classifyVersion(*v), fmt.Errorf("the host already tried %s and it failed (a version is tried once per host process): %s", ref, v.Error))
-			return false
-		case v.LoadedAt.IsZero():
-			out.fail(failure{splicev1.SwapSwapping, ReasonRetrying, true}, fmt.Errorf("the host is still loading %s", digest))
-			return false
-		case !swap || (st.Current == digest && st.Canary == ""):
-			return true
-		}
-		progress(splicev1.SwapSwapping)
-		start := time.Now()
-		res, err := s.call(ctx, s.opts.LoadTimeout, func(ctx context.Context) (*control.SwapResult, error) {
-			return s.opts.Host.Swap(ctx, control.SwapRequest{Digest: digest, AllowMinor: s.opts.AllowMinor})
-		})
-		if err != nil {
-			out.fail(classifyHost(err), fmt.Errorf("swap to %s (already loaded): %w", ref, err))
-			return false
-		}
-		out.SwapLatency = time.Since(start)
-		out.HostSwap, out.Changed = res, true
-		log.Info("swapped to a loaded version", "seconds", res.Seconds)
+		return s.reuse(ctx, out, st, *v, ref, digest, swap, progress)
+	}
+	progress(splicev1.SwapPulling)
+	p, ok := s.pull(ctx, out, ref)
+	if !ok || !s.preflight(ctx, out, st, p, ref) {
+		return false
+	}
+	progress(splicev1.SwapSwapping)
+	return s.load(ctx, out, p, ref, digest, swap)
+}
+
+// reuse makes a version the host already holds current (with swap), or reports why it cannot:
+// it failed before, which is final, or it is still loading, which is retried.
+func (s *Swapper) reuse(ctx context.Context, out *Outcome, st *control.Status, v control.VersionStatus, ref, digest string, swap bool, progress func(splicev1.SwapState)) bool {
+	switch {
+	case v.State == control.StateFailed:
+		// Never again: reopening a path whose init panicked hangs plugin.Open forever.
+		out.fail(classifyVersion(v), fmt.Errorf("the host already tried %s and it failed (a version is tried once per host process): %s", ref, v.Error))
+		return false
+	case v.LoadedAt.IsZero():
+		out.fail(failure{splicev1.SwapSwapping, ReasonRetrying, true}, fmt.Errorf("the host is still loading %s", digest))
+		return false
+	case !swap || (st.Current == digest && st.Canary == ""):
 		return true
 	}
+	progress(splicev1.SwapSwapping)
+	start := s.clock.Now()
+	res, err := s.call(ctx, s.opts.LoadTimeout, func(ctx context.Context) (*control.SwapResult, error) {
+		return s.opts.Host.Swap(ctx, control.SwapRequest{Digest: digest, AllowMinor: s.opts.AllowMinor})
+	})
+	if err != nil {
+		out.fail(classifyHost(err), fmt.Errorf("swap to %s (already loaded): %w", ref, err))
+		return false
+	}
+	out.SwapLatency = s.clock.Since(start)
+	out.HostSwap, out.Changed = res, true
+	logr.FromContextOrDiscard(ctx).Info("swapped to a loaded version", "ref", ref, "seconds", res.Seconds)
+	return true
+}
 
-	progress(splicev1.SwapPulling)
-	start := time.Now()
+// pull fetches ref into the shared directory, verified against its digest.
+func (s *Swapper) pull(ctx context.Context, out *Outcome, ref string) (*artifact.Pulled, bool) {
+	start := s.clock.Now()
 	pctx, cancel := context.WithTimeout(ctx, s.opts.PullTimeout)
 	p, err := artifact.Pull(pctx, ref, s.opts.SharedDir, s.opts.Pull...)
 	cancel()
-	elapsed := time.Since(start)
+	elapsed := s.clock.Since(start)
 	out.PullDuration += elapsed
 	if err != nil {
 		out.fail(classifyPull(err), err)
-		return false
+		return nil, false
 	}
 	out.Pulled = append(out.Pulled, p)
 	if m := s.opts.Metrics; m != nil {
 		m.PullDuration.Observe(elapsed.Seconds())
 	}
-	log.Info("pulled", "path", p.Path, "reused", p.Reused, "seconds", elapsed.Seconds(), "pluginPath", p.Facts.PluginPath, "apiVersion", p.Config.APIVersion)
+	logr.FromContextOrDiscard(ctx).Info("pulled", "ref", ref, "path", p.Path, "reused", p.Reused, "seconds", elapsed.Seconds(),
+		"pluginPath", p.Facts.PluginPath, "apiVersion", p.Config.APIVersion)
+	return p, true
+}
 
-	start = time.Now()
+// preflight checks the pulled plugin against the host's build and every plugin the host has
+// tried; it reports false, with the refusal as Incompatible, when plugin.Open would fail or
+// load an unsupported build. Nothing reaches the host before it passes.
+func (s *Swapper) preflight(ctx context.Context, out *Outcome, st *control.Status, p *artifact.Pulled, ref string) bool {
+	start := s.clock.Now()
 	hostFacts, err := call(ctx, s, s.opts.HostTimeout, false, s.opts.Host.Facts)
 	if err != nil {
 		out.fail(failure{splicev1.SwapPulling, ReasonHostUnavailable, true}, fmt.Errorf("read the host's build facts for the preflight: %w", err))
@@ -249,32 +278,43 @@ func (s *Swapper) ensure(ctx context.Context, out *Outcome, st *control.Status, 
 		return false
 	}
 	verdict := preflight.Check(hostFacts, p.Facts, loaded)
-	elapsed = time.Since(start)
+	elapsed := s.clock.Since(start)
 	out.PreflightDuration += elapsed
 	out.Verdict = &verdict
 	if m := s.opts.Metrics; m != nil {
 		m.PreflightTime.Observe(elapsed.Seconds())
 	}
-	if !verdict.OK {
-		s.count(LoadIncompatible)
-		seen := map[string]bool{}
-		for _, pr := range verdict.Problems {
-			if !seen[pr.Reason] && s.opts.Metrics != nil {
-				s.opts.Metrics.PreflightRefused.WithLabelValues(pr.Reason).Inc()
-			}
-			seen[pr.Reason] = true
-		}
-		log.Info("preflight refused the plugin; nothing loaded", "reasons", verdict.Error())
-		out.fail(failure{splicev1.SwapIncompatible, verdict.Problems[0].Reason, false},
-			fmt.Errorf("preflight: %s cannot be loaded into this host: %s", ref, verdict.Error()))
-		return false
+	if verdict.OK {
+		return true
 	}
+	s.count(LoadIncompatible)
+	s.countRefusals(verdict)
+	logr.FromContextOrDiscard(ctx).Info("preflight refused the plugin; nothing loaded", "ref", ref, "reasons", verdict.Error())
+	out.fail(failure{splicev1.SwapIncompatible, verdict.Problems[0].Reason, false},
+		fmt.Errorf("preflight: %s cannot be loaded into this host: %s", ref, verdict.Error()))
+	return false
+}
 
-	progress(splicev1.SwapSwapping)
+// countRefusals counts a refused plugin once under each reason the preflight gave.
+func (s *Swapper) countRefusals(verdict preflight.Verdict) {
+	if s.opts.Metrics == nil {
+		return
+	}
+	seen := map[string]bool{}
+	for _, pr := range verdict.Problems {
+		if !seen[pr.Reason] {
+			s.opts.Metrics.PreflightRefused.WithLabelValues(pr.Reason).Inc()
+		}
+		seen[pr.Reason] = true
+	}
+}
+
+// load asks the host to open the pulled plugin (and make it current, with swap).
+func (s *Swapper) load(ctx context.Context, out *Outcome, p *artifact.Pulled, ref, digest string, swap bool) bool {
 	// The path is relative to the shared directory: the host resolves it against its own
 	// mount of the volume, which may sit elsewhere in its container.
 	req := control.LoadRequest{Path: filepath.Base(p.Path), Digest: digest, Swap: swap, AllowMinor: swap && s.opts.AllowMinor}
-	start = time.Now()
+	start := s.clock.Now()
 	resp, err := call(ctx, s, s.opts.LoadTimeout, true, func(ctx context.Context) (*control.LoadResponse, error) { return s.opts.Host.Load(ctx, req) })
 	if err != nil {
 		f := classifyHost(err)
@@ -289,10 +329,11 @@ func (s *Swapper) ensure(ctx context.Context, out *Outcome, st *control.Status, 
 	}
 	s.count(LoadSuccess)
 	if swap {
-		out.SwapLatency = time.Since(start)
+		out.SwapLatency = s.clock.Since(start)
 		out.HostSwap, out.Changed = resp.Swap, true
 	}
-	log.Info("host loaded the plugin", "swap", swap, "seconds", time.Since(start).Seconds(), "hostLoadSeconds", resp.Version.LoadSeconds)
+	logr.FromContextOrDiscard(ctx).Info("host loaded the plugin", "ref", ref, "swap", swap, "seconds", s.clock.Since(start).Seconds(),
+		"hostLoadSeconds", resp.Version.LoadSeconds)
 	return true
 }
 
@@ -352,7 +393,7 @@ func (s *Swapper) Status(ctx context.Context) (*control.Status, error) { return 
 // BusyFor is how long the load, swap or route request in flight has been waiting (0: none).
 func (s *Swapper) BusyFor() time.Duration {
 	if t := s.busySince.Load(); t != 0 {
-		return time.Since(time.Unix(0, t))
+		return s.clock.Since(time.Unix(0, t))
 	}
 	return 0
 }
@@ -368,7 +409,7 @@ func call[T any](ctx context.Context, s *Swapper, timeout time.Duration, track b
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if track {
-		s.busySince.Store(time.Now().UnixNano())
+		s.busySince.Store(s.clock.Now().UnixNano())
 		defer s.busySince.Store(0)
 	}
 	return fn(ctx)

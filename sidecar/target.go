@@ -2,8 +2,6 @@ package sidecar
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/artifact"
@@ -52,45 +50,41 @@ func SwapTarget(ref string) (Target, error) {
 	return Target{Ref: ref, Digest: d.DigestStr(), Percent: 100}, nil
 }
 
-// TargetFromAnnotations reads the pod protocol's desired-state annotations. It returns ok
+// TargetFromAnnotations reads the pod protocol's desired-state annotations
+// (splicev1.ParseDesiredState, the one reading of them the controller shares). It returns ok
 // false when the pod names no desired artifact, and an error that says what to fix when the
-// annotations are malformed. The error never depends on the registry: this is only syntax.
+// annotations are malformed; t then holds what could be read, for the report that says so.
+// Beyond the protocol's syntax, each artifact must parse as the registry reads references
+// (artifact.ParseRef), whose refusal is the more precise one. The error never depends on the
+// registry: this is only syntax.
 func TargetFromAnnotations(ann map[string]string) (t Target, ok bool, err error) {
-	ref, present := ann[splicev1.AnnotationDesiredArtifact]
-	if !present {
+	d, derr := splicev1.ParseDesiredState(ann)
+	switch {
+	case d.Artifact == "" && derr == nil:
 		return Target{}, false, nil
+	case d.Artifact == "":
+		// Desired but blank, or the other annotations without it.
+		return Target{Percent: 100}, true, derr
 	}
-	ref = strings.TrimSpace(ref)
-	t = Target{Ref: ref, Percent: 100}
-	d, err := artifact.ParseRef(ref)
+	t = Target{Ref: d.Artifact, Percent: 100}
+	if p := d.TrafficPercent; p != nil {
+		t.Percent = int(*p)
+	}
+	desired, err := artifact.ParseRef(d.Artifact)
 	if err != nil {
 		return t, true, fmt.Errorf("annotation %s: %w", splicev1.AnnotationDesiredArtifact, err)
 	}
-	t.Digest = d.DigestStr()
-
-	if raw, set := ann[splicev1.AnnotationTrafficPercent]; set {
-		p, err := strconv.Atoi(strings.TrimSpace(raw))
-		if err != nil || p < 0 || p > 100 {
-			return t, true, fmt.Errorf("annotation %s is %q; want an integer from 0 to 100", splicev1.AnnotationTrafficPercent, raw)
-		}
-		t.Percent = p
+	t.Digest = desired.DigestStr()
+	if derr != nil {
+		return t, true, derr
 	}
 	if !t.Canary() {
 		return t, true, nil
 	}
-	stable := strings.TrimSpace(ann[splicev1.AnnotationStableArtifact])
-	if stable == "" {
-		return t, true, fmt.Errorf("annotation %s is %d but %s is not set: a traffic split needs the stable artifact that keeps the other %d%%",
-			splicev1.AnnotationTrafficPercent, t.Percent, splicev1.AnnotationStableArtifact, 100-t.Percent)
-	}
-	sd, err := artifact.ParseRef(stable)
+	stable, err := artifact.ParseRef(d.Stable)
 	if err != nil {
 		return t, true, fmt.Errorf("annotation %s: %w", splicev1.AnnotationStableArtifact, err)
 	}
-	if sd.DigestStr() == t.Digest {
-		return t, true, fmt.Errorf("annotations %s and %s name the same digest %s; a traffic split needs two artifacts",
-			splicev1.AnnotationDesiredArtifact, splicev1.AnnotationStableArtifact, t.Digest)
-	}
-	t.StableRef, t.StableDigest = stable, sd.DigestStr()
+	t.StableRef, t.StableDigest = d.Stable, stable.DigestStr()
 	return t, true, nil
 }

@@ -5,61 +5,41 @@ import (
 	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 )
 
-// Defaults the webhook fills in. The CRD schema defaults most of them too, but only inside
-// objects that are present (strategy.rollingPatch.maxUnavailable needs strategy.rollingPatch),
-// and typed clients may skip the schema's defaults on their own copies.
-const (
-	DefaultSymbol            = "Plugin"
-	DefaultMaxUnavailable    = "25%"
-	DefaultOnFailure         = splicev1.FailureRollback
-	DefaultMaxLoadedVersions = int32(8)
-)
-
 // DefaultCompilerVersion fills in what the user left out: spec.plugin.symbol, the strategy type,
 // rollingPatch.maxUnavailable for RollingPatch, canary.onFailure for Canary, and
-// maxLoadedVersions. It never overwrites a value that is set.
+// maxLoadedVersions, each with the API's default (splicev1.Default*). The CRD schema defaults
+// them too, but only inside objects that are present (strategy.rollingPatch.maxUnavailable
+// needs strategy.rollingPatch), and typed clients may skip the schema's defaults on their own
+// copies. It never overwrites a value that is set.
 func DefaultCompilerVersion(cv *splicev1.CompilerVersion) {
 	s := &cv.Spec
-	if s.Plugin.Symbol == "" {
-		s.Plugin.Symbol = DefaultSymbol
-	}
-	if s.Strategy.Type == "" {
-		s.Strategy.Type = splicev1.StrategyRollingPatch
-	}
+	s.Plugin.Symbol = s.Plugin.SymbolOrDefault()
+	s.Strategy.Type = s.Strategy.TypeOrDefault()
 	switch s.Strategy.Type {
 	case splicev1.StrategyRollingPatch:
 		if s.Strategy.RollingPatch == nil {
 			s.Strategy.RollingPatch = &splicev1.RollingPatchStrategy{}
 		}
-		if s.Strategy.RollingPatch.MaxUnavailable == nil {
-			s.Strategy.RollingPatch.MaxUnavailable = ptr.To(intstr.FromString(DefaultMaxUnavailable))
-		}
+		rp := s.Strategy.RollingPatch
+		rp.MaxUnavailable = ptr.To(rp.MaxUnavailableOrDefault())
 	case splicev1.StrategyCanary:
-		if s.Strategy.Canary != nil && s.Strategy.Canary.OnFailure == "" {
-			s.Strategy.Canary.OnFailure = DefaultOnFailure
+		if c := s.Strategy.Canary; c != nil {
+			c.OnFailure = c.OnFailureOrDefault()
 		}
 	}
-	if s.MaxLoadedVersions == nil {
-		s.MaxLoadedVersions = ptr.To(DefaultMaxLoadedVersions)
-	}
+	s.MaxLoadedVersions = ptr.To(s.MaxLoadedVersionsOrDefault())
 }
 
-// rolloutInProgress: pods are being moved, or wait at a pause, under the current spec.
-func rolloutInProgress(p splicev1.Phase) bool {
-	return p == splicev1.PhaseProgressing || p == splicev1.PhasePaused
-}
-
-func aborted(objs ...*splicev1.CompilerVersion) bool {
-	return slices.ContainsFunc(objs, func(cv *splicev1.CompilerVersion) bool {
-		return cv.Annotations[splicev1.AnnotationAbort] == "true"
-	})
+// inFlightUnlocked reports whether a change may touch what a rollout in progress protects: no
+// rollout is under way (old.RolloutActive), or it is aborted in this change or an earlier one.
+func inFlightUnlocked(old, cv *splicev1.CompilerVersion) bool {
+	return !old.RolloutActive() || old.Aborted() || cv.Aborted()
 }
 
 // validateSelector checks what the schema cannot: that the selector parses (label key and value
@@ -120,7 +100,7 @@ func validateStrategy(spec *splicev1.CompilerVersionSpec) field.ErrorList {
 // an aborted rollout has nothing left to protect, and "abort and start over with this" is then
 // one apply.
 func validateInFlight(old, cv *splicev1.CompilerVersion) field.ErrorList {
-	if !rolloutInProgress(old.Status.Phase) || aborted(old, cv) {
+	if inFlightUnlocked(old, cv) {
 		return nil
 	}
 	why := fmt.Sprintf("cannot change while a rollout is %s: wait until it finishes, or abort it by setting the annotation %s: \"true\" (in this change or before)", old.Status.Phase, splicev1.AnnotationAbort)

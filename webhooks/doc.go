@@ -36,14 +36,16 @@
 // # CompilerVersion admission
 //
 // CompilerVersionWebhook is a typed admission.Defaulter and admission.Validator. It fills in
-// spec.plugin.symbol, rollingPatch.maxUnavailable, canary.onFailure and maxLoadedVersions, and
-// refuses, with a field.ErrorList returned as apierrors.NewInvalid:
+// spec.plugin.symbol, rollingPatch.maxUnavailable, canary.onFailure and maxLoadedVersions with
+// the API's defaults (splicev1.Default*), and refuses, with a field.ErrorList returned as
+// apierrors.NewInvalid:
 //   - a selector that could select a pod another CompilerVersion in the namespace selects,
 //     naming that one (SelectorsOverlap documents how overlap is decided: exactly, by whether
 //     some label set satisfies both selectors);
 //   - changes to goVersion, the plugin source, package or tags, or the strategy type while
-//     status.phase is Progressing or Paused, unless the rollout is aborted with the annotation
-//     splice.dev/abort: "true" (splicev1.AnnotationAbort, the rollout controller's abort);
+//     a rollout is under way (CompilerVersion.RolloutActive: status.phase Progressing or
+//     Paused), unless it is aborted with the annotation splice.dev/abort: "true"
+//     (CompilerVersion.Aborted, the rollout controller's abort);
 //   - canary steps whose setWeight or trafficPercent go backwards, or that route traffic at
 //     setWeight 0.
 //

@@ -30,10 +30,16 @@ type CompilerVersionSpec struct {
 	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="spec.selector must not be empty: set matchLabels or matchExpressions to the labels of the pods that load this plugin"
 	Selector metav1.LabelSelector `json:"selector"`
 
+	// The default type is DefaultStrategyType, repeated as a literal in both default markers
+	// (this one and RolloutStrategy.Type's) for controller-gen; TestCRDDefaults holds them equal.
+
 	// strategy is how the plugin reaches the selected pods.
 	// +optional
 	// +kubebuilder:default={type: RollingPatch}
 	Strategy RolloutStrategy `json:"strategy,omitempty"`
+
+	// The default is DefaultMaxLoadedVersions, repeated as a literal in the marker for
+	// controller-gen; TestCRDDefaults holds them equal.
 
 	// maxLoadedVersions is how many plugin versions a host may hold before it re-execs itself
 	// (same PID, listeners handed over) and loads only the current one. Go never unloads a
@@ -59,6 +65,9 @@ type PluginSpec struct {
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.contains('..')",message="spec.plugin.package must be a path inside the repository, relative to its root, without '..' (e.g. ./plugins/greeter)"
 	Package string `json:"package,omitempty"`
+
+	// The default is DefaultSymbol, repeated as a literal in the marker for controller-gen;
+	// TestCRDDefaults holds them equal.
 
 	// symbol is the exported name the host looks up in the plugin (plugin.Lookup).
 	// +optional
@@ -102,6 +111,9 @@ type PluginSource struct {
 	// git builds the plugin from a revision of a git repository.
 	// +optional
 	Git *GitSource `json:"git,omitempty"`
+
+	// The rule's pattern is PinnedRefPattern, repeated as a literal for controller-gen;
+	// TestCRDPatterns holds them equal.
 
 	// artifact is a prebuilt plugin artifact, pinned by digest:
 	// "registry.example.com/team/plugin@sha256:<64 hex digits>". A tag is refused because it
@@ -166,6 +178,8 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.rollingPatch) || self.type == 'RollingPatch'",message="spec.strategy.rollingPatch may only be set when spec.strategy.type is RollingPatch"
 // +kubebuilder:validation:XValidation:rule="!has(self.strict) || self.type == 'Strict'",message="spec.strategy.strict may only be set when spec.strategy.type is Strict"
 type RolloutStrategy struct {
+	// The default is DefaultStrategyType (see CompilerVersionSpec.Strategy).
+
 	// type is the rollout policy: Strict, RollingPatch (the default) or Canary.
 	// +optional
 	// +kubebuilder:default=RollingPatch
@@ -195,6 +209,9 @@ type StrictStrategy struct {
 
 // RollingPatchStrategy parameters.
 type RollingPatchStrategy struct {
+	// The default is DefaultMaxUnavailable, repeated as a literal in the marker for
+	// controller-gen; TestCRDDefaults holds them equal.
+
 	// maxUnavailable is how many pods (a number, or a percentage of the targeted pods rounded
 	// up) may be swapping at once; each batch is Ready before the next starts. Default 25%.
 	// +optional
@@ -224,6 +241,9 @@ type CanaryStrategy struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=20
 	Steps []CanaryStep `json:"steps"`
+
+	// The default is DefaultOnFailure, repeated as a literal in the marker for controller-gen;
+	// TestCRDDefaults holds them equal.
 
 	// onFailure is what happens when an analysis fails: Rollback (the default) or Pause.
 	// +optional
@@ -265,18 +285,6 @@ type CanaryPause struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) <= duration('168h')",message="pause.duration must be a Go duration such as 30s or 5m, at most 168h"
 	Duration *metav1.Duration `json:"duration,omitempty"`
-}
-
-// DefaultAnalysisMinCalls is analysis.minCalls when maxErrorRatePercent is set and minCalls is
-// not.
-const DefaultAnalysisMinCalls = 100
-
-// MinCallsOrDefault is minCalls, or DefaultAnalysisMinCalls when it is not set.
-func (a *CanaryAnalysis) MinCallsOrDefault() int32 {
-	if a.MinCalls != nil {
-		return *a.MinCalls
-	}
-	return DefaultAnalysisMinCalls
 }
 
 // CanaryAnalysis bounds what a step may observe before it fails.
@@ -377,20 +385,6 @@ const (
 	ConditionPaused = "Paused"
 	// ConditionDegraded is True when pods failed to swap or are incompatible.
 	ConditionDegraded = "Degraded"
-)
-
-// Condition reasons.
-const (
-	// ReasonNoTargetPods: the selector matches no pod in the namespace.
-	ReasonNoTargetPods = "NoTargetPods"
-	// ReasonAwaitingArtifact: there is no artifact for the current spec yet.
-	ReasonAwaitingArtifact = "AwaitingArtifact"
-	// ReasonInvalidSelector: the selector could not be turned into a label selector.
-	ReasonInvalidSelector = "InvalidSelector"
-	// ReasonAllPodsReady: every targeted pod runs the artifact.
-	ReasonAllPodsReady = "AllPodsReady"
-	// ReasonPodsNotUpdated: some targeted pods do not run the artifact yet.
-	ReasonPodsNotUpdated = "PodsNotUpdated"
 )
 
 // ArtifactStatus identifies a plugin artifact.
@@ -619,8 +613,4 @@ type CompilerVersionList struct {
 	// +optional
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []CompilerVersion `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&CompilerVersion{}, &CompilerVersionList{})
 }

@@ -2,14 +2,18 @@ package v1alpha1
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/splice-dev/splice/host/control"
 )
 
 // The pod protocol: how the rollout controller, the admission webhook and the agent sidecar talk
@@ -170,10 +174,7 @@ func (r *PodReport) CountsDigest() bool {
 	return r.Running == r.Digest || (r.State == SwapReady && r.TrafficPercent != nil && *r.TrafficPercent > 0)
 }
 
-var (
-	digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
-	reasonRE = regexp.MustCompile(`^[A-Z][A-Za-z0-9]{0,63}$`)
-)
+var reasonRE = regexp.MustCompile(`^[A-Z][A-Za-z0-9]{0,63}$`)
 
 // ValidReason reports whether s may be a report's reason: CamelCase, at most 64 characters.
 func ValidReason(s string) bool { return reasonRE.MatchString(s) }
@@ -187,13 +188,30 @@ func DigestOf(ref string) string {
 	return ""
 }
 
-// DigestPattern is the pattern every artifact digest must match.
-const DigestPattern = `^sha256:[a-f0-9]{64}$`
+// DigestPattern is the pattern every artifact digest must match. It is control.DigestPattern:
+// the rule has one statement, in the one package that the host library, the builder and this
+// API can all import.
+const DigestPattern = control.DigestPattern
+
+// ValidDigest reports whether d matches DigestPattern ("sha256:" and 64 lower-case hex digits).
+func ValidDigest(d string) bool { return control.ValidDigest(d) }
+
+// PinnedRefPattern is the pattern of a reference pinned by digest, "registry/repo@sha256:<64
+// hex>" (a tag may come before the digest; the digest decides). It is the CRD's rule for
+// spec.plugin.source.artifact (its marker repeats it as a literal, and TestCRDPatterns holds
+// the two equal) and the syntax of the desired-state annotations' artifacts. The registry's
+// full grammar is checked where an artifact is pulled.
+const PinnedRefPattern = `^[^@\s]+@` + control.DigestExpr + `$`
+
+var pinnedRefRE = regexp.MustCompile(PinnedRefPattern)
+
+// ValidPinnedRef reports whether ref matches PinnedRefPattern.
+func ValidPinnedRef(ref string) bool { return pinnedRefRE.MatchString(ref) }
 
 // Validate checks a report as the controller must before trusting it: the agent runs in the
 // user's pod, so the annotation is untrusted input.
 func (r *PodReport) Validate() error {
-	if !digestRE.MatchString(r.Digest) && !(r.Digest == "" && r.State == SwapFailed) {
+	if !ValidDigest(r.Digest) && (r.Digest != "" || r.State != SwapFailed) {
 		return fmt.Errorf("report.digest %q must match %s (it may be empty only when the state is Failed)", r.Digest, DigestPattern)
 	}
 	if !swapStates[r.State] {
@@ -202,7 +220,7 @@ func (r *PodReport) Validate() error {
 	if r.Reason != "" && !ValidReason(r.Reason) {
 		return fmt.Errorf("report.reason %q must be CamelCase, at most 64 characters", r.Reason)
 	}
-	if r.Running != "" && !digestRE.MatchString(r.Running) {
+	if r.Running != "" && !ValidDigest(r.Running) {
 		return fmt.Errorf("report.running %q must match %s", r.Running, DigestPattern)
 	}
 	if r.SwapLatencySeconds < 0 || r.SwapLatencySeconds > float64(time.Hour/time.Second) {
@@ -253,23 +271,171 @@ func (r *PodReport) Encode() (string, error) {
 	return string(b), nil
 }
 
-// Rollout controls. People (and `kubectl splice`) steer a rollout by annotating the
-// CompilerVersion, never by editing its spec, so GitOps tools that own the spec do not revert
-// them (they do not remove annotations they never set). Edge-triggered controls carry a nonce:
-// the controller acts once per new value and records the value it handled in
-// status.observedControls, so a restarted manager never acts twice.
-const (
-	// AnnotationPromote (nonce): end the current step's pause (or a failed analysis held by
-	// onFailure: Pause) and go on to the next step.
-	AnnotationPromote = "splice.dev/promote"
-	// AnnotationPromoteFull (nonce): skip every remaining step and move all pods at once.
-	AnnotationPromoteFull = "splice.dev/promote-full"
-	// AnnotationRetry (nonce): start a failed, rolled-back or aborted rollout again from its
-	// first step.
-	AnnotationRetry = "splice.dev/retry"
-	// AnnotationPaused ("true", level): hold the rollout where it is while present.
-	AnnotationPaused = "splice.dev/paused"
-	// AnnotationAbort ("true", level): return every pod to the stable artifact and hold while
-	// present. While a rollout is aborted, goVersion and the source may change.
-	AnnotationAbort = "splice.dev/abort"
-)
+// DesiredState is what the rollout controller asks of one pod, as the pod's desired-state
+// annotations (AnnotationDesiredArtifact, AnnotationStableArtifact, AnnotationTrafficPercent and
+// AnnotationCountersInterval) carry it. The controller writes it with Encode; the agent, the
+// controller reading a pod back, the simulated agent and `kubectl splice` read it with
+// ParseDesiredState, so all of them agree on what a pod was asked.
+// +kubebuilder:object:generate=false
+type DesiredState struct {
+	// Artifact is the artifact the pod must run, pinned by digest. Empty: the pod is not
+	// managed, and its host keeps what it runs.
+	Artifact string
+	// Stable is the artifact that takes the calls Artifact does not while a request-level
+	// canary splits them; it is set exactly when Split is true.
+	Stable string
+	// TrafficPercent is Artifact's share of the pod's calls, 0-100; nil means all of them.
+	TrafficPercent *int32
+	// CountersInterval asks the agent to write its call counters at least this often, 1s or
+	// more; 0 leaves the agent's own interval.
+	CountersInterval time.Duration
+}
+
+// Split reports whether the state splits calls between Artifact and Stable: a traffic share
+// below 100. A share of exactly 100 is no split.
+func (d DesiredState) Split() bool { return d.TrafficPercent != nil && *d.TrafficPercent < 100 }
+
+// ReasonInvalidDesiredArtifact is the reason of the Failed report an agent writes about
+// desired-state annotations that ParseDesiredState (or the registry's reading of a reference)
+// refuses; the report's error says what is wrong.
+const ReasonInvalidDesiredArtifact = "InvalidDesiredArtifact"
+
+// maxQuoted bounds how much of an annotation's value an error quotes: the annotation is input
+// anyone who may edit the pod controls.
+const maxQuoted = 200
+
+// ParseDesiredState reads the desired-state annotations from a pod's annotations. Surrounding
+// spaces are trimmed from every value. No desired artifact and no other desired-state
+// annotation is the zero state (an unmanaged pod). It refuses, naming the annotation and what to
+// write instead: an annotation that is present but empty; a desired or stable artifact not
+// pinned by digest (PinnedRefPattern); a traffic percent that is not an integer from 0 to 100;
+// a split (traffic below 100) without a stable artifact, a stable artifact without a split, or
+// both naming the same digest; a counters interval that is not a Go duration of at least 1s;
+// and any of them without a desired artifact. Even with an error, the state holds what could be
+// read (the values trimmed; the traffic percent and interval when they are well-formed), so
+// that the agent can report about the artifact it was asked for.
+func ParseDesiredState(ann map[string]string) (DesiredState, error) {
+	var d DesiredState
+	var errArtifact, errStable, errTraffic, errInterval error
+	d.Artifact, errArtifact = nonEmptyAnnotation(ann, AnnotationDesiredArtifact)
+	d.Stable, errStable = nonEmptyAnnotation(ann, AnnotationStableArtifact)
+	d.TrafficPercent, errTraffic = trafficAnnotation(ann)
+	d.CountersInterval, errInterval = countersIntervalAnnotation(ann)
+	if err := cmp.Or(errArtifact, errTraffic, errStable, errInterval); err != nil {
+		return d, err
+	}
+	return d, d.Validate()
+}
+
+// Validate checks the state against ParseDesiredState's rules: what Validate refuses, Encode
+// refuses to write and ParseDesiredState refuses to read.
+func (d DesiredState) Validate() error {
+	if d.Artifact == "" {
+		if d.Stable != "" || d.TrafficPercent != nil || d.CountersInterval != 0 {
+			return fmt.Errorf("annotations %s, %s and %s go with %s, which is not set: name the desired artifact, or remove them",
+				AnnotationStableArtifact, AnnotationTrafficPercent, AnnotationCountersInterval, AnnotationDesiredArtifact)
+		}
+		return nil
+	}
+	if !ValidPinnedRef(d.Artifact) {
+		return notPinned(AnnotationDesiredArtifact, d.Artifact)
+	}
+	if p := d.TrafficPercent; p != nil && (*p < 0 || *p > 100) {
+		return fmt.Errorf("annotation %s is %d; want an integer from 0 to 100", AnnotationTrafficPercent, *p)
+	}
+	if err := d.validateSplit(); err != nil {
+		return err
+	}
+	if d.CountersInterval != 0 && d.CountersInterval < time.Second {
+		return fmt.Errorf("annotation %s is %s; want a Go duration of 1s or more, such as 10s", AnnotationCountersInterval, d.CountersInterval)
+	}
+	return nil
+}
+
+// validateSplit checks that the stable artifact comes with a split, and only with one.
+func (d DesiredState) validateSplit() error {
+	switch {
+	case d.Split() && d.Stable == "":
+		return fmt.Errorf("annotation %s is %d but %s is not set: a traffic split needs the stable artifact that keeps the other %d%%",
+			AnnotationTrafficPercent, *d.TrafficPercent, AnnotationStableArtifact, 100-*d.TrafficPercent)
+	case d.Stable == "":
+		return nil
+	case !d.Split():
+		return fmt.Errorf("annotation %s is set but %s does not split the calls (absent, or 100): the stable artifact only serves a traffic split; remove it, or set a share below 100",
+			AnnotationStableArtifact, AnnotationTrafficPercent)
+	case !ValidPinnedRef(d.Stable):
+		return notPinned(AnnotationStableArtifact, d.Stable)
+	case DigestOf(d.Stable) == DigestOf(d.Artifact):
+		return fmt.Errorf("annotations %s and %s name the same digest %s; a traffic split needs two artifacts",
+			AnnotationDesiredArtifact, AnnotationStableArtifact, DigestOf(d.Artifact))
+	}
+	return nil
+}
+
+// Encode returns the annotation values that carry d, as a JSON merge patch of the pod's
+// annotations wants them: every desired-state annotation, with its value, or nil where d leaves
+// it unset (the patch removes it). It refuses a state Validate refuses, so that no pod is asked
+// for what its agent would reject. ParseDesiredState reads back exactly d.
+func (d DesiredState) Encode() (map[string]*string, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	out := map[string]*string{
+		AnnotationDesiredArtifact: nil, AnnotationStableArtifact: nil,
+		AnnotationTrafficPercent: nil, AnnotationCountersInterval: nil,
+	}
+	set := func(key, value string) {
+		if value != "" {
+			out[key] = &value
+		}
+	}
+	set(AnnotationDesiredArtifact, d.Artifact)
+	set(AnnotationStableArtifact, d.Stable)
+	if d.TrafficPercent != nil {
+		set(AnnotationTrafficPercent, strconv.Itoa(int(*d.TrafficPercent)))
+	}
+	if d.CountersInterval != 0 {
+		set(AnnotationCountersInterval, d.CountersInterval.String())
+	}
+	return out, nil
+}
+
+// nonEmptyAnnotation is an annotation's trimmed value; present and blank is an error (a merge
+// patch removes an annotation, it never blanks it).
+func nonEmptyAnnotation(ann map[string]string, key string) (string, error) {
+	v, ok := ann[key]
+	v = strings.TrimSpace(v)
+	if ok && v == "" {
+		return "", fmt.Errorf("annotation %s is set but empty: give it a value, or remove it", key)
+	}
+	return v, nil
+}
+
+func trafficAnnotation(ann map[string]string) (*int32, error) {
+	raw, ok := ann[AnnotationTrafficPercent]
+	if !ok {
+		return nil, nil
+	}
+	p, err := strconv.ParseInt(strings.TrimSpace(raw), 10, 32)
+	if err != nil || p < 0 || p > 100 {
+		return nil, fmt.Errorf("annotation %s is %q; want an integer from 0 to 100", AnnotationTrafficPercent, control.Truncate(raw, maxQuoted))
+	}
+	v := int32(p)
+	return &v, nil
+}
+
+func countersIntervalAnnotation(ann map[string]string) (time.Duration, error) {
+	raw, ok := ann[AnnotationCountersInterval]
+	if !ok {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(raw))
+	if err != nil || d < time.Second {
+		return 0, fmt.Errorf("annotation %s is %q; want a Go duration of 1s or more, such as 10s", AnnotationCountersInterval, control.Truncate(raw, maxQuoted))
+	}
+	return d, nil
+}
+
+func notPinned(key, ref string) error {
+	return fmt.Errorf("annotation %s is %q; want a reference pinned by digest, registry/repo@sha256:<64 lower-case hex>", key, control.Truncate(ref, maxQuoted))
+}

@@ -94,3 +94,37 @@ func FuzzDecodeReport(f *testing.F) {
 		}
 	})
 }
+
+func TestValidDigestAndPinnedRef(t *testing.T) {
+	hex := strings.Repeat("0123456789abcdef", 4)
+	tests := []struct {
+		in          string
+		digest, ref bool
+	}{
+		{in: "sha256:" + hex, digest: true},
+		{in: "registry.example.com/team/p@sha256:" + hex, ref: true},
+		{in: "registry.example.com:5000/team/p:v1@sha256:" + hex, ref: true},
+		{in: "sha256:" + strings.ToUpper(hex)},
+		{in: "sha256:" + hex[:63]},
+		{in: "sha256:" + hex + "0"},
+		{in: "sha512:" + hex},
+		{in: " sha256:" + hex},
+		{in: "p@sha256:" + hex + "\n"},
+		{in: "@sha256:" + hex},
+		{in: "a@b@sha256:" + hex},
+		{in: "team/p q@sha256:" + hex},
+		{in: "registry.example.com/team/p:v1"},
+		{in: ""},
+	}
+	for _, tt := range tests {
+		if got := splicev1.ValidDigest(tt.in); got != tt.digest {
+			t.Errorf("ValidDigest(%q) = %v, want %v", tt.in, got, tt.digest)
+		}
+		if got := splicev1.ValidPinnedRef(tt.in); got != tt.ref {
+			t.Errorf("ValidPinnedRef(%q) = %v, want %v", tt.in, got, tt.ref)
+		}
+	}
+	if splicev1.DigestOf("registry.example.com/team/p@sha256:"+hex) != "sha256:"+hex {
+		t.Errorf("DigestOf does not take the digest of a pinned reference")
+	}
+}

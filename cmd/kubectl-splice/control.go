@@ -20,13 +20,6 @@ import (
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 )
 
-// Condition reasons the controller sets (controllers/rollout_plan.go), which tell whether it has
-// seen a level-triggered control. control_test.go checks they still match.
-const (
-	// reasonPausedByUser is the Paused condition's reason while splice.dev/paused holds.
-	reasonPausedByUser = "PausedByUser"
-)
-
 // defaultWait is how long a control command waits for the controller to act before it reports
 // the phase as it stands.
 const defaultWait = 10 * time.Second
@@ -143,65 +136,70 @@ func (s *session) waitFor(ctx context.Context, cv *splicev1.CompilerVersion, tim
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	last := cv
-	for {
-		if done(last) {
-			return last, true, nil
-		}
+	for !done(last) {
 		w, err := s.client.Watch(ctx, &splicev1.CompilerVersionList{}, &client.ListOptions{
 			Namespace:     cv.Namespace,
 			FieldSelector: fields.OneTermEqualSelector("metadata.name", cv.Name),
 			Raw:           &metav1.ListOptions{ResourceVersion: last.ResourceVersion, AllowWatchBookmarks: true},
 		})
 		if err != nil {
-			if ctx.Err() != nil {
-				return last, false, nil
-			}
-			return last, false, fmt.Errorf("watch CompilerVersion %s/%s: %w", cv.Namespace, cv.Name, err)
+			return last, false, unlessEnded(ctx, fmt.Errorf("watch CompilerVersion %s/%s: %w", cv.Namespace, cv.Name, err))
 		}
-		expired := false
-		for ev := range w.ResultChan() {
-			if o, ok := ev.Object.(*splicev1.CompilerVersion); ok && (ev.Type == watch.Added || ev.Type == watch.Modified) {
-				last = o
-				if done(last) {
-					w.Stop()
-					return last, true, nil
-				}
-			}
-			if ev.Type == watch.Deleted {
-				w.Stop()
-				return last, false, fmt.Errorf("CompilerVersion %s/%s was deleted while waiting for the controller", cv.Namespace, cv.Name)
-			}
-			if ev.Type == watch.Error {
-				expired = true // most likely "resource version too old": read afresh and watch again
-				break
-			}
+		var expired bool
+		if last, expired, err = follow(w, last, done); err != nil {
+			return last, false, err
 		}
-		w.Stop()
 		if ctx.Err() != nil {
 			return last, false, nil
 		}
 		if expired {
 			fresh, err := s.getCV(ctx, cv.Name)
 			if err != nil {
-				if ctx.Err() != nil {
-					return last, false, nil
-				}
-				return last, false, err
+				return last, false, unlessEnded(ctx, err)
 			}
 			last = fresh
 		}
 	}
+	return last, true, nil
 }
 
-// rolloutActive reports whether a rollout is moving or holding mid-way.
-func rolloutActive(cv *splicev1.CompilerVersion) bool {
-	return cv.Status.Phase == splicev1.PhaseProgressing || cv.Status.Phase == splicev1.PhasePaused
+// follow reads one watch of the CompilerVersion cv until done holds for the newest version
+// seen, the object is deleted (an error), or the watch ends; expired says it ended on an error
+// event, most likely "resource version too old", after which it must be read afresh.
+func follow(w watch.Interface, cv *splicev1.CompilerVersion, done func(*splicev1.CompilerVersion) bool) (last *splicev1.CompilerVersion, expired bool, err error) {
+	defer w.Stop()
+	last = cv
+	for ev := range w.ResultChan() {
+		switch ev.Type {
+		case watch.Added, watch.Modified:
+			if o, ok := ev.Object.(*splicev1.CompilerVersion); ok {
+				last = o
+				if done(last) {
+					return last, false, nil
+				}
+			}
+		case watch.Deleted:
+			return last, false, fmt.Errorf("CompilerVersion %s/%s was deleted while waiting for the controller", cv.Namespace, cv.Name)
+		case watch.Error:
+			return last, true, nil
+		}
+	}
+	return last, false, nil
 }
 
-// pausedByUser reports whether the controller holds the rollout for splice.dev/paused.
+// unlessEnded is err, or nil once ctx has ended: a wait that runs out of time is no error.
+func unlessEnded(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// pausedByUser reports whether the controller holds the rollout for splice.dev/paused: the
+// reason it gives shows it has seen the annotation.
 func pausedByUser(cv *splicev1.CompilerVersion) bool {
 	c := apimeta.FindStatusCondition(cv.Status.Conditions, splicev1.ConditionPaused)
-	return c != nil && c.Status == metav1.ConditionTrue && c.Reason == reasonPausedByUser
+	return c != nil && c.Status == metav1.ConditionTrue && c.Reason == splicev1.ReasonPausedByUser
 }
 
 func str(s string) *string { return &s }
@@ -229,13 +227,13 @@ func decidePromote(full bool) decideFunc {
 		switch {
 		case cv.Spec.Strategy.Type != splicev1.StrategyCanary:
 			return action{}, fmt.Errorf("%s uses the %s strategy: only Canary rollouts have steps to promote", ref, cv.Spec.Strategy.Type)
-		case cv.Annotations[splicev1.AnnotationAbort] == "true":
+		case cv.Aborted():
 			return action{}, fmt.Errorf("%s is aborted (%s): the controller would ignore a promotion; `kubectl splice retry %s` starts the rollout again",
 				ref, splicev1.AnnotationAbort, name)
-		case cv.Annotations[splicev1.AnnotationPaused] == "true":
+		case cv.Paused():
 			return action{}, fmt.Errorf("%s is paused (%s): the controller would spend the promotion without acting on it; `kubectl splice resume %s` first",
 				ref, splicev1.AnnotationPaused, name)
-		case !rolloutActive(cv):
+		case !cv.RolloutActive():
 			return action{}, fmt.Errorf("%s has no rollout to promote: its phase is %s (promote acts on a rollout that is Progressing or Paused)",
 				ref, orDash(string(cv.Status.Phase)))
 		}
@@ -284,7 +282,7 @@ It sets splice.dev/paused=true.`,
 }
 
 func decidePause(cv *splicev1.CompilerVersion, ref, _ string) (action, error) {
-	if cv.Annotations[splicev1.AnnotationPaused] == "true" {
+	if cv.Paused() {
 		return action{did: fmt.Sprintf("%s was already paused (%s=true); nothing changed", ref, splicev1.AnnotationPaused)}, nil
 	}
 	act := action{
@@ -295,10 +293,10 @@ func decidePause(cv *splicev1.CompilerVersion, ref, _ string) (action, error) {
 		// wins over a pause). A canary already waiting for promotion does not count: the
 		// controller has not necessarily seen the annotation yet.
 		settled: func(cv *splicev1.CompilerVersion) bool {
-			return !rolloutActive(cv) || pausedByUser(cv)
+			return !cv.RolloutActive() || pausedByUser(cv)
 		},
 	}
-	if !rolloutActive(cv) {
+	if !cv.RolloutActive() {
 		act.notes = append(act.notes, fmt.Sprintf("no rollout is in progress (phase %s): the next rollout holds before it moves any pod",
 			orDash(string(cv.Status.Phase))))
 	}
@@ -333,7 +331,7 @@ func decideResume(cv *splicev1.CompilerVersion, ref, _ string) (action, error) {
 		did:     did,
 		settled: func(cv *splicev1.CompilerVersion) bool { return !pausedByUser(cv) },
 	}
-	if cv.Annotations[splicev1.AnnotationAbort] == "true" {
+	if cv.Aborted() {
 		act.notes = append(act.notes, fmt.Sprintf("it is still aborted (%s); `kubectl splice retry %s` starts the rollout again",
 			splicev1.AnnotationAbort, cv.Name))
 	}
@@ -353,7 +351,7 @@ It sets splice.dev/abort=true.`,
 }
 
 func decideAbort(cv *splicev1.CompilerVersion, ref, _ string) (action, error) {
-	if cv.Annotations[splicev1.AnnotationAbort] == "true" {
+	if cv.Aborted() {
 		return action{did: fmt.Sprintf("%s was already aborted (%s=true); nothing changed", ref, splicev1.AnnotationAbort)}, nil
 	}
 	back := "there is no stable artifact to return to, so pods keep what they run"
@@ -364,7 +362,7 @@ func decideAbort(cv *splicev1.CompilerVersion, ref, _ string) (action, error) {
 		changes: map[string]*string{splicev1.AnnotationAbort: str("true")},
 		did: fmt.Sprintf("%s aborted (%s=true): %s; the rollout holds until `kubectl splice retry %s`",
 			ref, splicev1.AnnotationAbort, back, cv.Name),
-		settled: func(cv *splicev1.CompilerVersion) bool { return !rolloutActive(cv) },
+		settled: func(cv *splicev1.CompilerVersion) bool { return !cv.RolloutActive() },
 	}, nil
 }
 
@@ -396,7 +394,7 @@ func decideRetry(cv *splicev1.CompilerVersion, ref, nonce string) (action, error
 		did:     did,
 		settled: func(cv *splicev1.CompilerVersion) bool { return cv.Status.ObservedControls.Retry == nonce },
 	}
-	if cv.Annotations[splicev1.AnnotationPaused] == "true" {
+	if cv.Paused() {
 		act.notes = append(act.notes, fmt.Sprintf("it is still paused (%s); `kubectl splice resume %s` lets it go on",
 			splicev1.AnnotationPaused, cv.Name))
 	}

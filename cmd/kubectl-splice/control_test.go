@@ -8,15 +8,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
-	"github.com/splice-dev/splice/controllers"
 )
-
-// The commands tell whether the controller acted by the reasons it sets; they must not drift.
-func TestReasonsMatchController(t *testing.T) {
-	if reasonPausedByUser != controllers.ReasonPausedByUser {
-		t.Errorf("reasonPausedByUser = %q, the controller sets %q", reasonPausedByUser, controllers.ReasonPausedByUser)
-	}
-}
 
 func TestDecide(t *testing.T) {
 	const ref = "compilerversion.splice.dev/greeter"
@@ -129,7 +121,7 @@ func TestDecide(t *testing.T) {
 
 func TestSettled(t *testing.T) {
 	paused := canaryCV("shop")
-	paused.Status.Conditions[3] = metav1.Condition{Type: splicev1.ConditionPaused, Status: metav1.ConditionTrue, Reason: reasonPausedByUser}
+	paused.Status.Conditions[3] = metav1.Condition{Type: splicev1.ConditionPaused, Status: metav1.ConditionTrue, Reason: splicev1.ReasonPausedByUser}
 	resume, _ := decideResume(withPaused(canaryCV("shop")), "cv", "N")
 	if resume.settled(paused) {
 		t.Errorf("resume settled while the controller still reports PausedByUser")

@@ -44,6 +44,17 @@ const maxFailuresShown = 3
 // (terminating pods are kept and marked, as they are interesting during an eviction).
 func render(cv *splicev1.CompilerVersion, pods []corev1.Pod, now time.Time) string {
 	var b strings.Builder
+	b.WriteString(header(cv, now))
+	b.WriteString("\n")
+	b.WriteString(podTable(cv, pods))
+	b.WriteString(failureList(cv, now))
+	return trimTrailingSpace(b.String())
+}
+
+// header is the rollout's state, one field a line: the policy, the step, the phase and why,
+// the controls in force, the artifacts and the pod counts.
+func header(cv *splicev1.CompilerVersion, now time.Time) string {
+	var b strings.Builder
 	st := &cv.Status
 	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	field := func(name, format string, args ...any) {
@@ -89,28 +100,32 @@ func render(cv *splicev1.CompilerVersion, pods []corev1.Pod, now time.Time) stri
 	field("Pods", "%d targeted, %d updated, %d ready, %d failed, %d incompatible",
 		st.Targeted, st.Updated, st.Ready, st.Failed, st.Incompatible)
 	w.Flush()
+	return b.String()
+}
 
-	b.WriteString("\n")
-	b.WriteString(podTable(cv, pods))
-
-	if n := len(st.RecentFailures); n > 0 {
-		b.WriteString("\nRecent failures:\n")
-		w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-		for i, f := range st.RecentFailures {
-			if i == maxFailuresShown {
-				fmt.Fprintf(w, "  … %d more in status.recentFailures\n", n-maxFailuresShown)
-				break
-			}
-			age := ""
-			if f.Time != nil {
-				age = " (" + ago(f.Time.Time, now) + ")"
-			}
-			fmt.Fprintf(w, "  %s\t%s %s\t%s\t%s\t%s%s\n", f.Pod, stateIcon(f.State), orDash(string(f.State)),
-				shortDigest(f.Digest), orDash(f.Reason), oneLine(f.Message, 120), age)
-		}
-		w.Flush()
+// failureList is the latest pod failures, at most maxFailuresShown of them; "" without any.
+func failureList(cv *splicev1.CompilerVersion, now time.Time) string {
+	fs := cv.Status.RecentFailures
+	if len(fs) == 0 {
+		return ""
 	}
-	return trimTrailingSpace(b.String())
+	var b strings.Builder
+	b.WriteString("\nRecent failures:\n")
+	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	for i, f := range fs {
+		if i == maxFailuresShown {
+			fmt.Fprintf(w, "  … %d more in status.recentFailures\n", len(fs)-maxFailuresShown)
+			break
+		}
+		age := ""
+		if f.Time != nil {
+			age = " (" + ago(f.Time.Time, now) + ")"
+		}
+		fmt.Fprintf(w, "  %s\t%s %s\t%s\t%s\t%s%s\n", f.Pod, stateIcon(f.State), orDash(string(f.State)),
+			shortDigest(f.Digest), orDash(f.Reason), oneLine(f.Message, 120), age)
+	}
+	w.Flush()
+	return b.String()
 }
 
 // trimTrailingSpace drops the padding tabwriter leaves at the end of label-only lines.
@@ -168,88 +183,122 @@ type podRow struct {
 	status, desired, traffic, state, running, swap, gc, globals, ready string
 }
 
-// describePod reads the pod protocol off a pod: what the controller told it (annotations), what
-// its agent answered (the report) and its plugin-ready condition.
+// describePod reads the pod protocol off a pod: what the controller told it (its desired
+// state, read as the agent reads it), what its agent answered (the report) and its
+// plugin-ready condition.
 func describePod(cv *splicev1.CompilerVersion, p *corev1.Pod) podRow {
-	r := podRow{traffic: "-", state: "-", running: "-", swap: "-", gc: "-", globals: "-"}
-
-	r.status = string(p.Status.Phase)
-	if r.status == "" {
-		r.status = "Unknown"
+	// Malformed desired-state annotations are the agent's to refuse, which its report then
+	// says; the row shows what could be read of them.
+	want, _ := splicev1.ParseDesiredState(p.Annotations)
+	rep, repErr := podReport(p)
+	r := podRow{status: podStatus(p), state: stateCell(want, rep, repErr), ready: readyCell(p),
+		running: "-", swap: "-", gc: "-", globals: "-"}
+	r.desired, r.traffic = desiredCells(cv, want, p.Annotations)
+	if rep != nil {
+		r.running, r.swap, r.gc, r.globals = reportCells(rep)
 	}
-	if p.DeletionTimestamp != nil {
-		r.status = "Terminating"
-	}
+	return r
+}
 
-	desired := p.Annotations[splicev1.AnnotationDesiredArtifact]
-	desiredDigest := splicev1.DigestOf(desired)
+// podStatus is the pod's phase, or Terminating once it is being deleted.
+func podStatus(p *corev1.Pod) string {
 	switch {
-	case desired == "":
-		r.desired = "-"
-	case desiredDigest == "":
-		// Not pinned by digest (the agent refuses it): show its last path element, "repo:tag".
-		r.desired = oneLine(desired[strings.LastIndex(desired, "/")+1:], 40) + " (no digest)"
-	default:
-		r.desired = shortDigest(desiredDigest) + role(cv, desiredDigest)
+	case p.DeletionTimestamp != nil:
+		return "Terminating"
+	case p.Status.Phase == "":
+		return "Unknown"
 	}
-	if desired != "" {
-		r.traffic = "100%"
-		if t, ok := p.Annotations[splicev1.AnnotationTrafficPercent]; ok {
-			r.traffic = t + "%"
-		}
-	}
+	return string(p.Status.Phase)
+}
 
-	raw, hasReport := p.Annotations[splicev1.AnnotationReport]
-	rep, repErr := (*splicev1.PodReport)(nil), error(nil)
-	if hasReport {
-		rep, repErr = splicev1.DecodeReport(raw)
+// desiredCells are the DESIRED and TRAFFIC cells: the artifact the pod is told to run and the
+// share of its calls that artifact takes.
+func desiredCells(cv *splicev1.CompilerVersion, want splicev1.DesiredState, ann map[string]string) (desired, traffic string) {
+	digest := splicev1.DigestOf(want.Artifact)
+	switch {
+	case want.Artifact == "":
+		return "-", "-"
+	case digest == "":
+		// Not pinned by digest (the agent refuses it): show its last path element, "repo:tag".
+		desired = oneLine(want.Artifact[strings.LastIndex(want.Artifact, "/")+1:], 40) + " (no digest)"
+	default:
+		desired = shortDigest(digest) + role(cv, digest)
 	}
+	raw, set := ann[splicev1.AnnotationTrafficPercent]
+	switch {
+	case want.TrafficPercent != nil:
+		return desired, fmt.Sprintf("%d%%", *want.TrafficPercent)
+	case set:
+		return desired, iconWarning + " " + oneLine(raw, 8) // not a share the agent accepts
+	}
+	return desired, "100%"
+}
+
+// podReport decodes the pod's report; nil without one.
+func podReport(p *corev1.Pod) (*splicev1.PodReport, error) {
+	raw, ok := p.Annotations[splicev1.AnnotationReport]
+	if !ok {
+		return nil, nil
+	}
+	return splicev1.DecodeReport(raw)
+}
+
+// stateCell is the STATE cell: where the agent says the pod stands with its desired artifact.
+func stateCell(want splicev1.DesiredState, rep *splicev1.PodReport, repErr error) string {
+	digest := splicev1.DigestOf(want.Artifact)
 	switch {
 	case repErr != nil:
-		r.state = iconWarning + " BadReport"
-	case rep == nil && desired != "":
-		r.state = iconWaiting + " Waiting" // the agent has not answered yet
+		return iconWarning + " BadReport"
+	case rep == nil && want.Artifact != "":
+		return iconWaiting + " Waiting" // the agent has not answered yet
 	case rep == nil:
-	case desiredDigest != "" && rep.Digest != desiredDigest:
+		return "-"
+	case digest != "" && rep.Digest != digest:
 		// The report is about an earlier desired artifact: the agent has not picked up the
 		// current one yet. What it runs and its last swap's figures are still worth showing.
-		r.state = iconWaiting + " Waiting"
-	default:
-		r.state = stateIcon(rep.State) + " " + string(rep.State)
-		if rep.Reason != "" && rep.State != splicev1.SwapReady {
-			r.state += ": " + rep.Reason
-		}
+		return iconWaiting + " Waiting"
 	}
-	if rep != nil {
-		r.running = orDash(shortDigest(rep.Running))
-		if rep.State == splicev1.SwapReady && rep.TrafficPercent != nil && rep.Running != "" && rep.Digest != rep.Running {
-			// A request-level canary: the host serves both, the stable artifact as Running.
-			r.running += "+" + shortDigest(rep.Digest)
-		}
-		if rep.SwapLatencySeconds > 0 {
-			r.swap = latency(rep.SwapLatencySeconds)
-		}
-		if rep.Before != nil && rep.After != nil {
-			r.gc = strconv.FormatInt(int64(rep.After.GCCycles)-int64(rep.Before.GCCycles), 10)
-			r.globals = signedBytes(int64(rep.After.ScanGlobalsBytes) - int64(rep.Before.ScanGlobalsBytes))
-		}
+	state := stateIcon(rep.State) + " " + string(rep.State)
+	if rep.Reason != "" && rep.State != splicev1.SwapReady {
+		state += ": " + rep.Reason
 	}
+	return state
+}
 
-	r.ready = iconWaiting + " -"
+// reportCells are the RUNNING, SWAP, GC and GLOBALS cells, from the agent's report.
+func reportCells(rep *splicev1.PodReport) (running, swap, gc, globals string) {
+	running, swap, gc, globals = orDash(shortDigest(rep.Running)), "-", "-", "-"
+	if rep.State == splicev1.SwapReady && rep.TrafficPercent != nil && rep.Running != "" && rep.Digest != rep.Running {
+		// A request-level canary: the host serves both, the stable artifact as Running.
+		running += "+" + shortDigest(rep.Digest)
+	}
+	if rep.SwapLatencySeconds > 0 {
+		swap = latency(rep.SwapLatencySeconds)
+	}
+	if rep.Before != nil && rep.After != nil {
+		gc = strconv.FormatInt(int64(rep.After.GCCycles)-int64(rep.Before.GCCycles), 10)
+		globals = signedBytes(int64(rep.After.ScanGlobalsBytes) - int64(rep.Before.ScanGlobalsBytes))
+	}
+	return running, swap, gc, globals
+}
+
+// readyCell is the PLUGIN-READY cell: the pod's splice.dev/plugin-ready condition.
+func readyCell(p *corev1.Pod) string {
+	ready := iconWaiting + " -"
 	for _, c := range p.Status.Conditions {
 		if c.Type != splicev1.PodConditionPluginReady {
 			continue
 		}
 		switch c.Status {
 		case corev1.ConditionTrue:
-			r.ready = iconOK + " True"
+			ready = iconOK + " True"
 		case corev1.ConditionFalse:
-			r.ready = iconBad + " False"
+			ready = iconBad + " False"
 		default:
-			r.ready = iconUnknown + " " + string(c.Status)
+			ready = iconUnknown + " " + string(c.Status)
 		}
 	}
-	return r
+	return ready
 }
 
 // role says which of the CompilerVersion's artifacts a digest is.
@@ -269,25 +318,19 @@ func strategyLine(cv *splicev1.CompilerVersion) string {
 	s := cv.Spec.Strategy
 	switch s.Type {
 	case splicev1.StrategyCanary:
-		steps, onFailure := 0, splicev1.FailureRollback
+		steps := 0
 		if s.Canary != nil {
 			steps = len(s.Canary.Steps)
-			if s.Canary.OnFailure != "" {
-				onFailure = s.Canary.OnFailure
-			}
 		}
-		return fmt.Sprintf("Canary, %d steps, onFailure %s", steps, onFailure)
+		return fmt.Sprintf("Canary, %d steps, onFailure %s", steps, s.Canary.OnFailureOrDefault())
 	case splicev1.StrategyStrict:
 		if s.Strict != nil && s.Strict.RecreateIncompatible {
 			return "Strict, recreateIncompatible"
 		}
 		return "Strict"
 	default:
-		max := "25%"
-		if s.RollingPatch != nil && s.RollingPatch.MaxUnavailable != nil {
-			max = s.RollingPatch.MaxUnavailable.String()
-		}
-		return fmt.Sprintf("RollingPatch, maxUnavailable %s", max)
+		mu := s.RollingPatch.MaxUnavailableOrDefault()
+		return fmt.Sprintf("RollingPatch, maxUnavailable %s", mu.String())
 	}
 }
 
@@ -368,22 +411,17 @@ func phaseLine(cv *splicev1.CompilerVersion) (phase splicev1.Phase, reason, mess
 
 // controlsLine lists the control annotations in force and the requests not yet acted on.
 func controlsLine(cv *splicev1.CompilerVersion) string {
-	a, seen := cv.Annotations, cv.Status.ObservedControls
 	var out []string
-	if a[splicev1.AnnotationAbort] == "true" {
-		out = append(out, "aborted ("+splicev1.AnnotationAbort+")")
-	}
-	if a[splicev1.AnnotationPaused] == "true" {
-		out = append(out, "paused ("+splicev1.AnnotationPaused+")")
-	}
-	pending := func(key, handled, what string) {
-		if v := a[key]; v != "" && v != handled {
-			out = append(out, what+" requested, not yet acted on")
+	add := func(when bool, what string) {
+		if when {
+			out = append(out, what)
 		}
 	}
-	pending(splicev1.AnnotationPromoteFull, seen.PromoteFull, "full promotion")
-	pending(splicev1.AnnotationPromote, seen.Promote, "promotion")
-	pending(splicev1.AnnotationRetry, seen.Retry, "retry")
+	add(cv.Aborted(), "aborted ("+splicev1.AnnotationAbort+")")
+	add(cv.Paused(), "paused ("+splicev1.AnnotationPaused+")")
+	add(cv.PromoteFullRequested(), "full promotion requested, not yet acted on")
+	add(cv.PromoteRequested(), "promotion requested, not yet acted on")
+	add(cv.RetryRequested(), "retry requested, not yet acted on")
 	return strings.Join(out, "; ")
 }
 

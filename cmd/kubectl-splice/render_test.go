@@ -396,3 +396,38 @@ func TestGetName(t *testing.T) {
 		}
 	}
 }
+
+// TestDesiredCells: the DESIRED and TRAFFIC cells show the desired state as the agent reads it
+// (splicev1.ParseDesiredState), and what could be read of it when the agent would refuse it.
+func TestDesiredCells(t *testing.T) {
+	cv := canaryCV("shop")
+	tests := []struct {
+		name             string
+		ann              map[string]string
+		desired, traffic string
+	}{
+		{name: "unmanaged", ann: nil, desired: "-", traffic: "-"},
+		{name: "stable, all calls", ann: map[string]string{splicev1.AnnotationDesiredArtifact: stableRef}, desired: "1a2b3c4d5e6f (stable)", traffic: "100%"},
+		{name: "canary share", ann: map[string]string{splicev1.AnnotationDesiredArtifact: canaryRef, splicev1.AnnotationStableArtifact: stableRef,
+			splicev1.AnnotationTrafficPercent: "10"}, desired: "9f8e7d6c5b4a (canary)", traffic: "10%"},
+		{name: "spaces trimmed", ann: map[string]string{splicev1.AnnotationDesiredArtifact: " " + canaryRef + " ", splicev1.AnnotationStableArtifact: stableRef,
+			splicev1.AnnotationTrafficPercent: " 10 "}, desired: "9f8e7d6c5b4a (canary)", traffic: "10%"},
+		{name: "another artifact", ann: map[string]string{splicev1.AnnotationDesiredArtifact: repo + "@" + otherDigest}, desired: "77aa88bb99cc (other)", traffic: "100%"},
+		{name: "all calls, said", ann: map[string]string{splicev1.AnnotationDesiredArtifact: stableRef, splicev1.AnnotationTrafficPercent: "100"}, desired: "1a2b3c4d5e6f (stable)", traffic: "100%"},
+		{name: "a tag, which the agent refuses", ann: map[string]string{splicev1.AnnotationDesiredArtifact: repo + ":v2"}, desired: "greeter-plugin:v2 (no digest)", traffic: "100%"},
+		{name: "a share the agent refuses", ann: map[string]string{splicev1.AnnotationDesiredArtifact: canaryRef, splicev1.AnnotationTrafficPercent: "ten"},
+			desired: "9f8e7d6c5b4a (canary)", traffic: iconWarning + " ten"},
+		{name: "a split without stable keeps its share", ann: map[string]string{splicev1.AnnotationDesiredArtifact: canaryRef, splicev1.AnnotationTrafficPercent: "10"},
+			desired: "9f8e7d6c5b4a (canary)", traffic: "10%"},
+		{name: "blank desired artifact", ann: map[string]string{splicev1.AnnotationDesiredArtifact: " "}, desired: "-", traffic: "-"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want, _ := splicev1.ParseDesiredState(tt.ann)
+			desired, traffic := desiredCells(cv, want, tt.ann)
+			if desired != tt.desired || traffic != tt.traffic {
+				t.Fatalf("desiredCells = %q, %q; want %q, %q", desired, traffic, tt.desired, tt.traffic)
+			}
+		})
+	}
+}

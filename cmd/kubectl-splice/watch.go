@@ -47,81 +47,32 @@ func watchRollout(ctx context.Context, s *session, name string, out io.Writer, n
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-
 	cvs, _, err := s.startCache(ctx, &splicev1.CompilerVersion{},
 		cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", name)}, poke)
 	if err != nil {
 		return err
 	}
-	// The pods' informer follows the CompilerVersion's selector: it is replaced when the
-	// selector changes.
-	var pods cache.Cache
-	var podSelector string
-	stopPods := func() {}
-	defer func() { stopPods() }()
+	w := &rolloutWatch{s: s, name: name, cvs: cvs, onChange: poke, stopPods: func() {}}
+	defer func() { w.stopPods() }()
 
+	p := &framePrinter{out: out, tty: isTerminal(out)}
 	var tick <-chan time.Time
-	tty := isTerminal(out)
-	if tty {
+	if p.tty {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		tick = t.C
 	}
-	last, first := "", true
 	for {
-		var frame string
-		cv := &splicev1.CompilerVersion{}
-		err := cvs.Get(ctx, client.ObjectKey{Namespace: s.namespace, Name: name}, cv)
-		switch {
-		case ctx.Err() != nil:
+		frame, err := w.frame(ctx, now())
+		if ctx.Err() != nil {
 			return nil
-		case apierrors.IsNotFound(err):
-			frame = fmt.Sprintf("CompilerVersion %q does not exist in namespace %q (deleted?); waiting for it to be created. Ctrl-C to stop.\n",
-				name, s.namespace)
-		case err != nil:
-			return fmt.Errorf("read CompilerVersion %s/%s from the watch cache: %w", s.namespace, name, err)
-		default:
-			var list []corev1.Pod
-			if sel, err := metav1.LabelSelectorAsSelector(&cv.Spec.Selector); err == nil && !sel.Empty() {
-				if sel.String() != podSelector || pods == nil {
-					stopPods()
-					pods, stopPods, err = s.startPodCache(ctx, sel, poke)
-					if err != nil {
-						if ctx.Err() != nil {
-							return nil
-						}
-						return err
-					}
-					podSelector = sel.String()
-				}
-				var pl corev1.PodList
-				if err := pods.List(ctx, &pl); err != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					return fmt.Errorf("read the pods of CompilerVersion %s/%s from the watch cache: %w", s.namespace, name, err)
-				}
-				list = pl.Items
-			}
-			frame = render(cv, list, now())
 		}
-
-		if frame != last {
-			var err error
-			switch {
-			case tty:
-				_, err = io.WriteString(out, clearScreen+frame)
-			case first:
-				_, err = io.WriteString(out, frame)
-			default:
-				_, err = io.WriteString(out, "\n"+frame)
-			}
-			if err != nil {
-				return fmt.Errorf("write the frame: %w", err)
-			}
-			last, first = frame, false
+		if err != nil {
+			return err
 		}
-
+		if err := p.print(frame); err != nil {
+			return err
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -129,6 +80,90 @@ func watchRollout(ctx context.Context, s *session, name string, out io.Writer, n
 		case <-tick:
 		}
 	}
+}
+
+// rolloutWatch draws frames from the informers' caches: the CompilerVersion's, and its pods',
+// which follows the CompilerVersion's selector and is replaced when the selector changes.
+type rolloutWatch struct {
+	s        *session
+	name     string
+	cvs      cache.Cache
+	onChange func()
+
+	pods        cache.Cache
+	podSelector string
+	stopPods    func()
+}
+
+// frame renders the rollout as the caches hold it now, or says that the CompilerVersion does
+// not exist (it may be created again).
+func (w *rolloutWatch) frame(ctx context.Context, now time.Time) (string, error) {
+	cv := &splicev1.CompilerVersion{}
+	err := w.cvs.Get(ctx, client.ObjectKey{Namespace: w.s.namespace, Name: w.name}, cv)
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("CompilerVersion %q does not exist in namespace %q (deleted?); waiting for it to be created. Ctrl-C to stop.\n",
+			w.name, w.s.namespace), nil
+	case err != nil:
+		return "", fmt.Errorf("read CompilerVersion %s/%s from the watch cache: %w", w.s.namespace, w.name, err)
+	}
+	pods, err := w.podsOf(ctx, cv)
+	if err != nil {
+		return "", err
+	}
+	return render(cv, pods, now), nil
+}
+
+// podsOf lists the pods the CompilerVersion's selector matches from the pods' cache, starting
+// (or restarting, for a new selector) its informer first. A selector that cannot be used, or
+// is empty, selects nothing; render says why.
+func (w *rolloutWatch) podsOf(ctx context.Context, cv *splicev1.CompilerVersion) ([]corev1.Pod, error) {
+	sel, err := metav1.LabelSelectorAsSelector(&cv.Spec.Selector)
+	if err != nil || sel.Empty() {
+		return nil, nil
+	}
+	if sel.String() != w.podSelector || w.pods == nil {
+		w.stopPods()
+		w.pods, w.stopPods, err = w.s.startPodCache(ctx, sel, w.onChange)
+		if err != nil {
+			return nil, err
+		}
+		w.podSelector = sel.String()
+	}
+	var pl corev1.PodList
+	if err := w.pods.List(ctx, &pl); err != nil {
+		return nil, fmt.Errorf("read the pods of CompilerVersion %s/%s from the watch cache: %w", w.s.namespace, w.name, err)
+	}
+	return pl.Items, nil
+}
+
+// framePrinter writes the frames that differ from the last one: in place on a terminal, else
+// one after the other, a blank line apart.
+type framePrinter struct {
+	out   io.Writer
+	tty   bool
+	last  string
+	wrote bool
+}
+
+func (p *framePrinter) print(frame string) error {
+	if frame == p.last {
+		return nil
+	}
+	var err error
+	switch {
+	case p.tty:
+		_, err = io.WriteString(p.out, clearScreen+frame)
+	case !p.wrote:
+		_, err = io.WriteString(p.out, frame)
+	default:
+		_, err = io.WriteString(p.out, "\n"+frame)
+	}
+	if err != nil {
+		return fmt.Errorf("write the frame: %w", err)
+	}
+	p.last, p.wrote = frame, true
+	return nil
 }
 
 // startPodCache starts an informer on the pods the selector matches in the session's namespace.

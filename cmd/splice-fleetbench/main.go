@@ -71,23 +71,41 @@ type result struct {
 	rss, hwm      uint64
 }
 
-func run(ctx context.Context, sizesFlag, policiesFlag string, deadline time.Duration) error {
+// parseSizes reads -sizes: fleet sizes from 1 to 5000, comma-separated.
+func parseSizes(flag string) ([]int, error) {
 	var sizes []int
-	for _, s := range strings.Split(sizesFlag, ",") {
+	for _, s := range strings.Split(flag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 || n > 5000 {
-			return fmt.Errorf("-sizes: %q is not a fleet size from 1 to 5000", s)
+			return nil, fmt.Errorf("-sizes: %q is not a fleet size from 1 to 5000", s)
 		}
 		sizes = append(sizes, n)
 	}
+	return sizes, nil
+}
+
+// parsePolicies reads -policies: strategy types, comma-separated.
+func parsePolicies(flag string) ([]splicev1.StrategyType, error) {
 	var policies []splicev1.StrategyType
-	for _, p := range strings.Split(policiesFlag, ",") {
+	for _, p := range strings.Split(flag, ",") {
 		switch t := splicev1.StrategyType(strings.TrimSpace(p)); t {
 		case splicev1.StrategyStrict, splicev1.StrategyRollingPatch, splicev1.StrategyCanary:
 			policies = append(policies, t)
 		default:
-			return fmt.Errorf("-policies: %q is not Strict, RollingPatch or Canary", p)
+			return nil, fmt.Errorf("-policies: %q is not Strict, RollingPatch or Canary", p)
 		}
+	}
+	return policies, nil
+}
+
+func run(ctx context.Context, sizesFlag, policiesFlag string, deadline time.Duration) error {
+	sizes, err := parseSizes(sizesFlag)
+	if err != nil {
+		return err
+	}
+	policies, err := parsePolicies(policiesFlag)
+	if err != nil {
+		return err
 	}
 	work, err := os.MkdirTemp("", "splice-fleetbench-")
 	if err != nil {
@@ -160,15 +178,24 @@ func progress(msg string) {
 	fmt.Fprintf(os.Stderr, "[fleetbench %s] %s\n", time.Now().Format("15:04:05"), msg)
 }
 
-// strategy is the policy under test; Canary runs three steps without pauses.
+// strategy is the policy under test and how many steps it takes: Canary runs three steps
+// without pauses, RollingPatch batches of the default maxUnavailable.
 func strategy(p splicev1.StrategyType) (splicev1.RolloutStrategy, int) {
 	switch p {
 	case splicev1.StrategyCanary:
 		return splicev1.RolloutStrategy{Type: p, Canary: &splicev1.CanaryStrategy{Steps: []splicev1.CanaryStep{
 			{SetWeight: 10}, {SetWeight: 50}, {SetWeight: 100}}}}, 3
 	case splicev1.StrategyRollingPatch:
-		mu := intstr.FromString("25%")
-		return splicev1.RolloutStrategy{Type: p, RollingPatch: &splicev1.RollingPatchStrategy{MaxUnavailable: &mu}}, 4
+		rp := &splicev1.RollingPatchStrategy{}
+		mu := rp.MaxUnavailableOrDefault()
+		rp.MaxUnavailable = &mu
+		// Counted on 100 pods: a percentage makes as many batches of every fleet it divides
+		// evenly, as the benchmark's sizes are.
+		batch, err := intstr.GetScaledValueFromIntOrPercent(&mu, 100, true)
+		if err != nil || batch < 1 {
+			batch = 1
+		}
+		return splicev1.RolloutStrategy{Type: p, RollingPatch: rp}, (100 + batch - 1) / batch
 	default:
 		return splicev1.RolloutStrategy{Type: p}, 1
 	}
@@ -304,7 +331,8 @@ func printResults(w io.Writer, rs []result) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\n(manager writes: POST/PUT/PATCH/DELETE the manager sent during the v1 -> v2 rollout, from its rest_client_requests_total;")
-	fmt.Fprintln(w, " steps: RollingPatch 25% batches, Canary 10/50/100%, Strict all at once; agents are simulated on the pod side only)")
+	fmt.Fprintf(w, " steps: RollingPatch %s batches, Canary 10/50/100%%, Strict all at once; agents are simulated on the pod side only)\n",
+		splicev1.DefaultMaxUnavailable)
 }
 
 func writeKubeconfig(env *envtest.Environment, dir string) (string, error) {

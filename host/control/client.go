@@ -142,7 +142,7 @@ func (c *Client) do(ctx context.Context, method, path string, in Request, out an
 	if resp.StatusCode >= 400 {
 		var er ErrorResponse
 		if err := json.Unmarshal(data, &er); err != nil || er.Error.Code == "" {
-			return &Error{Status: resp.StatusCode, Code: CodeInternal, Message: fmt.Sprintf("host answered %s %s with %q", method, path, truncate(string(data), 200))}
+			return &Error{Status: resp.StatusCode, Code: CodeInternal, Message: fmt.Sprintf("host answered %s %s with %q", method, path, Truncate(string(data), 200))}
 		}
 		return &Error{Status: resp.StatusCode, Code: er.Error.Code, Reason: er.Error.Reason, Message: er.Error.Message}
 	}

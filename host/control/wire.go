@@ -19,8 +19,15 @@ const (
 	// MaxPathBytes bounds a plugin path in a request (PATH_MAX on Linux).
 	MaxPathBytes = 4096
 
-	// DigestPattern is the form every artifact digest takes.
-	DigestPattern = `^sha256:[a-f0-9]{64}$`
+	// DigestExpr is an artifact digest, unanchored, for the patterns that embed one (a reference
+	// pinned by digest, in the API package).
+	DigestExpr = `sha256:[a-f0-9]{64}`
+	// DigestPattern is the form every artifact digest takes. It is the project's one statement
+	// of that rule: the API package (its pod protocol, the CRD's schema, which a test holds to
+	// it), the agent, the builder and the host library all use it, and this package can be
+	// imported by all of them where the API package could not (the host library must not link
+	// Kubernetes).
+	DigestPattern = `^` + DigestExpr + `$`
 )
 
 var digestRE = regexp.MustCompile(DigestPattern)
@@ -309,7 +316,7 @@ func (r *ReexecRequest) Validate() error {
 
 func validateDigest(field, d string) error {
 	if !ValidDigest(d) {
-		return fmt.Errorf("%s %q must match %s", field, truncate(d, 80), DigestPattern)
+		return fmt.Errorf("%s %q must match %s", field, Truncate(d, 80), DigestPattern)
 	}
 	return nil
 }
@@ -326,11 +333,4 @@ func validatePath(field, p string, required bool) error {
 		return fmt.Errorf("%s names the control socket, not a plugin file", field)
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -11,7 +11,6 @@ package simagent
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,75 +142,95 @@ func (a *Agents) work(ctx context.Context) {
 	}
 }
 
-// answer brings one pod's report in line with its desired artifact.
+// answer brings one pod's report in line with its desired state, read as the agent reads it
+// (splicev1.ParseDesiredState).
 func (a *Agents) answer(ctx context.Context, key string) error {
 	obj, exists, err := a.informer.GetStore().GetByKey(key)
 	if err != nil || !exists {
 		return err
 	}
 	pod := obj.(*corev1.Pod)
-	desired := pod.Annotations[splicev1.AnnotationDesiredArtifact]
-	if desired == "" || pod.DeletionTimestamp != nil {
+	if pod.DeletionTimestamp != nil {
 		return nil
 	}
-	digest := splicev1.DigestOf(desired)
-	// A request-level canary: the host keeps the stable artifact as Running and routes the
-	// share to the desired one, as the real agent reports it.
-	var traffic *int32
-	if v, ok := pod.Annotations[splicev1.AnnotationTrafficPercent]; ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			t := int32(n)
-			traffic = &t
-		}
-	}
-	stable := splicev1.DigestOf(pod.Annotations[splicev1.AnnotationStableArtifact])
-	sameTraffic := func(r *splicev1.PodReport) bool {
-		return (r.TrafficPercent == nil) == (traffic == nil) && (traffic == nil || *r.TrafficPercent == *traffic)
+	want, err := splicev1.ParseDesiredState(pod.Annotations)
+	switch {
+	case err != nil:
+		return a.refuse(ctx, pod, want, err)
+	case want.Artifact == "":
+		return nil
 	}
 	old, _ := splicev1.DecodeReport(pod.Annotations[splicev1.AnnotationReport])
+	r, ready := a.outcome(pod.Name, want, old)
+	if r == nil {
+		return nil
+	}
+	return a.write(ctx, pod, r, ready)
+}
 
+// refuse reports malformed desired-state annotations as the agent does: Failed, touching
+// nothing, once per distinct refusal.
+func (a *Agents) refuse(ctx context.Context, pod *corev1.Pod, want splicev1.DesiredState, why error) error {
+	r := &splicev1.PodReport{Artifact: want.Artifact, State: splicev1.SwapFailed, Reason: splicev1.ReasonInvalidDesiredArtifact,
+		Error: why.Error(), ObservedAt: metav1.Now()}
+	if d := splicev1.DigestOf(want.Artifact); splicev1.ValidDigest(d) {
+		r.Digest = d
+	}
 	a.mu.Lock()
+	r.Running = a.running[pod.Name]
+	a.mu.Unlock()
+	if old, err := splicev1.DecodeReport(pod.Annotations[splicev1.AnnotationReport]); err == nil &&
+		old.State == r.State && old.Artifact == r.Artifact && old.Error == r.Error {
+		return nil
+	}
+	return a.write(ctx, pod, r, false)
+}
+
+// outcome is the report the pod's agent would write now, and whether it is ready; nil when the
+// report it has already answers want.
+func (a *Agents) outcome(pod string, want splicev1.DesiredState, old *splicev1.PodReport) (*splicev1.PodReport, bool) {
+	digest := splicev1.DigestOf(want.Artifact)
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	errs := a.errorsPer1000[digest]
-	if old != nil && old.Digest == digest && sameTraffic(old) && old.State.Terminal() {
+	if old != nil && old.Digest == digest && sameTraffic(old, want.TrafficPercent) && old.State.Terminal() {
 		// Already answered; only the error counters may move (a scripted error rate).
-		stale := old.State == splicev1.SwapReady && old.Errors != errs
-		a.mu.Unlock()
-		if !stale {
-			return nil
+		if old.State != splicev1.SwapReady || old.Errors == errs {
+			return nil, false
 		}
 		old.Errors = errs
-		return a.write(ctx, pod, old, true)
+		return old, true
 	}
-	f, failing := a.fail[pod.Name]
-	if failing && f.digest == digest {
-		delete(a.fail, pod.Name)
-	} else {
-		failing = false
-	}
-	r := &splicev1.PodReport{Artifact: desired, Digest: digest, TrafficPercent: traffic, ObservedAt: metav1.Now(), LoadedVersions: 2,
+	r := &splicev1.PodReport{Artifact: want.Artifact, Digest: digest, TrafficPercent: want.TrafficPercent, ObservedAt: metav1.Now(), LoadedVersions: 2,
 		Before: &splicev1.RuntimeSnapshot{GCCycles: 10, HeapLiveBytes: 4 << 20, ScanGlobalsBytes: 300 << 10},
 		After:  &splicev1.RuntimeSnapshot{GCCycles: 11, HeapLiveBytes: 5 << 20, ScanGlobalsBytes: 442 << 10}}
-	if failing {
-		r.State, r.Reason, r.Error, r.Running = f.state, "Simulated", "scripted "+string(f.state), a.running[pod.Name]
-	} else {
-		if a.swaps[pod.Name] == nil {
-			a.swaps[pod.Name] = map[string]int{}
-		}
-		// Moving a version already serving from its canary share to all calls (or back) is a
-		// routing change in the host, not a load: it does not count as a swap.
-		if old == nil || old.Digest != digest || old.State != splicev1.SwapReady {
-			a.swaps[pod.Name][digest]++
-		}
-		a.running[pod.Name] = digest
-		r.State, r.Running, r.SwapLatencySeconds = splicev1.SwapReady, digest, a.Latency.Seconds()
-		if traffic != nil && stable != "" {
-			r.Running = stable
-			a.running[pod.Name] = stable
-		}
-		r.Calls, r.Errors = 1000, errs
+	if f, failing := a.fail[pod]; failing && f.digest == digest {
+		delete(a.fail, pod)
+		r.State, r.Reason, r.Error, r.Running = f.state, "Simulated", "scripted "+string(f.state), a.running[pod]
+		return r, false
 	}
-	a.mu.Unlock()
-	return a.write(ctx, pod, r, !failing)
+	if a.swaps[pod] == nil {
+		a.swaps[pod] = map[string]int{}
+	}
+	// Moving a version already serving from its canary share to all calls (or back) is a
+	// routing change in the host, not a load: it does not count as a swap.
+	if old == nil || old.Digest != digest || old.State != splicev1.SwapReady {
+		a.swaps[pod][digest]++
+	}
+	r.State, r.Running, r.SwapLatencySeconds = splicev1.SwapReady, digest, a.Latency.Seconds()
+	if want.Split() {
+		// A request-level canary: the host keeps the stable artifact as Running and routes the
+		// share to the desired one, as the real agent reports it.
+		r.Running = splicev1.DigestOf(want.Stable)
+	}
+	a.running[pod] = r.Running
+	r.Calls, r.Errors = 1000, errs
+	return r, true
+}
+
+// sameTraffic reports whether a report is about the traffic share wanted (nil: all calls).
+func sameTraffic(r *splicev1.PodReport, traffic *int32) bool {
+	return (r.TrafficPercent == nil) == (traffic == nil) && (traffic == nil || *r.TrafficPercent == *traffic)
 }
 
 // write patches the report annotation, then the plugin-ready condition, as the agent does.
