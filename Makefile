@@ -1,7 +1,7 @@
 # Splice — build, generate, test and run.
 #
-# Everything a target needs is provisioned by the target itself into bin/ (controller-gen, the
-# control-plane binaries), so a fresh clone needs only Go and gcc.
+# Everything a target needs is provisioned by the target itself into bin/ (controller-gen,
+# staticcheck, the control-plane binaries), so a fresh clone needs only Go and gcc.
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -11,6 +11,8 @@ K8S_VERSION ?= 1.37.2
 ETCD_VERSION ?= 3.6.16
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK ?= $(LOCALBIN)/staticcheck-$(STATICCHECK_VERSION)
 K8S_BIN ?= $(LOCALBIN)/k8s
 # Packages controller-gen reads for the manager: the API and the packages whose RBAC and webhook
 # markers describe the manager. (The agent's much smaller Role is kept apart, under config/rbac.)
@@ -49,6 +51,13 @@ vet: ## go vet, and fail on unformatted files.
 	go vet ./...
 	go vet -tags e2e ./test/e2e/
 
+.PHONY: lint
+lint: $(STATICCHECK) ## staticcheck (pinned), and no function over the length and complexity bounds of hack/funclint.
+	@echo "staticcheck $(STATICCHECK_VERSION) ./... (a few minutes on a cold cache)"
+	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags e2e ./test/e2e/
+	go run ./hack/funclint
+
 .PHONY: envtest-assets
 envtest-assets: ## Provide kube-apiserver, etcd and kubectl in bin/k8s (download, else build from the Go module proxy; cached).
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/k8s-binaries.sh $(K8S_BIN) etcd kube-apiserver kubectl
@@ -57,7 +66,7 @@ envtest-assets: ## Provide kube-apiserver, etcd and kubectl in bin/k8s (download
 test: test-unit test-e2e ## What CI runs: test-unit, then test-e2e (root; a cold machine builds Kubernetes and helm once, ~25 min).
 
 .PHONY: test-unit
-test-unit: verify-generated vet envtest-assets ## Generated files, vet, unit and envtest suites, real plugins and hosts (no root, no cluster).
+test-unit: verify-generated vet lint envtest-assets ## Generated files, vet, lint, unit and envtest suites, real plugins and hosts (no root, no cluster).
 	go test ./... -count=1 -timeout 30m
 
 ##@ Build and run
@@ -84,6 +93,12 @@ $(CONTROLLER_GEN):
 	@echo "installing controller-gen $(CONTROLLER_TOOLS_VERSION) into $(LOCALBIN)"
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 	mv $(LOCALBIN)/controller-gen $(CONTROLLER_GEN)
+
+$(STATICCHECK):
+	@mkdir -p $(LOCALBIN)
+	@echo "installing staticcheck $(STATICCHECK_VERSION) into $(LOCALBIN)"
+	GOBIN=$(LOCALBIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(LOCALBIN)/staticcheck $(STATICCHECK)
 
 ##@ Local cluster, images, chart and end-to-end tests
 
