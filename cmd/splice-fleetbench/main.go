@@ -68,7 +68,10 @@ type result struct {
 	converge      time.Duration
 	managerWrites float64
 	agentWrites   int64
-	rss, hwm      uint64
+	// statusWrites and statusConflicts are the CompilerVersion status patches the API server
+	// accepted and refused with 409 Conflict during the rollout (its apiserver_request_total).
+	statusWrites, statusConflicts float64
+	rss, hwm                      uint64
 }
 
 // parseSizes reads -sizes: fleet sizes from 1 to 5000, comma-separated.
@@ -238,6 +241,10 @@ func rollout(ctx context.Context, c client.Client, cs kubernetes.Interface, mgr 
 	if err != nil {
 		return result{}, err
 	}
+	statusBefore, err := statusPatches(ctx, cs)
+	if err != nil {
+		return result{}, err
+	}
 	agentsBefore := agents.Writes()
 	start := time.Now()
 	patch := client.MergeFrom(cv.DeepCopy())
@@ -253,12 +260,17 @@ func rollout(ctx context.Context, c client.Client, cs kubernetes.Interface, mgr 
 	if err != nil {
 		return result{}, err
 	}
+	statusAfter, err := statusPatches(ctx, cs)
+	if err != nil {
+		return result{}, err
+	}
 	if agents.MaxSwaps() > 1 {
 		return result{}, errors.New("a pod was asked to swap to the same artifact twice")
 	}
 	rss, hwm := mgr.memory()
 	return result{policy: policy, pods: n, steps: steps, converge: converge, managerWrites: after - before,
-		agentWrites: agents.Writes() - agentsBefore, rss: rss, hwm: hwm}, nil
+		agentWrites: agents.Writes() - agentsBefore, rss: rss, hwm: hwm,
+		statusWrites: statusAfter["200"] - statusBefore["200"], statusConflicts: statusAfter["409"] - statusBefore["409"]}, nil
 }
 
 func goVersion() string {
@@ -324,13 +336,14 @@ func waitStable(ctx context.Context, c client.Client, cv *splicev1.CompilerVersi
 
 func printResults(w io.Writer, rs []result) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "policy\tpods\tsteps\tconverge\tmanager writes\twrites/pod/step\tagent writes\tmanager RSS\tmanager peak RSS\t")
+	fmt.Fprintln(tw, "policy\tpods\tsteps\tconverge\tmanager writes\twrites/pod/step\tstatus writes\tstatus 409s\tagent writes\tmanager RSS\tmanager peak RSS\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%.2f\t%d\t%.1fMiB\t%.1fMiB\t\n", r.policy, r.pods, r.steps, r.converge.Round(10*time.Millisecond),
-			r.managerWrites, r.managerWrites/float64(r.pods*r.steps), r.agentWrites, float64(r.rss)/(1<<20), float64(r.hwm)/(1<<20))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%.2f\t%.0f\t%.0f\t%d\t%.1fMiB\t%.1fMiB\t\n", r.policy, r.pods, r.steps, r.converge.Round(10*time.Millisecond),
+			r.managerWrites, r.managerWrites/float64(r.pods*r.steps), r.statusWrites, r.statusConflicts, r.agentWrites, float64(r.rss)/(1<<20), float64(r.hwm)/(1<<20))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\n(manager writes: POST/PUT/PATCH/DELETE the manager sent during the v1 -> v2 rollout, from its rest_client_requests_total;")
+	fmt.Fprintln(w, " status writes and 409s: PATCHes of compilerversions/status the API server answered 200 and 409 Conflict, from its apiserver_request_total;")
 	fmt.Fprintf(w, " steps: RollingPatch %s batches, Canary 10/50/100%%, Strict all at once; agents are simulated on the pod side only)\n",
 		splicev1.DefaultMaxUnavailable)
 }
@@ -438,6 +451,31 @@ func isWrite(m *dto.Metric) bool {
 		}
 	}
 	return false
+}
+
+// statusPatches reads the API server's count of CompilerVersion status PATCHes by response code.
+// Only the manager writes CompilerVersion status here, so these are its status writes.
+func statusPatches(ctx context.Context, cs kubernetes.Interface) (map[string]float64, error) {
+	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the API server's metrics: %w", err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(string(raw)))
+	if err != nil {
+		return nil, fmt.Errorf("parse the API server's metrics: %w", err)
+	}
+	byCode := map[string]float64{}
+	for _, m := range families["apiserver_request_total"].GetMetric() {
+		l := map[string]string{}
+		for _, p := range m.GetLabel() {
+			l[p.GetName()] = p.GetValue()
+		}
+		if l["resource"] == "compilerversions" && l["subresource"] == "status" && l["verb"] == "PATCH" {
+			byCode[l["code"]] += m.GetCounter().GetValue()
+		}
+	}
+	return byCode, nil
 }
 
 // memory reads the manager's resident and peak resident set size from /proc.
