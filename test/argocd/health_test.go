@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the argocd-cm snippet of docs/argocd.md from health.lua")
@@ -40,24 +41,6 @@ type healthTests struct {
 type healthTest struct {
 	HealthStatus healthStatus `json:"healthStatus"`
 	InputPath    string       `json:"inputPath"`
-}
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 func readFile(t *testing.T, path string) string {
@@ -138,7 +121,7 @@ func loadObject(t *testing.T, path string) map[string]any {
 // TestHealthChecks runs every case of every health_test.yaml, with the libraries Argo CD gives
 // an argocd-cm script and with all of them: the script must not depend on which.
 func TestHealthChecks(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	for _, dir := range scriptDirs(t, root) {
 		script := readFile(t, filepath.Join(dir, "health.lua"))
 		rel, _ := filepath.Rel(filepath.Join(root, customizations), dir)
@@ -163,7 +146,7 @@ func TestHealthChecks(t *testing.T) {
 // TestHealthTestsListEveryInput keeps health_test.yaml and testdata/ the same set: a testdata
 // file no case names tests nothing, and a case whose file is gone fails only when it runs.
 func TestHealthTestsListEveryInput(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	for _, dir := range scriptDirs(t, root) {
 		listed := map[string]bool{}
 		for _, tc := range readHealthTests(t, dir).Tests {
@@ -203,7 +186,7 @@ var returnedStatus = regexp.MustCompile(`\bhealth\("(\w+)"`)
 // TestHealthTestsCoverEveryOutcome asks for a case of every status CompilerVersion's script can
 // return, and for the four its mapping is about.
 func TestHealthTestsCoverEveryOutcome(t *testing.T) {
-	dir := filepath.Join(repoRoot(t), compilerVersion)
+	dir := filepath.Join(testenv.RepoRoot(), compilerVersion)
 	want := map[string]bool{"Healthy": true, "Progressing": true, "Suspended": true, "Degraded": true}
 	for _, m := range returnedStatus.FindAllStringSubmatch(readFile(t, filepath.Join(dir, "health.lua")), -1) {
 		want[m[1]] = true
@@ -224,7 +207,7 @@ func TestHealthTestsCoverEveryOutcome(t *testing.T) {
 // every line after the key's "|" line, to the end of the code block, becomes the script
 // indented by four spaces, so the key must stay the last entry of the snippet.
 func TestDocsCarryTheScript(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	script := readFile(t, filepath.Join(root, compilerVersion, "health.lua"))
 	path := filepath.Join(root, docsPage)
 	page := readFile(t, path)
@@ -314,7 +297,7 @@ func firstDifference(got, want string) string {
 // added to the CRD, or a condition type, reason or annotation renamed in Go, fails here rather
 // than silently falling through to another health in Argo CD.
 func TestScriptNamesTheAPI(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	script := readFile(t, filepath.Join(root, compilerVersion, "health.lua"))
 	var crd struct {
 		Spec struct {

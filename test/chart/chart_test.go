@@ -22,28 +22,11 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/splice-dev/splice/internal/manager"
+	"github.com/splice-dev/splice/internal/testenv"
 )
 
 // object is one Kubernetes object, as parsed from YAML.
 type object = map[string]any
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
 
 // helmBinary is $HELM, or the helm hack/helm.sh provides in bin/ (built once, then cached).
 func helmBinary(t *testing.T, root string) string {
@@ -71,7 +54,7 @@ type chart struct {
 }
 
 func newChart(t *testing.T) *chart {
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	return &chart{root: root, helm: helmBinary(t, root)}
 }
 
