@@ -81,8 +81,64 @@ run: envtest-assets ## Local control plane + the real manager: real plugins roll
 	go run ./cmd/splice-local $(RUN_ARGS)
 
 .PHONY: bench
-bench: ## Hot swap (through the agent) vs re-exec hand-off vs cold restart under load, side by side (~1 min).
+bench: bench-calls ## The host's call path (bench-calls), then hot swap (through the agent) vs re-exec hand-off vs cold restart under load, side by side (~2 min).
 	go run ./cmd/splice-bench
+
+# BENCH_COUNT runs of BENCH_TIME each per benchmark; the table shows their median.
+BENCH_COUNT ?= 5
+BENCH_TIME ?= 300ms
+
+.PHONY: bench-calls
+bench-calls: ## A call through host.Slot (plain, with its version, with a 30% canary) vs a direct interface call, serial and parallel at -cpu 1,2,4, in one table (~1 min).
+	@echo "load average before: $$(cat /proc/loadavg) ($$(nproc) CPUs; parallel columns above that many are oversubscribed)"
+	go test ./host/ -run '^$$' -bench '^Benchmark(Direct|Slot|Counters)' -cpu 1,2,4 -count $(BENCH_COUNT) -benchtime $(BENCH_TIME) | awk "$$BENCH_TABLE_AWK"
+	@echo "load average after:  $$(cat /proc/loadavg)"
+
+# BENCH_TABLE_AWK turns `go test -bench -cpu ...` output into one row per benchmark and one
+# column per -cpu value (median ns/op), then the same columns less the Direct row of the same
+# variant (serial, parallel): what the slot adds to a call. Other lines go to stderr.
+define BENCH_TABLE_AWK
+/^Benchmark/ {
+	name = $$1; cpu = 1
+	if (match(name, /-[0-9]+$$/)) { cpu = substr(name, RSTART + 1); name = substr(name, 1, RSTART - 1) }
+	sub(/^Benchmark/, "", name)
+	for (i = 2; i < NF; i++) if ($$(i + 1) == "ns/op") v = $$i
+	if (!(name in seen)) { seen[name] = 1; rows[++nrows] = name }
+	if (!(cpu in cseen)) { cseen[cpu] = 1; cpus[++ncpus] = cpu }
+	k = name SUBSEP cpu; runs[k]++; val[k, runs[k]] = v + 0
+	next
+}
+/^(goos|goarch|pkg|PASS|ok)/ { next }
+/^cpu: / { model = substr($$0, 6); next }
+{ print > "/dev/stderr" }
+function median(k,   m, i, j, t, a) {
+	m = runs[k]; if (m == 0) return -1
+	for (i = 1; i <= m; i++) a[i] = val[k, i]
+	for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+	return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+}
+function cell(x) { return x < 0 ? sprintf("%9s", "-") : sprintf("%9.2f", x) }
+END {
+	printf "%s\nmedian ns/op of each benchmark's runs, by -cpu; then minus Direct/<same variant>\n", model
+	printf "%-28s", "benchmark"
+	for (c = 1; c <= ncpus; c++) printf "%9s", "cpu=" cpus[c]
+	printf "  |"
+	for (c = 1; c <= ncpus; c++) printf "%9s", "+cpu=" cpus[c]
+	printf "\n"
+	for (r = 1; r <= nrows; r++) {
+		name = rows[r]; variant = name; sub(/^[^\/]*\//, "", variant)
+		printf "%-28s", name
+		for (c = 1; c <= ncpus; c++) printf "%s", cell(median(name SUBSEP cpus[c]))
+		printf "  |"
+		for (c = 1; c <= ncpus; c++) {
+			x = median(name SUBSEP cpus[c]); d = median("Direct/" variant SUBSEP cpus[c])
+			printf "%s", (x < 0 || d < 0 || name ~ /^(Direct|Counters)/) ? sprintf("%9s", "") : cell(x - d)
+		}
+		printf "\n"
+	}
+}
+endef
+export BENCH_TABLE_AWK
 
 .PHONY: fleetbench
 fleetbench: envtest-assets ## Rollout engine on fleets of 50, 200 and 1000 simulated pods per policy: time, API writes, manager memory (~3 min).

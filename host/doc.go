@@ -21,6 +21,7 @@
 // What this package may not touch: it imports only the standard library, preflight, logr and
 // host/control — applications link it, and must not pull in Kubernetes libraries (the agent
 // converts Snapshot to api/v1alpha1.RuntimeSnapshot). It never casts plugin symbols through
-// unsafe, never re-opens a path, never opens a file the preflight refuses, and never
+// unsafe (its one use of unsafe hashes a local variable's address to pick a counter stripe,
+// and never turns an integer back into a pointer), never re-opens a path, never opens a file the preflight refuses, and never
 // closes a connection it accepted during a hand-off before it is answered.
 package host

@@ -32,7 +32,7 @@ type Options struct {
 	// read from os.Executable().
 	FactsFile string
 	// Symbol is the exported constructor every plugin must define as `func Symbol() T`.
-	// Default "Plugin".
+	// Default control.DefaultSymbol ("Plugin").
 	Symbol string
 	// APIVersionSymbol is the exported variable every plugin must define as
 	// `var APIVersionSymbol = "MAJOR.MINOR.PATCH"`. Default "APIVersion".
@@ -157,7 +157,7 @@ func New[T any](opts Options) (*Slot[T], error) {
 		opts.Name = "default"
 	}
 	if opts.Symbol == "" {
-		opts.Symbol = "Plugin"
+		opts.Symbol = control.DefaultSymbol
 	}
 	if opts.APIVersionSymbol == "" {
 		opts.APIVersionSymbol = "APIVersion"
@@ -236,14 +236,13 @@ func readHostFacts(factsFile string) (*preflight.Facts, error) {
 // It returns ErrNoVersion before the first swap. A panic in a goroutine the plugin starts
 // cannot be recovered by anyone and kills the process, as in any Go program.
 func (s *Slot[T]) Call(key string, fn func(T) error) (err error) {
-	e := s.acquire(key)
+	e, stripe := s.acquire(key)
 	if e == nil {
 		return ErrNoVersion
 	}
-	defer s.done(e, &err)
-	e.v.calls.Add(1)
+	defer s.done(e, stripe, &err)
 	if err = fn(e.impl); err != nil {
-		e.v.errors.Add(1)
+		e.v.ctr.failed(stripe)
 	}
 	return err
 }
@@ -251,43 +250,42 @@ func (s *Slot[T]) Call(key string, fn func(T) error) (err error) {
 // CallVersion is Call, also passing the version that serves the call (to label a response
 // with its digest, for instance).
 func (s *Slot[T]) CallVersion(key string, fn func(T, *Version) error) (err error) {
-	e := s.acquire(key)
+	e, stripe := s.acquire(key)
 	if e == nil {
 		return ErrNoVersion
 	}
-	defer s.done(e, &err)
-	e.v.calls.Add(1)
+	defer s.done(e, stripe, &err)
 	if err = fn(e.impl, e.v); err != nil {
-		e.v.errors.Add(1)
+		e.v.ctr.failed(stripe)
 	}
 	return err
 }
 
-// acquire picks the version for key and counts the call in. One atomic load of the table and
-// one atomic add on the version in the common case; it loops only when a swap retired the
-// picked version between the two.
-func (s *Slot[T]) acquire(key string) *entry[T] {
+// acquire picks the version for key and counts the call in, on the stripe of the version's
+// counters it returns. One atomic load of the table and one atomic add on the stripe in the
+// common case; it loops only when a swap retired the picked version between the two.
+func (s *Slot[T]) acquire(key string) (*entry[T], int) {
 	for {
 		t := s.tbl.Load()
 		e := t.current
 		if e == nil {
-			return nil
+			return nil, 0
 		}
 		if t.canary != nil && RouteBucket(key) < t.percent {
 			e = t.canary
 		}
-		if e.v.enter() {
-			return e
+		if stripe, ok := e.v.enter(); ok {
+			return e, stripe
 		}
 	}
 }
 
 // done is deferred directly by Call, so recover works here.
-func (s *Slot[T]) done(e *entry[T], errp *error) {
+func (s *Slot[T]) done(e *entry[T], stripe int, errp *error) {
 	if r := recover(); r != nil {
 		*errp = s.panicked(e.v, r)
 	}
-	e.v.exit()
+	e.v.exit(stripe)
 }
 
 func (s *Slot[T]) panicked(v *Version, r any) error {

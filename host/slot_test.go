@@ -168,7 +168,7 @@ func TestStaleReaderBacksOff(t *testing.T) {
 	if _, err := s.Swap(ctx, digest('b'), SwapOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if stale.v.enter() {
+	if _, ok := stale.v.enter(); ok {
 		t.Fatal("a caller holding the pre-swap table entered the retired version")
 	}
 	if n, retired, _ := stale.v.drainState(); n != 0 || !retired {
@@ -186,10 +186,11 @@ func TestStaleReaderBacksOff(t *testing.T) {
 	if _, err := s.Swap(ctx, digest('a'), SwapOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if !stale.v.enter() {
+	stripe, ok := stale.v.enter()
+	if !ok {
 		t.Fatal("a version routed again refused a caller")
 	}
-	stale.v.exit()
+	stale.v.exit(stripe)
 }
 
 // TestDrainIsExact swaps back and forth under concurrent calls and checks, after each

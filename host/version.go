@@ -9,14 +9,6 @@ import (
 	"github.com/splice-dev/splice/preflight"
 )
 
-// retiredBit is set in Version.inflight while the version is not routable. Keeping it in the
-// same word as the in-flight count is what makes draining exact with a single atomic add on
-// the hot path: a caller that read a routing table just before a swap increments the count of
-// the version it picked and, in the same instruction, learns whether that version was retired
-// meanwhile — if so it backs off and reads the new table. So once the bit is set and the count
-// below it reaches zero, no call can start on the version again until it is routed again.
-const retiredBit = int64(1) << 62
-
 // Version is one plugin version the slot has tried. Its identity is its digest.
 type Version struct {
 	digest     string
@@ -36,10 +28,8 @@ type Version struct {
 	errCode   control.Code
 	errReason string
 
-	inflight atomic.Int64 // low bits: calls running; retiredBit: not routable
-	calls    atomic.Uint64
-	errors   atomic.Uint64
-	panics   atomic.Uint64
+	ctr    counters // calls running, calls and errors; see counters.go
+	panics atomic.Uint64
 
 	// panicBase is the panic count when the version last became routable; the rollback
 	// threshold applies to panics since then. rollbackFired makes the automatic rollback fire
@@ -64,27 +54,24 @@ func (v *Version) PluginPath() string { return v.pluginPath }
 func (v *Version) APIVersion() string { return v.apiVersion }
 
 func newVersion(digest, path string) *Version {
-	v := &Version{digest: digest, path: path, state: control.StateLoaded}
 	// Born retired: a version receives calls only once a routing table names it.
+	v := &Version{digest: digest, path: path, state: control.StateLoaded, ctr: newCounters()}
 	v.drained = make(chan struct{})
 	close(v.drained)
-	v.inflight.Store(retiredBit)
 	return v
 }
 
-// enter counts a call starting on v. It returns false, having undone the count, when v was
-// retired before the increment landed; the caller must then re-read the routing table.
-func (v *Version) enter() bool {
-	if v.inflight.Add(1)&retiredBit == 0 {
-		return true
-	}
-	v.exit()
-	return false
+// enter counts a call starting on v, on the calling goroutine's stripe, which the call must
+// exit on. It returns false when v was retired before the increment landed; the caller must
+// then re-read the routing table, and not exit.
+func (v *Version) enter() (stripe int, ok bool) {
+	stripe = v.ctr.pick()
+	return stripe, v.ctr.enter(stripe)
 }
 
 // exit counts a call leaving v.
-func (v *Version) exit() {
-	if v.inflight.Add(-1) == retiredBit {
+func (v *Version) exit(stripe int) {
+	if v.ctr.exit(stripe) {
 		v.signalDrained()
 	}
 }
@@ -93,7 +80,7 @@ func (v *Version) exit() {
 func (v *Version) unretire() {
 	v.panicBase.Store(v.panics.Load())
 	v.rollbackFired.Store(false)
-	v.inflight.Add(-retiredBit)
+	v.ctr.unretire()
 }
 
 // retire marks v not routable. It runs after the table without v is published, so a caller
@@ -102,7 +89,7 @@ func (v *Version) retire() {
 	v.drainMu.Lock()
 	v.drained = make(chan struct{})
 	v.drainMu.Unlock()
-	if v.inflight.Add(retiredBit) == retiredBit {
+	if v.ctr.retire() {
 		v.signalDrained()
 	}
 }
@@ -123,12 +110,13 @@ func (v *Version) drainState() (inflight int64, retired bool, ch <-chan struct{}
 	v.drainMu.Lock()
 	ch = v.drained
 	v.drainMu.Unlock()
-	n := v.inflight.Load()
-	return n &^ retiredBit, n&retiredBit != 0, ch
+	inflight, retired = v.ctr.inflight()
+	return inflight, retired, ch
 }
 
 func (v *Version) status() control.VersionStatus {
 	n, _, _ := v.drainState()
+	calls, errs := v.ctr.totals()
 	return control.VersionStatus{
 		Digest:      v.digest,
 		Path:        v.path,
@@ -140,8 +128,8 @@ func (v *Version) status() control.VersionStatus {
 		ErrorCode:   v.errCode,
 		ErrorReason: v.errReason,
 		InFlight:    n,
-		Calls:       v.calls.Load(),
-		Errors:      v.errors.Load(),
+		Calls:       calls,
+		Errors:      errs,
 		Panics:      v.panics.Load(),
 		LoadedAt:    v.loadedAt,
 		LoadSeconds: v.loadDur.Seconds(),
