@@ -203,6 +203,13 @@ func validateConfig(c *Config) error {
 	if c.APIVersion == "" {
 		return errors.New("config has no apiVersion: the plugin's declared API version is required")
 	}
+	if !control.ValidAPIVersion(c.APIVersion) {
+		return fmt.Errorf("config apiVersion %q is not a semantic version such as 1.4.0 of at most %d bytes", control.Truncate(c.APIVersion, 80), control.MaxAPIVersionBytes)
+	}
+	// The blob doubles as a facts file: it must be one that ReadFacts would read.
+	if err := c.Facts.Validate(); err != nil {
+		return fmt.Errorf("config facts: %w", err)
+	}
 	return nil
 }
 

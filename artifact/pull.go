@@ -190,11 +190,7 @@ func (f *fetcher) info(ctx context.Context, d name.Digest, o *options) (*Info, v
 	if err != nil {
 		return nil, v1.Descriptor{}, err
 	}
-	var m v1.Manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, v1.Descriptor{}, fmt.Errorf("%w: decode manifest %s: %v", ErrInvalidArtifact, want, err)
-	}
-	layer, err := checkManifest(&m, o)
+	m, layer, err := decodeManifest(raw, o)
 	if err != nil {
 		return nil, v1.Descriptor{}, fmt.Errorf("manifest %s: %w", want, err)
 	}
@@ -209,13 +205,37 @@ func (f *fetcher) info(ctx context.Context, d name.Digest, o *options) (*Info, v
 		LayerDigest: layer.Digest.String(),
 		LayerSize:   layer.Size,
 	}
-	if err := json.Unmarshal(cfgRaw, &info.Config); err != nil {
-		return nil, v1.Descriptor{}, fmt.Errorf("%w: decode config %s: %v", ErrInvalidArtifact, m.Config.Digest, err)
-	}
-	if err := validateConfig(&info.Config); err != nil {
-		return nil, v1.Descriptor{}, fmt.Errorf("%w: config %s: %v", ErrInvalidArtifact, m.Config.Digest, err)
+	if info.Config, err = decodeConfig(cfgRaw); err != nil {
+		return nil, v1.Descriptor{}, fmt.Errorf("config %s: %w", m.Config.Digest, err)
 	}
 	return info, layer, nil
+}
+
+// decodeManifest reads a manifest's bytes, already checked against their digest, as a Splice
+// plugin artifact (checkManifest) and returns it with its plugin layer.
+func decodeManifest(raw []byte, o *options) (*v1.Manifest, v1.Descriptor, error) {
+	var m v1.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, v1.Descriptor{}, fmt.Errorf("%w: decode manifest: %v", ErrInvalidArtifact, err)
+	}
+	layer, err := checkManifest(&m, o)
+	if err != nil {
+		return nil, v1.Descriptor{}, err
+	}
+	return &m, layer, nil
+}
+
+// decodeConfig reads a config blob's bytes, already checked against their digest, and checks
+// what a consumer relies on (validateConfig).
+func decodeConfig(raw []byte) (Config, error) {
+	var c Config
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return Config{}, fmt.Errorf("%w: decode config: %v", ErrInvalidArtifact, err)
+	}
+	if err := validateConfig(&c); err != nil {
+		return Config{}, fmt.Errorf("%w: %v", ErrInvalidArtifact, err)
+	}
+	return c, nil
 }
 
 func (f *fetcher) readManifest(ctx context.Context, want v1.Hash) ([]byte, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -115,19 +116,28 @@ const MaxTerminationMessageBytes = 4096
 const maxErrorBytes = 3400
 
 // NewFailure turns err into a Failure whose JSON fits a termination message: a long error
-// keeps its head (what failed) and its tail (the last lines of the tool's output).
+// keeps its head (what failed) and its tail (the last lines of the tool's output). Bytes that
+// are not UTF-8 become U+FFFD, as JSON would make them; the error is cut shorter than
+// maxErrorBytes when JSON escapes (control characters such as a tool's colours) make it longer.
 func NewFailure(err error, buildKey string) Failure {
-	return Failure{Reason: ReasonOf(err), Error: control.TruncateMiddle(err.Error(), maxErrorBytes, maxErrorHead), BuildKey: buildKey}
+	msg := strings.ToValidUTF8(err.Error(), "\uFFFD")
+	f := Failure{Reason: ReasonOf(err), BuildKey: buildKey}
+	for n := maxErrorBytes; ; n = n * 3 / 4 {
+		f.Error = control.TruncateMiddle(msg, n, maxErrorHead(n))
+		if b, err := encodeCompact(f); (err == nil && len(b) <= MaxTerminationMessageBytes) || n < 64 {
+			return f
+		}
+	}
 }
 
-// maxErrorHead is the part of a long error kept from its start, a third: the tail, the tool's
-// last lines, usually says more.
-const maxErrorHead = (maxErrorBytes - len(control.ElisionMark)) / 3
+// maxErrorHead is the part of a long error of at most n bytes kept from its start, a third: the
+// tail, the tool's last lines, usually says more.
+func maxErrorHead(n int) int { return (n - len(control.ElisionMark)) / 3 }
 
 var (
 	goVersionRE  = regexp.MustCompile(`^go1\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
 	releaseRE    = regexp.MustCompile(`^1\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
-	semverRE     = regexp.MustCompile(`^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$`)
+	semverRE     = regexp.MustCompile(control.APIVersionPattern)
 	sourceHashRE = regexp.MustCompile(`^[a-f0-9]{16,64}$`)
 )
 
@@ -137,8 +147,8 @@ func SameAPIVersion(a, b string) bool {
 }
 
 // ValidAPIVersion reports whether v is a semantic version such as 1.4.0 (a leading v is
-// allowed), the form the CompilerVersion API accepts.
-func ValidAPIVersion(v string) bool { return semverRE.MatchString(v) }
+// allowed) of at most control.MaxAPIVersionBytes, the form the CompilerVersion API accepts.
+func ValidAPIVersion(v string) bool { return control.ValidAPIVersion(v) }
 
 // Validate checks a Result as a consumer must before trusting it: every field a host or the
 // controller relies on is present and well formed. It does not know what was asked for; the
@@ -156,8 +166,8 @@ func (r *Result) Validate() error {
 	if !goVersionRE.MatchString(r.GoVersion) {
 		errs = append(errs, fmt.Errorf("goVersion %q is not a Go release such as go1.26.8", r.GoVersion))
 	}
-	if !semverRE.MatchString(r.APIVersion) {
-		errs = append(errs, fmt.Errorf("apiVersion %q is not a semantic version", r.APIVersion))
+	if !ValidAPIVersion(r.APIVersion) {
+		errs = append(errs, fmt.Errorf("apiVersion %q is not a semantic version of at most %d bytes", r.APIVersion, control.MaxAPIVersionBytes))
 	}
 	if r.PluginPath == "" {
 		errs = append(errs, errors.New("pluginPath is empty"))
@@ -183,7 +193,8 @@ func ParseResult(msg string) (*Result, error) {
 	if err := dec.Decode(&r); err != nil {
 		return nil, fmt.Errorf("decode build result: %w", err)
 	}
-	if dec.More() {
+	// Token, not More: More reports false on a stray '}' or ']', which must be refused too.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("decode build result: trailing data after the JSON object")
 	}
 	if err := r.Validate(); err != nil {
@@ -198,7 +209,11 @@ func ParseResult(msg string) (*Result, error) {
 func ParseFailure(msg string) (f Failure, ok bool) {
 	dec := json.NewDecoder(strings.NewReader(msg))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil || dec.More() || !KnownReasons[f.Reason] || f.Error == "" {
+	if err := dec.Decode(&f); err != nil || !KnownReasons[f.Reason] || f.Error == "" {
+		return Failure{}, false
+	}
+	// Token, not More: More reports false on a stray '}' or ']', which must be refused too.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Failure{}, false
 	}
 	return f, true

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Where the hashes live, and why .dynsym.
@@ -52,11 +53,11 @@ func walkSymbols(f *elf.File, typ elf.SectionType, fn func(elfSymbol) bool) (fou
 	if int(symtab.Link) >= len(f.Sections) {
 		return false, fmt.Errorf("%s links to string table section %d of %d", symtab.Name, symtab.Link, len(f.Sections))
 	}
-	data, err := symtab.Data()
+	data, err := sectionData(symtab)
 	if err != nil {
 		return false, fmt.Errorf("read %s: %w", symtab.Name, err)
 	}
-	strs, err := f.Sections[symtab.Link].Data()
+	strs, err := sectionData(f.Sections[symtab.Link])
 	if err != nil {
 		return false, fmt.Errorf("read string table of %s: %w", symtab.Name, err)
 	}
@@ -118,6 +119,10 @@ func packageHashes(f *elf.File) (map[string]string, error) {
 			return true
 		}
 		pkg := string(s.name[len(pkghashBytesPrefix):])
+		if pkg == "" || !utf8.ValidString(pkg) {
+			bad = fmt.Errorf("symbol %q names no package (import paths are UTF-8)", s.name)
+			return false
+		}
 		if s.size != 8 {
 			bad = fmt.Errorf("symbol %s has size %d, want 8", s.name, s.size)
 			return false
@@ -164,7 +169,19 @@ func packageHashes(f *elf.File) (map[string]string, error) {
 // maxHashRead bounds one read of neighbouring hashes.
 const maxHashRead = 64 << 10
 
-// dataSection returns the section holding a symbol's bytes in the file.
+// sectionData reads a whole symbol or string table. The linker never compresses them: a
+// compressed one would be inflated to whatever size its header claims, so it is refused.
+func sectionData(sec *elf.Section) ([]byte, error) {
+	if sec.Flags&elf.SHF_COMPRESSED != 0 {
+		return nil, fmt.Errorf("section %s is compressed", sec.Name)
+	}
+	return sec.Data()
+}
+
+// dataSection returns the section holding a symbol's bytes in the file. The section's header
+// and the symbol are untrusted: the symbol must lie inside the section (without the sum
+// overflowing), and the section must have its bytes in the file as they are (debug/elf gives a
+// compressed section no ReaderAt).
 func dataSection(f *elf.File, s elfSymbol) (*elf.Section, error) {
 	if s.shndx == elf.SHN_UNDEF || int(s.shndx) >= len(f.Sections) {
 		return nil, fmt.Errorf("symbol %s is not defined in a section (index %d)", s.name, s.shndx)
@@ -173,11 +190,18 @@ func dataSection(f *elf.File, s elfSymbol) (*elf.Section, error) {
 	if sec.Type == elf.SHT_NOBITS {
 		return nil, fmt.Errorf("symbol %s lies in %s, which has no file contents", s.name, sec.Name)
 	}
-	if s.value < sec.Addr || s.value+s.size > sec.Addr+sec.Size {
+	if sec.Flags&elf.SHF_COMPRESSED != 0 || sec.ReaderAt == nil {
+		return nil, fmt.Errorf("symbol %s lies in %s, which is compressed", s.name, sec.Name)
+	}
+	if s.value < sec.Addr || s.size > sec.Size || s.value-sec.Addr > sec.Size-s.size {
 		return nil, fmt.Errorf("symbol %s at %#x lies outside its section %s", s.name, s.value, sec.Name)
 	}
 	return sec, nil
 }
+
+// maxPluginPathBytes bounds go:link.thispluginpath: an import path, with %-escapes. A larger
+// symbol is a malformed or hostile file, and its size must not become an allocation.
+const maxPluginPathBytes = 64 << 10
 
 // symtabPluginPath reads the plugin path the linker recorded in the local
 // symbol go:link.thispluginpath (the same string the runtime compares
@@ -198,6 +222,9 @@ func symtabPluginPath(f *elf.File) (path string, found bool, err error) {
 	sec, err := dataSection(f, sym)
 	if err != nil {
 		return "", false, err
+	}
+	if sym.size > maxPluginPathBytes {
+		return "", false, fmt.Errorf("go:link.thispluginpath is %d bytes; a plugin path is at most %d", sym.size, maxPluginPathBytes)
 	}
 	buf := make([]byte, sym.size)
 	if _, err := sec.ReadAt(buf, int64(sym.value-sec.Addr)); err != nil {

@@ -93,11 +93,14 @@ func ReadFacts(path string) (*Facts, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("read build facts of %s: %w", path, err)
 	}
+	full := n == len(head)
 	head = head[:n]
+	rest := bytes.TrimLeft(head, " \t\r\n")
 	switch {
 	case bytes.HasPrefix(head, []byte(elf.ELFMAG)):
 		return readBinaryFacts(path, f)
-	case bytes.HasPrefix(bytes.TrimLeft(head, " \t\r\n"), []byte("{")):
+	// A facts file is JSON, which may start with more white space than the head holds.
+	case bytes.HasPrefix(rest, []byte("{")) || (full && len(rest) == 0):
 		return readFactsFile(path, f)
 	default:
 		return nil, fmt.Errorf("read build facts of %s: neither an ELF binary nor a JSON facts file (written by `splice facts`)", path)
@@ -141,7 +144,39 @@ func readBinaryFacts(path string, f *os.File) (*Facts, error) {
 			return nil, fmt.Errorf("read plugin path of %s: %w", path, err)
 		}
 	}
+	// Facts travel as JSON (facts files, artifact configs, the control socket): read them as
+	// JSON carries them, and refuse what a facts file could not hold.
+	facts.toValidUTF8()
+	if err := facts.Validate(); err != nil {
+		return nil, fmt.Errorf("read build facts of %s: %w", path, err)
+	}
 	return facts, nil
+}
+
+// toValidUTF8 replaces the bytes of the build information that are not UTF-8 (a -ldflags value
+// may hold any) with U+FFFD, as encoding/json does: facts read from a binary then equal the same
+// facts read back from a facts file, and from the host over the control socket. Package names
+// are import paths, which are UTF-8; packageHashes refuses others.
+func (f *Facts) toValidUTF8() {
+	for _, s := range []*string{&f.PluginPath, &f.GoVersion, &f.GOOS, &f.GOARCH, &f.GOAMD64, &f.GCFlags, &f.LDFlags, &f.BuildMode} {
+		*s = strings.ToValidUTF8(*s, "\uFFFD")
+	}
+	for i := range f.Tags {
+		f.Tags[i] = strings.ToValidUTF8(f.Tags[i], "\uFFFD")
+	}
+	f.MainModule.toValidUTF8()
+	for i := range f.Modules {
+		f.Modules[i].toValidUTF8()
+	}
+}
+
+func (m *Module) toValidUTF8() {
+	for _, s := range []*string{&m.Path, &m.Version, &m.Sum} {
+		*s = strings.ToValidUTF8(*s, "\uFFFD")
+	}
+	if m.Replace != nil {
+		m.Replace.toValidUTF8()
+	}
 }
 
 // factsFromBuildInfo copies what the go command recorded in the binary.
@@ -286,7 +321,7 @@ func readFactsFile(path string, r io.Reader) (*Facts, error) {
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("decode facts file %s: %w", path, err)
 	}
-	if err := f.validate(); err != nil {
+	if err := f.Validate(); err != nil {
 		return nil, fmt.Errorf("facts file %s: %w; record it again with `splice facts`", path, err)
 	}
 	f.Path = path
@@ -298,14 +333,16 @@ func readFactsFile(path string, r io.Reader) (*Facts, error) {
 
 var hashPattern = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
-// validate rejects facts that Check could not compare meaningfully.
-func (f *Facts) validate() error {
+// Validate rejects facts that Check could not compare meaningfully: what ReadFacts refuses in
+// a facts file. Facts read from another party (a facts file, an artifact's config blob) must
+// pass it before they are trusted.
+func (f *Facts) Validate() error {
 	switch f.Kind {
 	case KindHost, KindPlugin:
 	default:
 		return fmt.Errorf("kind is %q, want %q or %q", f.Kind, KindHost, KindPlugin)
 	}
-	if !strings.HasPrefix(f.GoVersion, "go") {
+	if !strings.HasPrefix(f.GoVersion, "go") && !strings.HasPrefix(f.GoVersion, "devel go") {
 		return fmt.Errorf("goVersion is %q, want a Go version such as go1.26.8", f.GoVersion)
 	}
 	if f.GOOS == "" || f.GOARCH == "" {

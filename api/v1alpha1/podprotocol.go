@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -236,7 +238,9 @@ func (r *PodReport) Validate() error {
 }
 
 // DecodeReport parses and validates the report annotation. It refuses oversized input, unknown
-// fields and trailing data, so a malformed or hostile annotation never reaches status.
+// fields and trailing data, so a malformed or hostile annotation never reaches status. It
+// accepts only what Encode can write back: a report that validates and whose encoding fits
+// MaxReportBytes too (the encoder escapes some characters longer than they may arrive).
 func DecodeReport(s string) (*PodReport, error) {
 	if len(s) > MaxReportBytes {
 		return nil, fmt.Errorf("report is %d bytes; at most %d", len(s), MaxReportBytes)
@@ -247,10 +251,11 @@ func DecodeReport(s string) (*PodReport, error) {
 	if err := dec.Decode(&r); err != nil {
 		return nil, fmt.Errorf("decode report: %w", err)
 	}
-	if dec.More() {
+	// Token, not More: More reports false on a stray '}' or ']', which must be refused too.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("decode report: trailing data after the JSON object")
 	}
-	if err := r.Validate(); err != nil {
+	if _, err := r.Encode(); err != nil {
 		return nil, err
 	}
 	return &r, nil

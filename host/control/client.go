@@ -146,6 +146,10 @@ func (c *Client) do(ctx context.Context, method, path string, in Request, out an
 		}
 		return &Error{Status: resp.StatusCode, Code: er.Error.Code, Reason: er.Error.Reason, Message: er.Error.Message}
 	}
+	// Every answer is one JSON object: null would decode into a zero answer without complaint.
+	if trimmed := bytes.TrimSpace(data); len(trimmed) == 0 || trimmed[0] != '{' {
+		return fmt.Errorf("decode %s response: the host answered %d with %q, not a JSON object", path, resp.StatusCode, Truncate(string(data), 200))
+	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("decode %s response: %w", path, err)
 	}

@@ -28,12 +28,29 @@ const (
 	// imported by all of them where the API package could not (the host library must not link
 	// Kubernetes).
 	DigestPattern = `^` + DigestExpr + `$`
+
+	// APIVersionPattern is the form of a plugin API version: a semantic version such as 1.4.0,
+	// with an optional leading v and pre-release. It is the rule of the CompilerVersion API's
+	// spec.plugin.apiVersion (whose marker repeats it as a literal); the builder checks what a
+	// plugin declares with it, and the artifact package what a config blob says.
+	APIVersionPattern = `^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$`
+	// MaxAPIVersionBytes bounds a plugin API version: the CompilerVersion API holds at most that
+	// many bytes (spec.plugin.apiVersion, status.artifact.apiVersion).
+	MaxAPIVersionBytes = 64
 )
 
-var digestRE = regexp.MustCompile(DigestPattern)
+var (
+	digestRE     = regexp.MustCompile(DigestPattern)
+	apiVersionRE = regexp.MustCompile(APIVersionPattern)
+)
 
 // ValidDigest reports whether d is "sha256:" followed by 64 lower-case hex digits.
 func ValidDigest(d string) bool { return digestRE.MatchString(d) }
+
+// ValidAPIVersion reports whether v matches APIVersionPattern within MaxAPIVersionBytes.
+func ValidAPIVersion(v string) bool {
+	return len(v) <= MaxAPIVersionBytes && apiVersionRE.MatchString(v)
+}
 
 // Snapshot is a reading of the host's runtime/metrics (and RSS) taken around a load or swap.
 // Its JSON field names are those of api/v1alpha1.RuntimeSnapshot, which the agent converts it
