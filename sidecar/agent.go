@@ -360,6 +360,7 @@ func (a *Agent) write(ctx context.Context, pod *corev1.Pod, r *splicev1.PodRepor
 	// cur may predate our last write (the watch lags the patch): then an identical report is
 	// written once more, which is harmless, and a report someone else changed is restored.
 	if cur == nil || !sameReport(cur, r, withCounters) {
+		fitReport(r)
 		enc, err := r.Encode()
 		if err != nil {
 			// A bug, not a condition of the world: the agent builds reports itself.

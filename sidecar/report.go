@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"encoding/json"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -11,6 +12,36 @@ import (
 
 // maxReportError is the longest error a report may carry (PodReport.Validate's bound).
 const maxReportError = 4096
+
+// The longest artifact reference and host Go version a report repeats: what the pod's
+// annotation and the host said, which may be anything.
+const (
+	maxReportArtifact  = 1024
+	maxReportGoVersion = 64
+)
+
+// fitReport shortens the free text a report carries about the world (the error, the artifact
+// reference as the pod's annotation named it, the host's Go version) until the report encodes
+// within MaxReportBytes: an annotation may name an artifact of any length, and JSON escaping
+// makes some errors several times longer than they are. A report that cannot be encoded would
+// leave the pod saying nothing at all. The digest, the state and the reason are never touched.
+func fitReport(r *splicev1.PodReport) {
+	r.Artifact = control.Truncate(r.Artifact, maxReportArtifact)
+	r.HostGoVersion = control.Truncate(r.HostGoVersion, maxReportGoVersion)
+	for {
+		b, err := json.Marshal(r)
+		switch {
+		case err != nil || len(b) <= splicev1.MaxReportBytes:
+			return
+		case r.Error != "":
+			r.Error = control.Truncate(r.Error, len(r.Error)/2)
+		case r.Artifact != "":
+			r.Artifact = control.Truncate(r.Artifact, len(r.Artifact)/2)
+		default:
+			return
+		}
+	}
+}
 
 // newReport starts a report about t in the given state, with the host's figures from st
 // (which may be nil when the host did not answer).

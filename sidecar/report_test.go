@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	corev1 "k8s.io/api/core/v1"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
@@ -55,5 +57,42 @@ func TestReportsValidateAndConditionsFollow(t *testing.T) {
 	more.Calls = 100
 	if !sameReport(r, &more, false) || sameReport(r, &more, true) {
 		t.Fatal("sameReport must ignore counters only when asked to")
+	}
+}
+
+// TestFitReportAlwaysEncodes: whatever the pod's annotation named and whatever the error says,
+// the agent's report can be written (a report that cannot be encoded leaves the pod silent).
+func TestFitReportAlwaysEncodes(t *testing.T) {
+	d := "sha256:" + strings.Repeat("a", 64)
+	long := "registry.example.com/" + strings.Repeat("x", 20<<10) + "@" + d
+	tests := []struct {
+		name string
+		t    Target
+		err  error
+	}{
+		{"a 20 KiB artifact reference", Target{Ref: long, Percent: 100}, errors.New("annotation splice.dev/desired-artifact: too long")},
+		{"an error JSON escapes to six times its length", Target{Ref: "r/p@" + d, Digest: d, Percent: 100}, errors.New(strings.Repeat("<\x01", 2048))},
+		{"both", Target{Ref: long, Digest: d, Percent: 100}, errors.New(strings.Repeat("\u2028", 1365))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newReport(tt.t, splicev1.SwapFailed, splicev1.ReasonInvalidDesiredArtifact, tt.err, &control.Status{HostGoVersion: strings.Repeat("g", 5000)})
+			r.ObservedAt = metav1.Now()
+			fitReport(r)
+			enc, err := r.Encode()
+			if err != nil {
+				t.Fatalf("the report cannot be written: %v", err)
+			}
+			back, err := splicev1.DecodeReport(enc)
+			if err != nil {
+				t.Fatalf("the written report does not decode: %v", err)
+			}
+			if back.Digest != tt.t.Digest || back.State != splicev1.SwapFailed || back.Reason != splicev1.ReasonInvalidDesiredArtifact {
+				t.Fatalf("digest, state or reason changed: %+v", back)
+			}
+			if !strings.HasPrefix(tt.t.Ref, strings.TrimSuffix(back.Artifact, control.Ellipsis)) {
+				t.Fatalf("artifact %q is not a prefix of the named one", back.Artifact)
+			}
+		})
 	}
 }
