@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -137,7 +136,6 @@ func maxErrorHead(n int) int { return (n - len(control.ElisionMark)) / 3 }
 var (
 	goVersionRE  = regexp.MustCompile(`^go1\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
 	releaseRE    = regexp.MustCompile(`^1\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
-	semverRE     = regexp.MustCompile(control.APIVersionPattern)
 	sourceHashRE = regexp.MustCompile(`^[a-f0-9]{16,64}$`)
 )
 
@@ -188,14 +186,8 @@ func ParseResult(msg string) (*Result, error) {
 		return nil, fmt.Errorf("build result is %d bytes, more than a termination message holds (%d)", len(msg), MaxTerminationMessageBytes)
 	}
 	var r Result
-	dec := json.NewDecoder(strings.NewReader(msg))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := control.DecodeOne([]byte(msg), &r); err != nil {
 		return nil, fmt.Errorf("decode build result: %w", err)
-	}
-	// Token, not More: More reports false on a stray '}' or ']', which must be refused too.
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("decode build result: trailing data after the JSON object")
 	}
 	if err := r.Validate(); err != nil {
 		return nil, fmt.Errorf("build result: %w", err)
@@ -207,13 +199,7 @@ func ParseResult(msg string) (*Result, error) {
 // message is not one (for example the log tail the kubelet substitutes when the builder died
 // before writing anything).
 func ParseFailure(msg string) (f Failure, ok bool) {
-	dec := json.NewDecoder(strings.NewReader(msg))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil || !KnownReasons[f.Reason] || f.Error == "" {
-		return Failure{}, false
-	}
-	// Token, not More: More reports false on a stray '}' or ']', which must be refused too.
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	if err := control.DecodeOne([]byte(msg), &f); err != nil || !KnownReasons[f.Reason] || f.Error == "" {
 		return Failure{}, false
 	}
 	return f, true

@@ -1,12 +1,9 @@
 package v1alpha1
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -245,15 +242,9 @@ func DecodeReport(s string) (*PodReport, error) {
 	if len(s) > MaxReportBytes {
 		return nil, fmt.Errorf("report is %d bytes; at most %d", len(s), MaxReportBytes)
 	}
-	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
-	dec.DisallowUnknownFields()
 	var r PodReport
-	if err := dec.Decode(&r); err != nil {
+	if err := control.DecodeOne([]byte(s), &r); err != nil {
 		return nil, fmt.Errorf("decode report: %w", err)
-	}
-	// Token, not More: More reports false on a stray '}' or ']', which must be refused too.
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("decode report: trailing data after the JSON object")
 	}
 	if _, err := r.Encode(); err != nil {
 		return nil, err

@@ -8,6 +8,26 @@ import (
 	"net/http"
 )
 
+// ErrTrailingData is DecodeOne's refusal of anything after the JSON value.
+var ErrTrailingData = errors.New("trailing data after the JSON object")
+
+// DecodeOne decodes exactly one JSON value from data into v: it refuses fields v does not have
+// (a misspelt field must not silently mean "default") and anything after the value. It is the
+// one reading of another party's JSON that the control socket, the agent's report and the
+// build's termination message share. json.Decoder.More is not enough for the second rule: at
+// the top level it reports false on a stray '}' or ']'.
+func DecodeOne(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return ErrTrailingData
+	}
+	return nil
+}
+
 // Request is implemented by every request type: Validate checks its form.
 type Request interface {
 	Validate() error
@@ -36,14 +56,8 @@ func Decode(r io.Reader, req Request) error {
 		// null, arrays and scalars would decode into a zero request without complaint.
 		return Errorf(CodeBadRequest, "request body must be one JSON object (at least {})")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(req); err != nil {
+	if err := DecodeOne(body, req); err != nil {
 		return Errorf(CodeBadRequest, "decode request: %v", err)
-	}
-	// Token, not More: More reports false on a stray '}' or ']', which must be refused too.
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Errorf(CodeBadRequest, "decode request: trailing data after the JSON object")
 	}
 	if err := req.Validate(); err != nil {
 		return Errorf(CodeBadRequest, "invalid request: %v", err)
