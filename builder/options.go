@@ -133,8 +133,8 @@ func (o *Options) Validate() error {
 	if !symbolRE.MatchString(o.Symbol) {
 		bad("--%s %q must be an exported Go identifier such as Plugin", FlagSymbol, o.Symbol)
 	}
-	if o.APIVersion != "" && !semverRE.MatchString(o.APIVersion) {
-		bad("--%s %q must be a semantic version such as 1.4.0", FlagAPIVersion, o.APIVersion)
+	if o.APIVersion != "" && !ValidAPIVersion(o.APIVersion) {
+		bad("--%s %q must be a semantic version such as 1.4.0, of at most %d bytes", FlagAPIVersion, o.APIVersion, control.MaxAPIVersionBytes)
 	}
 	for _, t := range o.Tags {
 		if !tagRE.MatchString(t) {

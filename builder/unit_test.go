@@ -199,6 +199,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"no package", func(o *Options) { o.Package = "" }, "--package is required"},
 		{"unexported symbol", func(o *Options) { o.Symbol = "plugin" }, "exported Go identifier"},
 		{"bad API version", func(o *Options) { o.APIVersion = "one" }, "semantic version"},
+		{"API version longer than status.artifact holds", func(o *Options) { o.APIVersion = "1.0.0-" + strings.Repeat("a", 64) }, "at most 64 bytes"},
 		{"bad tag", func(o *Options) { o.Tags = []string{"a b"} }, "tag"},
 	}
 	for _, tt := range tests {
