@@ -42,8 +42,10 @@ type CompilerVersionSpec struct {
 	// controller-gen; TestCRDDefaults holds them equal.
 
 	// maxLoadedVersions is how many plugin versions a host may hold before it re-execs itself
-	// (same PID, listeners handed over) and loads only the current one. Go never unloads a
-	// plugin: each version costs about 1.4 MB of RSS and memory every GC cycle scans.
+	// (same PID, listeners handed over) and loads only the current one and the one it would
+	// roll back to. Go never unloads a plugin: each version costs about 1.4 MB of RSS and
+	// memory every GC cycle scans. It reaches every targeted host through its pod (annotation
+	// splice.dev/max-loaded-versions) and replaces the bound the application set.
 	// +optional
 	// +kubebuilder:default=8
 	// +kubebuilder:validation:Minimum=2
@@ -98,6 +100,14 @@ type PluginSpec struct {
 	// +kubebuilder:validation:MaxLength=255
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]+([._-][a-z0-9]+)*(\\\\.[a-z0-9-]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$')",message="spec.plugin.repository must be an OCI repository such as registry.example.com/team/plugin, in lower case, without tag or digest"
 	Repository string `json:"repository,omitempty"`
+
+	// allowMinorAPIChange consents to rolling out an artifact whose declared apiVersion is a
+	// minor change (1.4.x to 1.5.0) from the version a host serves. Without it such an
+	// artifact is refused in every pod (the report says MinorAPIChangeNotAllowed) and the
+	// hosts keep serving what they had. A patch change never needs consent; a major change is
+	// never swapped in place (Strict recreates the pods from their template).
+	// +optional
+	AllowMinorAPIChange bool `json:"allowMinorAPIChange,omitempty"`
 
 	// pushSecretRef names a Secret of type kubernetes.io/dockerconfigjson, in this namespace,
 	// with credentials to push to repository.

@@ -117,3 +117,14 @@ func TestCRDPatterns(t *testing.T) {
 		t.Fatalf("found %d digest fields in the schema; status has at least artifact, stableArtifact, rolloutDigest, recentFailures and pods", bounded)
 	}
 }
+
+// TestCRDMaxLoadedVersionsBounds: the CRD's bounds on spec.maxLoadedVersions are the constants
+// the pod protocol's annotation is held to, so that every value the API server admits reaches
+// the host.
+func TestCRDMaxLoadedVersionsBounds(t *testing.T) {
+	s := crdSchema(t)["spec.maxLoadedVersions"]
+	if s.Minimum == nil || s.Maximum == nil || *s.Minimum != float64(splicev1.MinMaxLoadedVersions) || *s.Maximum != float64(splicev1.MaxMaxLoadedVersions) {
+		t.Fatalf("spec.maxLoadedVersions is bounded %v..%v in the CRD; the Go constants say %d..%d (make manifests, or align the markers)",
+			s.Minimum, s.Maximum, splicev1.MinMaxLoadedVersions, splicev1.MaxMaxLoadedVersions)
+	}
+}

@@ -24,6 +24,11 @@ const (
 	DefaultOnFailure = FailureRollback
 	// DefaultMaxLoadedVersions is spec.maxLoadedVersions' default.
 	DefaultMaxLoadedVersions int32 = 8
+	// MinMaxLoadedVersions and MaxMaxLoadedVersions bound spec.maxLoadedVersions (the CRD's
+	// markers repeat them as literals; TestCRDDefaults holds them equal). Two is the least that
+	// keeps a version to roll back to across a re-exec.
+	MinMaxLoadedVersions int32 = 2
+	MaxMaxLoadedVersions int32 = 100
 	// DefaultAnalysisMinCalls is analysis.minCalls when maxErrorRatePercent is set and minCalls
 	// is not. It has no schema default: it applies only beside maxErrorRatePercent.
 	DefaultAnalysisMinCalls = 100

@@ -25,6 +25,8 @@ const (
 	stableKey   = splicev1.AnnotationStableArtifact
 	trafficKey  = splicev1.AnnotationTrafficPercent
 	intervalKey = splicev1.AnnotationCountersInterval
+	minorKey    = splicev1.AnnotationAllowMinorAPIChange
+	maxKey      = splicev1.AnnotationMaxLoadedVersions
 )
 
 func TestParseDesiredState(t *testing.T) {
@@ -53,6 +55,24 @@ func TestParseDesiredState(t *testing.T) {
 			want: splicev1.DesiredState{Artifact: refA, CountersInterval: 90 * time.Second}},
 		{name: "counters interval of exactly 1s", ann: map[string]string{desiredKey: refA, intervalKey: "1s"},
 			want: splicev1.DesiredState{Artifact: refA, CountersInterval: time.Second}},
+		{name: "consent and bound", ann: map[string]string{desiredKey: refA, minorKey: " true ", maxKey: "2"},
+			want: splicev1.DesiredState{Artifact: refA, AllowMinorAPIChange: true, MaxLoadedVersions: 2}},
+		{name: "bound at its maximum", ann: map[string]string{desiredKey: refA, maxKey: "100"},
+			want: splicev1.DesiredState{Artifact: refA, MaxLoadedVersions: 100}},
+		{name: "consent spelled false", ann: map[string]string{desiredKey: refA, minorKey: "false"},
+			want: splicev1.DesiredState{Artifact: refA}, wantErr: minorKey + ` is "false"; want "true", or remove it`},
+		{name: "consent spelled yes", ann: map[string]string{desiredKey: refA, minorKey: "yes"},
+			want: splicev1.DesiredState{Artifact: refA}, wantErr: `want "true"`},
+		{name: "bound of 1 keeps nothing to roll back to", ann: map[string]string{desiredKey: refA, maxKey: "1"},
+			want: splicev1.DesiredState{Artifact: refA}, wantErr: maxKey + ` is "1"; want an integer from 2 to 100`},
+		{name: "bound over 100", ann: map[string]string{desiredKey: refA, maxKey: "101"},
+			want: splicev1.DesiredState{Artifact: refA}, wantErr: "from 2 to 100"},
+		{name: "bound not a number", ann: map[string]string{desiredKey: refA, maxKey: "eight"},
+			want: splicev1.DesiredState{Artifact: refA}, wantErr: "from 2 to 100"},
+		{name: "bound without a desired artifact", ann: map[string]string{maxKey: "8"},
+			want: splicev1.DesiredState{MaxLoadedVersions: 8}, wantErr: "which is not set"},
+		{name: "consent without a desired artifact", ann: map[string]string{minorKey: "true"},
+			want: splicev1.DesiredState{AllowMinorAPIChange: true}, wantErr: "which is not set"},
 
 		// Every refusal, and what is kept of the state alongside it.
 		{name: "desired empty", ann: map[string]string{desiredKey: "  "}, wantErr: desiredKey + " is set but empty"},
@@ -132,6 +152,8 @@ func TestDesiredStateEncode(t *testing.T) {
 			want: map[string]string{desiredKey: refA, intervalKey: "10s"}},
 		{name: "counters interval in minutes", in: splicev1.DesiredState{Artifact: refA, CountersInterval: 90 * time.Second},
 			want: map[string]string{desiredKey: refA, intervalKey: "1m30s"}},
+		{name: "consent and bound", in: splicev1.DesiredState{Artifact: refA, AllowMinorAPIChange: true, MaxLoadedVersions: 8},
+			want: map[string]string{desiredKey: refA, minorKey: "true", maxKey: "8"}},
 
 		// Encode refuses what ParseDesiredState would refuse to read.
 		{name: "unpinned artifact", in: splicev1.DesiredState{Artifact: "registry.example.com/team/greeter:v2"}, wantErr: "pinned by digest"},
@@ -145,6 +167,8 @@ func TestDesiredStateEncode(t *testing.T) {
 		{name: "counters interval below a second", in: splicev1.DesiredState{Artifact: refA, CountersInterval: time.Millisecond}, wantErr: intervalKey + " is 1ms"},
 		{name: "counters interval negative", in: splicev1.DesiredState{Artifact: refA, CountersInterval: -time.Second}, wantErr: "1s or more"},
 		{name: "nothing desired, something else set", in: splicev1.DesiredState{CountersInterval: time.Minute}, wantErr: "which is not set"},
+		{name: "bound of 1", in: splicev1.DesiredState{Artifact: refA, MaxLoadedVersions: 1}, wantErr: maxKey + " is 1"},
+		{name: "nothing desired, a bound set", in: splicev1.DesiredState{MaxLoadedVersions: 8}, wantErr: "which is not set"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,8 +185,8 @@ func TestDesiredStateEncode(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Encode: %v", err)
 			}
-			if len(got) != 4 {
-				t.Fatalf("Encode = %v: want a value or a removal for each of the 4 desired-state annotations", got)
+			if len(got) != 6 {
+				t.Fatalf("Encode = %v: want a value or a removal for each of the 6 desired-state annotations", got)
 			}
 			set := map[string]string{}
 			for k, v := range got {
@@ -188,12 +212,13 @@ func TestDesiredStateRoundTrip(t *testing.T) {
 		{Artifact: refA, Stable: refB, TrafficPercent: ptr.To[int32](0)},
 		{Artifact: refA, Stable: refB, TrafficPercent: ptr.To[int32](99), CountersInterval: 10 * time.Second},
 		{Artifact: refB, CountersInterval: 2 * time.Hour},
+		{Artifact: refA, AllowMinorAPIChange: true, MaxLoadedVersions: 3},
 	}
 	// Annotations a pod may carry before the patch: none, another state's, unrelated ones.
 	before := []map[string]string{
 		nil,
 		{"app.example.com/owner": "team"},
-		{desiredKey: refB, stableKey: refA, trafficKey: "50", intervalKey: "1m", splicev1.AnnotationReport: "{}"},
+		{desiredKey: refB, stableKey: refA, trafficKey: "50", intervalKey: "1m", minorKey: "true", maxKey: "9", splicev1.AnnotationReport: "{}"},
 	}
 	for _, want := range states {
 		for _, old := range before {

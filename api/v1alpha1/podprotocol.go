@@ -38,6 +38,14 @@ const (
 	// (a Go duration of 1s or more) rather than every --report-counters-interval, so that the
 	// analysis judges fresh figures. Absent on every other pod.
 	AnnotationCountersInterval = "splice.dev/counters-interval"
+	// AnnotationAllowMinorAPIChange ("true") is set by the controller beside the desired
+	// artifact when the managing CompilerVersion consents to a minor plugin API change
+	// (spec.plugin.allowMinorAPIChange); absent, the agent refuses one. A patch change never
+	// needs consent; a major change is never swapped in place.
+	AnnotationAllowMinorAPIChange = "splice.dev/allow-minor-api-change"
+	// AnnotationMaxLoadedVersions is spec.maxLoadedVersions, written by the controller beside
+	// the desired artifact; the agent hands it to the host, whose own bound it replaces.
+	AnnotationMaxLoadedVersions = "splice.dev/max-loaded-versions"
 	// AnnotationCompilerVersion names the CompilerVersion that manages the pod.
 	AnnotationCompilerVersion = "splice.dev/compiler-version"
 	// AnnotationGoVersion is the Go release the managing CompilerVersion pins; the agent's
@@ -83,22 +91,30 @@ const (
 	SwapFailed SwapState = "Failed"
 	// SwapRolledBack: the host swapped, then rolled back on its own (panics past its threshold).
 	SwapRolledBack SwapState = "RolledBack"
+	// SwapCrashed: the host process died (its container restarted) while it was opening or
+	// routing calls to the artifact. The agent never has that pod's host load it again; the
+	// rollout controller treats it as a failed swap.
+	SwapCrashed SwapState = "Crashed"
 )
 
 var swapStates = map[SwapState]bool{
 	SwapPending: true, SwapPulling: true, SwapIncompatible: true, SwapSwapping: true,
-	SwapReady: true, SwapFailed: true, SwapRolledBack: true,
+	SwapReady: true, SwapFailed: true, SwapRolledBack: true, SwapCrashed: true,
 }
 
 // Terminal reports whether the state is an outcome (no further progress without a new desired
 // artifact).
 func (s SwapState) Terminal() bool {
 	switch s {
-	case SwapIncompatible, SwapReady, SwapFailed, SwapRolledBack:
+	case SwapIncompatible, SwapReady, SwapFailed, SwapRolledBack, SwapCrashed:
 		return true
 	}
 	return false
 }
+
+// Failure reports whether the state is an outcome that refuses its artifact: the preflight or
+// the host refused it, the host rolled it back, or the host died running it.
+func (s SwapState) Failure() bool { return s.Terminal() && s != SwapReady }
 
 // RuntimeSnapshot is a host's runtime/metrics reading, taken around a swap.
 // +kubebuilder:object:generate=true
@@ -214,7 +230,7 @@ func (r *PodReport) Validate() error {
 		return fmt.Errorf("report.digest %q must match %s (it may be empty only when the state is Failed)", r.Digest, DigestPattern)
 	}
 	if !swapStates[r.State] {
-		return fmt.Errorf("report.state %q must be one of Pending, Pulling, Incompatible, Swapping, Ready, Failed, RolledBack", r.State)
+		return fmt.Errorf("report.state %q must be one of Pending, Pulling, Incompatible, Swapping, Ready, Failed, RolledBack, Crashed", r.State)
 	}
 	if r.Reason != "" && !ValidReason(r.Reason) {
 		return fmt.Errorf("report.reason %q must be CamelCase, at most 64 characters", r.Reason)
@@ -285,6 +301,12 @@ type DesiredState struct {
 	// CountersInterval asks the agent to write its call counters at least this often, 1s or
 	// more; 0 leaves the agent's own interval.
 	CountersInterval time.Duration
+	// AllowMinorAPIChange consents to Artifact declaring a minor plugin API change from what
+	// the host serves (AnnotationAllowMinorAPIChange).
+	AllowMinorAPIChange bool
+	// MaxLoadedVersions is the bound the host re-execs at (AnnotationMaxLoadedVersions), 2-100;
+	// 0 leaves the host's own.
+	MaxLoadedVersions int32
 }
 
 // Split reports whether the state splits calls between Artifact and Stable: a traffic share
@@ -317,7 +339,10 @@ func ParseDesiredState(ann map[string]string) (DesiredState, error) {
 	d.Stable, errStable = nonEmptyAnnotation(ann, AnnotationStableArtifact)
 	d.TrafficPercent, errTraffic = trafficAnnotation(ann)
 	d.CountersInterval, errInterval = countersIntervalAnnotation(ann)
-	if err := cmp.Or(errArtifact, errTraffic, errStable, errInterval); err != nil {
+	var errMinor, errMax error
+	d.AllowMinorAPIChange, errMinor = allowMinorAnnotation(ann)
+	d.MaxLoadedVersions, errMax = maxLoadedAnnotation(ann)
+	if err := cmp.Or(errArtifact, errTraffic, errStable, errInterval, errMinor, errMax); err != nil {
 		return d, err
 	}
 	return d, d.Validate()
@@ -327,9 +352,10 @@ func ParseDesiredState(ann map[string]string) (DesiredState, error) {
 // refuses to write and ParseDesiredState refuses to read.
 func (d DesiredState) Validate() error {
 	if d.Artifact == "" {
-		if d.Stable != "" || d.TrafficPercent != nil || d.CountersInterval != 0 {
-			return fmt.Errorf("annotations %s, %s and %s go with %s, which is not set: name the desired artifact, or remove them",
-				AnnotationStableArtifact, AnnotationTrafficPercent, AnnotationCountersInterval, AnnotationDesiredArtifact)
+		if d.Stable != "" || d.TrafficPercent != nil || d.CountersInterval != 0 || d.AllowMinorAPIChange || d.MaxLoadedVersions != 0 {
+			return fmt.Errorf("annotations %s, %s, %s, %s and %s go with %s, which is not set: name the desired artifact, or remove them",
+				AnnotationStableArtifact, AnnotationTrafficPercent, AnnotationCountersInterval, AnnotationAllowMinorAPIChange,
+				AnnotationMaxLoadedVersions, AnnotationDesiredArtifact)
 		}
 		return nil
 	}
@@ -344,6 +370,9 @@ func (d DesiredState) Validate() error {
 	}
 	if d.CountersInterval != 0 && d.CountersInterval < time.Second {
 		return fmt.Errorf("annotation %s is %s; want a Go duration of 1s or more, such as 10s", AnnotationCountersInterval, d.CountersInterval)
+	}
+	if m := d.MaxLoadedVersions; m != 0 && (m < MinMaxLoadedVersions || m > MaxMaxLoadedVersions) {
+		return fmt.Errorf("annotation %s is %d; want an integer from %d to %d", AnnotationMaxLoadedVersions, m, MinMaxLoadedVersions, MaxMaxLoadedVersions)
 	}
 	return nil
 }
@@ -379,6 +408,7 @@ func (d DesiredState) Encode() (map[string]*string, error) {
 	out := map[string]*string{
 		AnnotationDesiredArtifact: nil, AnnotationStableArtifact: nil,
 		AnnotationTrafficPercent: nil, AnnotationCountersInterval: nil,
+		AnnotationAllowMinorAPIChange: nil, AnnotationMaxLoadedVersions: nil,
 	}
 	set := func(key, value string) {
 		if value != "" {
@@ -392,6 +422,12 @@ func (d DesiredState) Encode() (map[string]*string, error) {
 	}
 	if d.CountersInterval != 0 {
 		set(AnnotationCountersInterval, d.CountersInterval.String())
+	}
+	if d.AllowMinorAPIChange {
+		set(AnnotationAllowMinorAPIChange, "true")
+	}
+	if d.MaxLoadedVersions != 0 {
+		set(AnnotationMaxLoadedVersions, strconv.Itoa(int(d.MaxLoadedVersions)))
 	}
 	return out, nil
 }
@@ -430,6 +466,32 @@ func countersIntervalAnnotation(ann map[string]string) (time.Duration, error) {
 		return 0, fmt.Errorf("annotation %s is %q; want a Go duration of 1s or more, such as 10s", AnnotationCountersInterval, control.Truncate(raw, maxQuoted))
 	}
 	return d, nil
+}
+
+// allowMinorAnnotation reads AnnotationAllowMinorAPIChange: "true", or absent. Anything else
+// (including "false", which a merge patch never needs to write) is refused, so that a typo never
+// reads as consent or as its absence.
+func allowMinorAnnotation(ann map[string]string) (bool, error) {
+	raw, ok := ann[AnnotationAllowMinorAPIChange]
+	if !ok {
+		return false, nil
+	}
+	if strings.TrimSpace(raw) != "true" {
+		return false, fmt.Errorf("annotation %s is %q; want \"true\", or remove it to refuse minor API changes", AnnotationAllowMinorAPIChange, control.Truncate(raw, maxQuoted))
+	}
+	return true, nil
+}
+
+func maxLoadedAnnotation(ann map[string]string) (int32, error) {
+	raw, ok := ann[AnnotationMaxLoadedVersions]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(raw), 10, 32)
+	if err != nil || n < int64(MinMaxLoadedVersions) || n > int64(MaxMaxLoadedVersions) {
+		return 0, fmt.Errorf("annotation %s is %q; want an integer from %d to %d", AnnotationMaxLoadedVersions, control.Truncate(raw, maxQuoted), MinMaxLoadedVersions, MaxMaxLoadedVersions)
+	}
+	return int32(n), nil
 }
 
 func notPinned(key, ref string) error {

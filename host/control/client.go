@@ -99,6 +99,15 @@ func (c *Client) Route(ctx context.Context, req RouteRequest) (*SwapResult, erro
 	return &r, nil
 }
 
+// SetLimits replaces the host's memory bounds; it returns the bounds now in force.
+func (c *Client) SetLimits(ctx context.Context, req LimitsRequest) (*Limits, error) {
+	var r Limits
+	if err := c.do(ctx, http.MethodPost, "/v1/limits", &req, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
 // Reexec asks the host to re-exec itself; it returns once the host has accepted, before the
 // hand-off completes. Poll Status until Handoff.Generation reaches the returned generation.
 func (c *Client) Reexec(ctx context.Context, req ReexecRequest) (*ReexecResponse, error) {

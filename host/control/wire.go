@@ -186,6 +186,10 @@ type Limits struct {
 type Status struct {
 	// pid is the host's process ID; it survives re-execs.
 	PID int `json:"pid"`
+	// instance names this run of the host process: random, chosen when the process starts and
+	// kept across its re-execs (the hand-off carries it). A container restart gives a new
+	// one; that is how the agent tells a host that died from one that re-executed.
+	Instance string `json:"instance,omitempty"`
 	// hostGoVersion is the Go release the host was built with.
 	HostGoVersion string `json:"hostGoVersion"`
 	// apiVersion is the plugin API version the host was built against ("" if undeclared).
@@ -267,6 +271,16 @@ type RouteRequest struct {
 	AllowMinor bool `json:"allowMinor,omitempty"`
 }
 
+// LimitsRequest replaces the host's memory bounds (Status.Limits) from now on; the application's
+// Options are the bounds until the first such request. It takes effect at the next routing
+// change. Zero fields remove that bound.
+type LimitsRequest struct {
+	Limits Limits `json:"limits"`
+}
+
+// MaxLimitVersions bounds LimitsRequest.Limits.MaxVersions.
+const MaxLimitVersions = 1000
+
 // ReexecRequest asks the host to re-exec itself in place (same PID), handing its listeners to
 // the new image, which then loads only the current version — or, when path and digest are
 // given, only that version (checked by preflight first; the current one is the fallback).
@@ -315,6 +329,14 @@ func (r *RouteRequest) Validate() error {
 		return nil
 	}
 	return validateDigest("canary", r.Canary)
+}
+
+// Validate checks the request's form.
+func (r *LimitsRequest) Validate() error {
+	if m := r.Limits.MaxVersions; m != 0 && (m < 2 || m > MaxLimitVersions) {
+		return fmt.Errorf("limits.maxVersions %d must be 0 (no bound) or from 2 to %d: a host must keep the version to roll back to", m, MaxLimitVersions)
+	}
+	return nil
 }
 
 // Validate checks the request's form.
