@@ -28,6 +28,7 @@ type ControlTarget interface {
 	Route(ctx context.Context, canary string, percent int, opts SwapOptions) (control.SwapResult, error)
 	CheckReexec(target ReexecTarget) (ReexecTarget, error)
 	Reexec(ctx context.Context, target ReexecTarget, reason string) error
+	SetLimits(l control.Limits) (control.Limits, error)
 }
 
 // ControlOptions configure the control endpoint.
@@ -93,6 +94,7 @@ func (c *controlHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"/v1/rollback": c.rollback,
 		"/v1/route":    c.route,
 		"/v1/reexec":   c.reexec,
+		"/v1/limits":   c.limits,
 	}
 	if fn, ok := get[r.URL.Path]; ok {
 		if r.Method != http.MethodGet {
@@ -173,6 +175,15 @@ func (c *controlHandler) route(r *http.Request) (any, int, error) {
 	}
 	res, err := c.t.Route(r.Context(), req.Canary, req.Percent, SwapOptions{AllowMinor: req.AllowMinor})
 	return res, http.StatusOK, err
+}
+
+func (c *controlHandler) limits(r *http.Request) (any, int, error) {
+	var req control.LimitsRequest
+	if err := control.Decode(r.Body, &req); err != nil {
+		return nil, 0, err
+	}
+	l, err := c.t.SetLimits(req.Limits)
+	return l, http.StatusOK, err
 }
 
 func (c *controlHandler) reexec(r *http.Request) (any, int, error) {

@@ -17,6 +17,8 @@ type slotState struct {
 	Fallback *stateRef `json:"fallback,omitempty"` // loaded when Current fails in the new image
 	Canary   *stateRef `json:"canary,omitempty"`
 	Percent  int       `json:"percent,omitempty"`
+	// Limits are the bounds SetLimits set, so that the agent's bound outlives the image.
+	Limits *control.Limits `json:"limits,omitempty"`
 }
 
 type stateRef struct {
@@ -74,6 +76,9 @@ func (s *Slot[T]) freeze(target *ReexecTarget) ([]byte, error) {
 	s.mu.Lock()
 	t := s.tbl.Load()
 	var st slotState
+	if lim := s.limits; lim != (control.Limits{MaxVersions: s.opts.MaxVersions, MaxExtraRSSBytes: s.opts.MaxExtraRSSBytes}) {
+		st.Limits = &lim
+	}
 	ref := func(e *entry[T], allowMinor bool) *stateRef {
 		if e == nil {
 			return nil
@@ -106,6 +111,11 @@ func (s *Slot[T]) restore(raw []byte) {
 	if err := json.Unmarshal(raw, &st); err != nil {
 		s.log.Error(err, "hand-off state unreadable; starting with no version")
 		return
+	}
+	if st.Limits != nil {
+		if _, err := s.SetLimits(*st.Limits); err != nil {
+			s.log.Error(err, "hand-off state's memory bounds refused; keeping the application's")
+		}
 	}
 	ctx := context.Background()
 	s.restoring.Store(true)

@@ -134,6 +134,7 @@ type Slot[T any] struct {
 	opened   []*preflight.Facts // every file handed to plugin.Open, failed ones included
 	history  []*entry[T]        // earlier current versions, most recent last
 	lastSwap *control.SwapResult
+	limits   control.Limits // Options' bounds until SetLimits replaces them
 
 	limitFired  atomic.Bool
 	limitWarned atomic.Bool
@@ -193,6 +194,7 @@ func New[T any](opts Options) (*Slot[T], error) {
 		byDigest:    map[string]*Version{},
 		entries:     map[string]*entry[T]{},
 		tried:       map[string]string{},
+		limits:      control.Limits{MaxVersions: opts.MaxVersions, MaxExtraRSSBytes: opts.MaxExtraRSSBytes},
 	}
 	s.tbl.Store(&table[T]{})
 	if s.handoff != nil {
@@ -344,13 +346,14 @@ func (s *Slot[T]) Status() control.Status {
 	t := s.tbl.Load()
 	st := control.Status{
 		PID:              os.Getpid(),
+		Instance:         instance,
 		HostGoVersion:    s.hostFacts.GoVersion,
 		APIVersion:       s.opts.APIVersion,
 		LoadedVersions:   len(s.opened),
 		Versions:         make([]control.VersionStatus, 0, len(s.versions)),
 		RSSBytes:         ReadRSS(),
 		BaselineRSSBytes: s.baselineRSS,
-		Limits:           control.Limits{MaxVersions: s.opts.MaxVersions, MaxExtraRSSBytes: s.opts.MaxExtraRSSBytes},
+		Limits:           s.limits,
 	}
 	if t.current != nil {
 		st.Current = t.current.v.digest
@@ -620,6 +623,25 @@ func (s *Slot[T]) Route(ctx context.Context, canary string, percent int, opts Sw
 	})
 }
 
+// SetLimits replaces the memory bounds (Options.MaxVersions and MaxExtraRSSBytes) from now on,
+// for this image and the images it re-execs into; it takes effect at the next routing change.
+// A MaxVersions of 1 is refused: an image must keep the version to roll back to. It returns the
+// bounds now in force.
+func (s *Slot[T]) SetLimits(l control.Limits) (control.Limits, error) {
+	req := control.LimitsRequest{Limits: l}
+	if err := req.Validate(); err != nil {
+		return control.Limits{}, control.Errorf(control.CodeBadRequest, "%v", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.limits != l {
+		s.log.Info("memory bounds replaced", "maxVersions", l.MaxVersions, "maxExtraRSSBytes", l.MaxExtraRSSBytes,
+			"previousMaxVersions", s.limits.MaxVersions, "previousMaxExtraRSSBytes", s.limits.MaxExtraRSSBytes)
+	}
+	s.limits = l
+	return l, nil
+}
+
 // checkLimits re-execs the host (asynchronously) when the memory bound is passed.
 func (s *Slot[T]) checkLimits() {
 	if s.restoring.Load() {
@@ -628,17 +650,18 @@ func (s *Slot[T]) checkLimits() {
 	s.mu.Lock()
 	opened := len(s.opened)
 	serving := len(s.tbl.Load().entries())
+	lim := s.limits
 	s.mu.Unlock()
 	if opened <= serving {
 		// A new image would open exactly what this one holds: nothing to shed.
 		return
 	}
 	var reason string
-	if max := s.opts.MaxVersions; max > 0 && opened > max {
+	if max := lim.MaxVersions; max > 0 && opened > max {
 		reason = fmt.Sprintf("%d plugin files opened, bound %d", opened, max)
-	} else if lim := s.opts.MaxExtraRSSBytes; lim > 0 {
-		if rss := ReadRSS(); rss > s.baselineRSS+lim {
-			reason = fmt.Sprintf("RSS %d bytes, %d over the baseline; bound %d", rss, rss-s.baselineRSS, lim)
+	} else if extra := lim.MaxExtraRSSBytes; extra > 0 {
+		if rss := ReadRSS(); rss > s.baselineRSS+extra {
+			reason = fmt.Sprintf("RSS %d bytes, %d over the baseline; bound %d", rss, rss-s.baselineRSS, extra)
 		}
 	}
 	if reason == "" {
