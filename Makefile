@@ -66,12 +66,14 @@ envtest-assets: ## Provide kube-apiserver, etcd and kubectl in bin/k8s (download
 test: test-unit test-e2e ## What CI runs: test-unit, then test-e2e (root; a cold machine builds Kubernetes and helm once, ~25 min).
 
 .PHONY: test-unit
-test-unit: verify-generated vet lint envtest-assets ## Generated files, vet, lint, unit and envtest suites, real plugins and hosts (no root, no cluster).
+test-unit: verify-generated vet lint envtest-assets ## Generated files, vet, lint, unit and envtest suites, real plugins and hosts, then every fuzz target for a bounded time (no root, no cluster).
 	go test ./... -count=1 -timeout 30m
+	$(MAKE) --no-print-directory fuzz
 
 # Fuzzing of every parser that reads another party's input (the *_fuzz_test.go files): each target
-# for its time, as package:target:time (the go command takes one -fuzz target per run). Their seed
-# corpora, with every input that ever failed, run in test-unit as plain tests.
+# for its time, as package:target:time (the go command takes one -fuzz target per run). test-unit
+# runs them after the tests; their seed corpora, with every input that ever failed, also run in
+# go test ./... as plain tests.
 # The api/v1alpha1 targets get longer: their test binary links client-go and envtest, whose
 # coverage counters make each input slower.
 FUZZ_TARGETS ?= \

@@ -24,7 +24,7 @@ const maxDesiredStateError = 4*200 + 400
 // the input its error quotes, and what it accepts encodes to annotations it reads back as the
 // same state.
 func FuzzDesiredStateAnnotations(f *testing.F) {
-	keys := [4]string{desiredKey, stableKey, trafficKey, intervalKey}
+	keys := [6]string{desiredKey, stableKey, trafficKey, intervalKey, minorKey, maxKey}
 	// Real states, as the controller's encoder writes them.
 	for _, d := range []splicev1.DesiredState{
 		{},
@@ -33,37 +33,46 @@ func FuzzDesiredStateAnnotations(f *testing.F) {
 		{Artifact: refA, Stable: refB, TrafficPercent: ptr.To[int32](0)},
 		{Artifact: refA, Stable: refB, TrafficPercent: ptr.To[int32](25), CountersInterval: 10 * time.Second},
 		{Artifact: "registry.example.com:5000/team/greeter:v2@" + digestB, CountersInterval: 90 * time.Second},
+		{Artifact: refA, AllowMinorAPIChange: true, MaxLoadedVersions: 8},
+		{Artifact: refA, Stable: refB, TrafficPercent: ptr.To[int32](5), MaxLoadedVersions: 100},
 	} {
 		patch, err := d.Encode()
 		if err != nil {
 			f.Fatalf("seed %s: %v", show(d), err)
 		}
-		var v [4]string
+		var v [6]string
 		var present uint8
 		for i, k := range keys {
 			if p := patch[k]; p != nil {
 				v[i], present = *p, present|1<<i
 			}
 		}
-		f.Add(v[0], v[1], v[2], v[3], present, splicev1.AnnotationReport, "{}")
+		f.Add(v[0], v[1], v[2], v[3], v[4], v[5], present, splicev1.AnnotationReport, "{}")
 	}
 	// The tricky cases: present but blank, spaces, number and duration spellings, bounds.
-	f.Add("", "", "", "", uint8(0b1111), "", "")
-	f.Add(" \t", refB, "10", "", uint8(0b0111), "app", "x")
-	f.Add(refA, "\n"+refB+"\n", "+5", " 1m ", uint8(0b1111), "", "")
-	f.Add(refA, refB, "1e2", "1h0m0s", uint8(0b1111), "", "")
-	f.Add(refA, refB, "0x10", "999ms", uint8(0b1111), "", "")
-	f.Add(refA, refB, "-0", "2562047h47m16.854775807s", uint8(0b1111), "", "")
-	f.Add(refA, "", "9223372036854775808", "2562048h", uint8(0b1101), "", "")
-	f.Add(refA, refA, "50", "", uint8(0b0111), "", "")
-	f.Add("r\xff@"+digestA, refB, "50", "", uint8(0b0111), "", "")
-	f.Add(strings.Repeat("\xff", 1000)+"@"+digestA, "", "", "", uint8(0b0001), "", "")
-	f.Add(refA, strings.Repeat("\u2028", 400), "1", "", uint8(0b0111), "", "")
-	f.Add(refA, "", strings.Repeat("\x00", 1000), strings.Repeat("\xfe", 1000), uint8(0b1101), "", "")
-	f.Add("", refB, "10", "10s", uint8(0b1110), desiredKey+"x", refA)
+	f.Add("", "", "", "", "", "", uint8(0b1111), "", "")
+	f.Add(" \t", refB, "10", "", "", "", uint8(0b0111), "app", "x")
+	f.Add(refA, "\n"+refB+"\n", "+5", " 1m ", "", "", uint8(0b1111), "", "")
+	f.Add(refA, refB, "1e2", "1h0m0s", "", "", uint8(0b1111), "", "")
+	f.Add(refA, refB, "0x10", "999ms", "", "", uint8(0b1111), "", "")
+	f.Add(refA, refB, "-0", "2562047h47m16.854775807s", "", "", uint8(0b1111), "", "")
+	f.Add(refA, "", "9223372036854775808", "2562048h", "", "", uint8(0b1101), "", "")
+	f.Add(refA, refA, "50", "", "", "", uint8(0b0111), "", "")
+	f.Add("r\xff@"+digestA, refB, "50", "", "", "", uint8(0b0111), "", "")
+	f.Add(strings.Repeat("\xff", 1000)+"@"+digestA, "", "", "", "", "", uint8(0b0001), "", "")
+	f.Add(refA, strings.Repeat("\u2028", 400), "1", "", "", "", uint8(0b0111), "", "")
+	f.Add(refA, "", strings.Repeat("\x00", 1000), strings.Repeat("\xfe", 1000), "", "", uint8(0b1101), "", "")
+	f.Add("", refB, "10", "10s", "", "", uint8(0b1110), desiredKey+"x", refA)
 
-	f.Fuzz(func(t *testing.T, desired, stable, traffic, interval string, present uint8, otherKey, otherValue string) {
-		values := [4]string{desired, stable, traffic, interval}
+	// The consent and the bound: their spellings and bounds.
+	f.Add(refA, "", "", "", " true\n", "2", uint8(0b110001), "", "")
+	f.Add(refA, "", "", "", "TRUE", "1", uint8(0b110001), "", "")
+	f.Add(refA, "", "", "", "", "+8", uint8(0b110001), "", "")
+	f.Add("", "", "", "", "true", "08", uint8(0b110000), "", "")
+	f.Add(refA, "", "", "", "1", "4294967298", uint8(0b110001), "", "")
+
+	f.Fuzz(func(t *testing.T, desired, stable, traffic, interval, minor, maxLoaded string, present uint8, otherKey, otherValue string) {
+		values := [6]string{desired, stable, traffic, interval, minor, maxLoaded}
 		ann := map[string]string{}
 		for i, k := range keys {
 			if present&(1<<i) != 0 {

@@ -27,6 +27,8 @@ func TestDecode(t *testing.T) {
 		{"rollback {}", `{}`, &RollbackRequest{}, "", ""},
 		{"route end", `{"canary":"","percent":0}`, &RouteRequest{}, "", ""},
 		{"reexec in place", `{}`, &ReexecRequest{}, "", ""},
+		{"limits", `{"limits":{"maxVersions":8,"maxExtraRSSBytes":1048576}}`, &LimitsRequest{}, "", ""},
+		{"limits removed", `{"limits":{}}`, &LimitsRequest{}, "", ""},
 
 		{"empty body", ``, &RollbackRequest{}, CodeBadRequest, "one JSON object"},
 		{"null", `null`, &RollbackRequest{}, CodeBadRequest, "one JSON object"},
@@ -50,6 +52,10 @@ func TestDecode(t *testing.T) {
 		{"negative percent", `{"canary":"` + d64 + `","percent":-1}`, &RouteRequest{}, CodeBadRequest, "between 0 and 100"},
 		{"percent without canary", `{"percent":10}`, &RouteRequest{}, CodeBadRequest, "needs a canary"},
 		{"reexec path without digest", `{"path":"v.so"}`, &ReexecRequest{}, CodeBadRequest, "go together"},
+		{"a bound of one version", `{"limits":{"maxVersions":1}}`, &LimitsRequest{}, CodeBadRequest, "roll back to"},
+		{"a bound past the maximum", `{"limits":{"maxVersions":1001}}`, &LimitsRequest{}, CodeBadRequest, "from 2 to 1000"},
+		{"a negative bound", `{"limits":{"maxVersions":-3}}`, &LimitsRequest{}, CodeBadRequest, "from 2 to 1000"},
+		{"limits misspelt", `{"limits":{"maxVersion":8}}`, &LimitsRequest{}, CodeBadRequest, "unknown field"},
 		{"fields on rollback", `{"digest":"` + d64 + `"}`, &RollbackRequest{}, CodeBadRequest, "unknown field"},
 		{"huge body", `{"path":"` + strings.Repeat("a", MaxRequestBytes) + `"}`, &LoadRequest{}, CodeTooLarge, "over"},
 	}

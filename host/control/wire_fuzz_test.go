@@ -34,6 +34,7 @@ var requestKinds = []struct {
 	{func() Request { return &RollbackRequest{} }, &RollbackRequest{}},
 	{func() Request { return &RouteRequest{} }, &RouteRequest{Canary: d64, Percent: 30, AllowMinor: true}},
 	{func() Request { return &ReexecRequest{} }, &ReexecRequest{Path: "/shared/v3.so", Digest: d64}},
+	{func() Request { return &LimitsRequest{} }, &LimitsRequest{Limits: Limits{MaxVersions: 8, MaxExtraRSSBytes: 64 << 20}}},
 }
 
 // FuzzDecodeReaders: Decode decides on the bytes alone, however they arrive (all at once, a
@@ -124,6 +125,9 @@ var responseKinds = []struct {
 		return c.Route(ctx, RouteRequest{Canary: d64, Percent: 10})
 	}, &SwapResult{Op: OpRoute, Canary: d64, CanaryPercent: 10}},
 	{"reexec", func(ctx context.Context, c *Client) (any, error) { return c.Reexec(ctx, ReexecRequest{}) }, &ReexecResponse{Accepted: true, Generation: 2}},
+	{"limits", func(ctx context.Context, c *Client) (any, error) {
+		return c.SetLimits(ctx, LimitsRequest{Limits: Limits{MaxVersions: 8}})
+	}, &Limits{MaxVersions: 8}},
 }
 
 // FuzzClientResponses: whatever a host answers, the client returns a value only for a success
