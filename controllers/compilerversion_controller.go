@@ -54,6 +54,9 @@ type scope struct {
 	pods []podState
 	// podObjects are the targeted pods by name, as listed.
 	podObjects map[string]*corev1.Pod
+	// foreign are the pods the selector matches that another CompilerVersion owns
+	// (compilerversion_owners.go): left alone.
+	foreign []foreignPod
 	// selectorErr is set when spec.selector cannot be used; pods is then empty.
 	selectorErr error
 	// plan is the rollout decision; nil when the selector is unusable.
@@ -113,8 +116,10 @@ func minPositive(a, b time.Duration) time.Duration {
 }
 
 // SetupWithManager registers the reconciler. The CompilerVersion watch is filtered to spec
-// (generation) and annotation changes, so status writes do not loop; pods are watched and
-// mapped to the CompilerVersions whose selectors match them, before and after a label change.
+// (generation) and annotation changes, so status writes do not loop; a CompilerVersion that is
+// created, deleted or changes its spec also queues the others of its namespace (pod ownership);
+// pods are watched and mapped to the CompilerVersions whose selectors match them, before and
+// after a label change.
 func (r *CompilerVersionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
@@ -132,6 +137,17 @@ func (r *CompilerVersionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		For(&splicev1.CompilerVersion{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, artifactChanged))).
+		// Which CompilerVersion owns a pod depends on the others of its namespace: one that
+		// comes, goes or changes its selector may give pods to, or take them from, the rest.
+		Watches(&splicev1.CompilerVersion{}, handler.Funcs{
+			CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue) { r.enqueueOthers(ctx, q, e.Object) },
+			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue) {
+				if e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() {
+					r.enqueueOthers(ctx, q, e.ObjectNew)
+				}
+			},
+			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue) { r.enqueueOthers(ctx, q, e.Object) },
+		}).
 		Watches(&corev1.Pod{}, handler.Funcs{
 			CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue) {
 				r.enqueueFor(ctx, q, e.Object.(*corev1.Pod))
@@ -187,6 +203,20 @@ func podChangeMatters(oldPod, newPod *corev1.Pod) bool {
 		return true
 	}
 	return pluginReady(oldPod) != pluginReady(newPod)
+}
+
+// enqueueOthers queues every other CompilerVersion of the namespace of cv.
+func (r *CompilerVersionReconciler) enqueueOthers(ctx context.Context, q workqueue, cv client.Object) {
+	var list splicev1.CompilerVersionList
+	if err := r.List(ctx, &list, client.InNamespace(cv.GetNamespace())); err != nil {
+		logf.FromContext(ctx).Error(err, "list CompilerVersions for a CompilerVersion event", "compilerversion", klog.KObj(cv))
+		return
+	}
+	for i := range list.Items {
+		if o := &list.Items[i]; o.Name != cv.GetName() {
+			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.Namespace, Name: o.Name}})
+		}
+	}
 }
 
 // enqueueFor queues every CompilerVersion in the pods' namespace whose selector matches any of

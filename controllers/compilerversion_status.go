@@ -34,16 +34,17 @@ func countPods(pods []podState, artifact *splicev1.ArtifactStatus) podCounts {
 		if artifact == nil || p.report == nil || p.report.Digest != artifact.Digest {
 			continue
 		}
-		switch p.report.State {
-		case splicev1.SwapReady:
+		switch s := p.report.State; {
+		case s == splicev1.SwapReady:
 			// A canary member serving the artifact to its share of calls counts as updated.
 			if p.report.Running == artifact.Digest || p.report.TrafficPercent != nil {
 				c.updated++
 			}
-		case splicev1.SwapFailed, splicev1.SwapRolledBack:
-			c.failed++
-		case splicev1.SwapIncompatible:
+		case s == splicev1.SwapIncompatible:
 			c.incompatible++
+		case s.Failure():
+			// Failed, RolledBack, Crashed.
+			c.failed++
 		}
 	}
 	return c
@@ -74,13 +75,8 @@ func mergeFailures(existing []splicev1.PodFailure, pods []podState, now metav1.T
 		case p.reportErr != nil:
 			add(splicev1.PodFailure{Pod: p.name, State: splicev1.SwapFailed, Reason: "MalformedReport",
 				Message: control.Truncate(p.reportErr.Error(), 1024), Time: &now})
-		case p.report != nil && (p.report.State == splicev1.SwapFailed || p.report.State == splicev1.SwapRolledBack || p.report.State == splicev1.SwapIncompatible):
-			t := p.report.ObservedAt
-			if t.IsZero() {
-				t = now
-			}
-			add(splicev1.PodFailure{Pod: p.name, Digest: p.report.Digest, State: p.report.State,
-				Reason: p.report.Reason, Message: control.Truncate(p.report.Error, 1024), Time: &t})
+		case p.report != nil && p.report.State.Failure():
+			add(reportedFailure(p, now))
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -93,6 +89,24 @@ func mergeFailures(existing []splicev1.PodFailure, pods []podState, now metav1.T
 		return nil
 	}
 	return out
+}
+
+// reportedFailure is the recent failure a pod's report of a failed swap records: the agent's
+// error, after "the host crashed running <digest>" when its host died running it.
+func reportedFailure(p podState, now metav1.Time) splicev1.PodFailure {
+	r := p.report
+	t := r.ObservedAt
+	if t.IsZero() {
+		t = now
+	}
+	msg := r.Error
+	if r.State == splicev1.SwapCrashed {
+		msg = "the host crashed running " + r.Digest
+		if r.Error != "" {
+			msg += ": " + r.Error
+		}
+	}
+	return splicev1.PodFailure{Pod: p.name, Digest: r.Digest, State: r.State, Reason: r.Reason, Message: control.Truncate(msg, 1024), Time: &t}
 }
 
 // readyCondition decides the Ready condition from what was observed.
@@ -127,7 +141,7 @@ func computeStatus(cv *splicev1.CompilerVersion, pods []podState, selectorErr er
 	st.Phase = buildPhase(cv)
 	if pl != nil {
 		st.Phase, st.CurrentStepIndex, st.StepStartTime, st.PauseStartTime = pl.phase, pl.step, pl.stepStart, pl.pauseStart
-		st.RolloutDigest, st.StableArtifact = pl.rolloutDigest, pl.stable
+		st.RolloutDigest, st.StableArtifact, st.IncompatibleEvictions = pl.rolloutDigest, pl.stable, pl.evictions
 		st.ObservedControls = observedControls(cv)
 		for _, c := range []metav1.Condition{pl.progressing, pl.paused, pl.degr, availableCondition(pods)} {
 			c.ObservedGeneration, c.LastTransitionTime = cv.Generation, now

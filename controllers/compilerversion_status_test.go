@@ -45,6 +45,10 @@ func TestCountPodsAndReady(t *testing.T) {
 			{name: "f", reportErr: errors.New("garbage")},
 		}, want: podCounts{targeted: 6, updated: 1, ready: 1, failed: 2, incompatible: 1},
 			wantStatus: metav1.ConditionFalse, wantReason: splicev1.ReasonPodsNotUpdated},
+		{name: "a host that crashed running the artifact counts as failed", artifact: art, pods: []podState{
+			reported("a", false, splicev1.SwapCrashed, digestA, ""),
+			reported("b", true, splicev1.SwapReady, digestA, digestA),
+		}, want: podCounts{targeted: 2, updated: 1, ready: 1, failed: 1}, wantStatus: metav1.ConditionFalse, wantReason: splicev1.ReasonPodsNotUpdated},
 		{name: "Ready state but still running the old digest is not updated", artifact: art,
 			pods: []podState{reported("a", true, splicev1.SwapReady, digestA, digestB)},
 			want: podCounts{targeted: 1, ready: 1}, wantStatus: metav1.ConditionFalse, wantReason: splicev1.ReasonPodsNotUpdated},
@@ -103,6 +107,13 @@ func TestMergeFailures(t *testing.T) {
 			t.Fatalf("got %d failures starting with %s, want %d starting with p29", len(got), got[0].Pod, splicev1.MaxRecentFailures)
 		}
 	})
+	t.Run("a crashed host is a failure that says so", func(t *testing.T) {
+		got := mergeFailures(nil, []podState{failing("a", time.Minute, splicev1.SwapCrashed), reported("b", true, splicev1.SwapReady, digestA, digestA)}, t0)
+		if len(got) != 1 || got[0].Pod != "a" || got[0].State != splicev1.SwapCrashed || got[0].Digest != digestA ||
+			!strings.HasPrefix(got[0].Message, "the host crashed running "+digestA) || !strings.Contains(got[0].Message, "boom a") {
+			t.Fatalf("got %+v, want one Crashed failure of pod a whose message says the host crashed running %s and keeps the agent's error", got, digestA)
+		}
+	})
 	t.Run("malformed reports are failures; none is nil", func(t *testing.T) {
 		got := mergeFailures(nil, []podState{{name: "x", reportErr: errors.New("report.digest bad")}}, t0)
 		if len(got) != 1 || got[0].Reason != "MalformedReport" || got[0].Message != "report.digest bad" {
@@ -153,8 +164,12 @@ func TestAnnotationPatchCountersInterval(t *testing.T) {
 		t.Fatalf("a pod already as wanted got a patch: %s", p)
 	}
 	// Observing the pod gives back the same target, so no pass patches it again.
-	if got := observePod(pod).target; got.CountersInterval != 10*time.Second || got.Artifact != member.Artifact {
+	if got := observePod(pod, cv.Name).target; got.CountersInterval != 10*time.Second || got.Artifact != member.Artifact {
 		t.Fatalf("observed target %+v", got)
+	}
+	// The same annotations read by another CompilerVersion (the pod changed owner) tell it nothing.
+	if got := observePod(pod, "billing").target; got != (splicev1.DesiredState{}) {
+		t.Fatalf("a pod told by greeter reads as %+v to billing; want nothing told", got)
 	}
 	if patch := patchFor(t, splicev1.DesiredState{Artifact: member.Artifact}); !strings.Contains(patch, `"splice.dev/counters-interval":null`) {
 		t.Fatalf("patch %s does not remove the request", patch)

@@ -19,9 +19,32 @@
 // without being recorded, so a manager restarted at any point resumes from status and pod
 // annotations without asking any pod to swap twice. Canary membership is a stable hash of
 // the CompilerVersion's UID and the pod name, and pods already told to run the artifact keep
-// it while the rollout holds. The first rollout of a CompilerVersion (no stable artifact yet)
-// moves every pod at once, whatever the policy: there is nothing to keep serving or to roll
-// back to.
+// it while the rollout holds. Every target that names an artifact carries the
+// CompilerVersion's consent to a minor plugin API change and its bound on loaded versions
+// (withHostPolicy, the one place for both).
+//
+// A failed swap is a report of Failed, RolledBack or Crashed (the host died opening or routing
+// to the artifact; SwapState.Failure) about the artifact, and, except under Strict, an
+// Incompatible one. Strict rolls every pod back on one; RollingPatch and Canary roll back or
+// halt as their onFailure says (Rollback by default). Under Strict an incompatible pod is
+// evicted with recreateIncompatible, at most once per pod template and artifact
+// (rollout_evictions.go, remembered in status.incompatibleEvictions), never in a loop.
+//
+// The first rollout of a CompilerVersion (no stable artifact yet) moves every pod at once,
+// whatever the policy: there is nothing to keep serving or to roll back to. For the same reason
+// a failed swap stops it, whatever the policy: every pod keeps what it was told and what its
+// host serves, no pod not yet told is told the artifact, the phase is Degraded (Progressing
+// reason RolloutStopped), and it stays so until splice.dev/retry or a new artifact (planFirst).
+//
+// # Which CompilerVersion owns a pod
+//
+// A pod belongs to one CompilerVersion: of those whose selectors match it, the oldest by
+// creation time, then the first by name (compilerversion_owners.go). The admission webhook
+// refuses overlapping selectors, but racing creates and later label changes get past it; the
+// rule needs nothing but the CompilerVersions, so every reconcile agrees on it. Only the owner
+// counts the pod, writes its desired state (and splice.dev/compiler-version, which names it)
+// or evicts it; another that matches it leaves it alone and is Degraded, reason
+// OverlappingSelector.
 //
 // # Builds
 //
@@ -57,7 +80,8 @@
 //     spec, and Built's observedGeneration says for which generation.
 //   - The CompilerVersion reconciler (compilerversion_controller.go) owns every other field:
 //     observedGeneration; phase; stableArtifact, rolloutDigest, currentStepIndex,
-//     stepStartTime, pauseStartTime and observedControls (the rollout state, from the plan);
+//     stepStartTime, pauseStartTime, observedControls and incompatibleEvictions (the rollout
+//     state, from the plan);
 //     targeted, updated, ready, failed, incompatible and progress (the pod counts);
 //     recentFailures and pods; and the Ready, Available, Progressing, Paused and Degraded
 //     conditions. It reads status.artifact and Built, never writes them.
@@ -70,11 +94,13 @@
 // # Files, in the order a reconcile runs
 //
 // compilerversion_controller.go (Reconcile and the watches), compilerversion_observe.go (the
-// targeted pods and what their agents report), rollout_input.go (the plan's input: the artifact,
-// the controls, the recorded rollout state), rollout_plan.go and one file per policy
-// (rollout_strict.go, rollout_rollingpatch.go, rollout_canary.go with its gates in
-// rollout_canary_gates.go; rollout_prometheus.go runs a step's query), compilerversion_status.go (the status to record, written before anything is
-// applied), rollout_apply.go (pod annotations and evictions). The build reconciler:
+// targeted pods and what their agents report) with compilerversion_owners.go (which
+// CompilerVersion owns a pod), rollout_input.go (the plan's input: the artifact, the controls,
+// the recorded rollout state), rollout_plan.go and one file per policy (rollout_strict.go with
+// its bounded evictions in rollout_evictions.go, rollout_rollingpatch.go, rollout_canary.go with
+// its gates in rollout_canary_gates.go; rollout_prometheus.go runs a step's query),
+// compilerversion_status.go (the status to record, written before anything is applied),
+// rollout_apply.go (pod annotations and evictions). The build reconciler:
 // build_controller.go, build_decision.go (what a Job's outcome means for status), build_job.go
 // (the Job, a pure function), build_logs.go, build_metrics.go.
 package controllers

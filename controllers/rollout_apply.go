@@ -26,7 +26,9 @@ const evictionRetry = 10 * time.Second
 // +kubebuilder:rbac:groups="",resources=pods,verbs=patch
 // +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
 
-// applyRollout writes the plan's pod annotations (only where they differ) and evictions.
+// applyRollout writes the plan's pod annotations (only where they differ) and evictions. Only
+// pods this CompilerVersion owns are in s.podObjects, so no other pod is ever written. The
+// evictions are in status.incompatibleEvictions already (writeStatus ran first).
 func (r *CompilerVersionReconciler) applyRollout(ctx context.Context, s *scope) (time.Duration, error) {
 	log := logf.FromContext(ctx)
 	cv := s.cv
@@ -63,7 +65,8 @@ func (r *CompilerVersionReconciler) applyRollout(ctx context.Context, s *scope) 
 		switch {
 		case err == nil:
 			r.Recorder.Eventf(cv, pod, corev1.EventTypeNormal, "EvictedIncompatible", "Evict",
-				"evicted pod %s: its host cannot load %s", pod.Name, cv.Status.Artifact.Digest)
+				"evicted pod %s: its host cannot load %s; its controller recreates it from pod template %s, whose pods are evicted once for this artifact",
+				pod.Name, cv.Status.Artifact.Digest, templateOf(pod))
 		case apierrors.IsTooManyRequests(err):
 			// A PodDisruptionBudget holds it; try again later rather than forcing it.
 			log.Info("eviction blocked by a disruption budget", "pod", klog.KObj(pod))

@@ -60,7 +60,7 @@ func planCanaryFinal(in *rolloutInput, pl *rolloutPlan, onFailure splicev1.Failu
 	pl.targets = everyPod(in, splicev1.DesiredState{Artifact: in.artifact.Ref})
 	if failed, incompatible := failedPods(in, anyPod); len(failed)+len(incompatible) > 0 {
 		return canaryFailed(in, pl, onFailure, splicev1.ReasonSwapFailed,
-			fmt.Sprintf("final step: the swap failed on %s", failureSummary(slices.Concat(failed, incompatible))))
+			fmt.Sprintf("final step: the swap of %s failed on %s", in.artifact.Digest, failedSummary(in, slices.Concat(failed, incompatible))))
 	}
 	done := countDone(in, anyPod, nil)
 	if len(in.pods) > 0 && done == len(in.pods) {

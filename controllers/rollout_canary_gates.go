@@ -67,8 +67,9 @@ func (s *canaryStep) judge() *verdict {
 	return nil
 }
 
-// swapFailuresGate fails the step when more members failed to swap the artifact, or cannot
-// load it, than analysis.maxFailedSwaps allows; without an analysis, none may.
+// swapFailuresGate fails the step when more members failed to swap the artifact (a host that
+// crashed running it included), or cannot load it, than analysis.maxFailedSwaps allows; without
+// an analysis, none may.
 func swapFailuresGate(s *canaryStep) *verdict {
 	failed, incompatible := failedPods(s.in, s.isMember)
 	bad := slices.Concat(failed, incompatible)
@@ -80,7 +81,7 @@ func swapFailuresGate(s *canaryStep) *verdict {
 		return nil
 	}
 	return &verdict{kind: verdictFail, reason: splicev1.ReasonSwapFailed,
-		msg: fmt.Sprintf("%d failed swaps (%s), more than maxFailedSwaps %d", len(bad), failureSummary(bad), maxFailed)}
+		msg: fmt.Sprintf("%d failed swaps (%s), more than maxFailedSwaps %d", len(bad), failedSummary(s.in, bad), maxFailed)}
 }
 
 // swapLatencyGate fails the step on the first member (in pod order) whose swap of the artifact

@@ -47,7 +47,9 @@ func observedControls(cv *splicev1.CompilerVersion) splicev1.ObservedControls {
 
 // planRollout builds the input from what observeTargets saw and decides. The rollout state it
 // starts from carries the phase buildPhase derives from the Built condition, so a build that
-// runs or failed holds the rollout where it is, and one that just succeeded lets it go on.
+// runs or failed holds the rollout where it is, and one that just succeeded lets it go on. Pods
+// another CompilerVersion owns are not in the input; that the selector matches them is added
+// to the plan (withOverlap).
 func (r *CompilerVersionReconciler) planRollout(ctx context.Context, s *scope) {
 	cv := s.cv
 	art := rolloutArtifact(cv)
@@ -56,7 +58,10 @@ func (r *CompilerVersionReconciler) planRollout(ctx context.Context, s *scope) {
 	in := &rolloutInput{
 		key: string(cv.UID), strategy: cv.Spec.Strategy, artifact: art, stable: cv.Status.StableArtifact,
 		pods: s.pods, status: st, controls: readControls(cv), now: r.Clock.Now(),
+		allowMinor: cv.Spec.Plugin.AllowMinorAPIChange, maxLoaded: cv.Spec.MaxLoadedVersionsOrDefault(),
+		goVersion: cv.Spec.GoVersion, evictions: cv.Status.IncompatibleEvictions,
 	}
 	in.prom = r.runPrometheus(ctx, cv, in)
 	s.plan = plan(in)
+	withOverlap(s.plan, s.foreign)
 }

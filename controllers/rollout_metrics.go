@@ -24,7 +24,7 @@ var (
 
 	swapResults = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "splice_swaps_total",
-		Help: "Swap outcomes the agents reported, by state (Ready, Failed, Incompatible, RolledBack).",
+		Help: "Swap outcomes the agents reported, by state (Ready, Failed, Incompatible, RolledBack, Crashed).",
 	}, []string{"namespace", "state"})
 
 	swapLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -50,9 +50,11 @@ type swapCounter struct {
 	seen map[types.UID]string
 }
 
-func (c *swapCounter) observe(namespace string, uid types.UID, r *splicev1.PodReport) {
+// observe counts a terminal report the first time it sees it, and reports whether it did, so
+// that the caller can say once what the report means (a host that crashed).
+func (c *swapCounter) observe(namespace string, uid types.UID, r *splicev1.PodReport) bool {
 	if r == nil || !r.State.Terminal() {
-		return
+		return false
 	}
 	key := r.Digest + "/" + string(r.State) + "/" + r.ObservedAt.UTC().String()
 	c.mu.Lock()
@@ -61,7 +63,7 @@ func (c *swapCounter) observe(namespace string, uid types.UID, r *splicev1.PodRe
 	}
 	if c.seen[uid] == key {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.seen[uid] = key
 	c.mu.Unlock()
@@ -69,6 +71,7 @@ func (c *swapCounter) observe(namespace string, uid types.UID, r *splicev1.PodRe
 	if r.State == splicev1.SwapReady && r.SwapLatencySeconds > 0 {
 		swapLatency.WithLabelValues(namespace).Observe(r.SwapLatencySeconds)
 	}
+	return true
 }
 
 // forget drops a deleted pod.

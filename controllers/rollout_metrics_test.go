@@ -51,3 +51,20 @@ func TestRecordRollout(t *testing.T) {
 		t.Fatalf("forgetRollout removed %d series, want %d", before-after, len(allPhases))
 	}
 }
+
+// A crashed host is counted under its own state, once, and observe says when it is new so that
+// the reconciler's HostCrashed Event is emitted once per report.
+func TestSwapCounterCountsCrashes(t *testing.T) {
+	var c swapCounter
+	ns := "metrics-crash-test"
+	crashed := &splicev1.PodReport{Digest: digestA, State: splicev1.SwapCrashed, ObservedAt: metav1.NewTime(t0)}
+	if !c.observe(ns, "uid-1", crashed) {
+		t.Fatal("a new Crashed report was not reported new")
+	}
+	if c.observe(ns, "uid-1", crashed) {
+		t.Fatal("the same Crashed report was reported new twice")
+	}
+	if got := testutil.ToFloat64(swapResults.WithLabelValues(ns, string(splicev1.SwapCrashed))); got != 1 {
+		t.Fatalf("Crashed counted %v times, want 1", got)
+	}
+}

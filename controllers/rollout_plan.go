@@ -52,6 +52,14 @@ type rolloutInput struct {
 	now      time.Time
 	// prom is the current step's Prometheus analysis result, when it has one and it was run.
 	prom *promResult
+	// allowMinor and maxLoaded are spec.plugin.allowMinorAPIChange and
+	// spec.maxLoadedVersions (defaulted): every target that names an artifact carries them.
+	allowMinor bool
+	maxLoaded  int32
+	// goVersion is spec.goVersion ("1.26.8"), for messages that say what an image must be.
+	goVersion string
+	// evictions is the record of Strict's evictions (status.incompatibleEvictions).
+	evictions *splicev1.IncompatibleEvictions
 }
 
 // rolloutPlan is what should be.
@@ -60,6 +68,9 @@ type rolloutPlan struct {
 	targets map[string]splicev1.DesiredState
 	// evict lists pods to evict (Strict's incompatible pods), through the Eviction API.
 	evict []string
+	// evictions is the record of Strict's evictions to keep in status: every pod in evict is
+	// in it, so it is recorded before any is evicted.
+	evictions *splicev1.IncompatibleEvictions
 	// phase, step and times are the rollout state to record.
 	phase                     splicev1.Phase
 	step                      *int32
@@ -99,17 +110,29 @@ func (p podState) done(a *splicev1.ArtifactStatus, traffic *int32) bool {
 	return r.TrafficPercent != nil && *r.TrafficPercent == *traffic
 }
 
-// outcome returns the pod's terminal failure state for a, or "".
+// outcome returns the pod's terminal failure state for a (SwapState.Failure: Failed,
+// RolledBack, Crashed or Incompatible), or "".
 func (p podState) outcome(a *splicev1.ArtifactStatus) splicev1.SwapState {
 	r := p.report
-	if a == nil || r == nil || r.Digest != a.Digest {
+	if a == nil || r == nil || r.Digest != a.Digest || !r.State.Failure() {
 		return ""
 	}
-	switch r.State {
-	case splicev1.SwapFailed, splicev1.SwapRolledBack, splicev1.SwapIncompatible:
-		return r.State
+	return r.State
+}
+
+// settled reports whether the pod has answered about a: a terminal report about it, or a
+// report it cannot read (a broken agent, which will not answer better).
+func (p podState) settled(a *splicev1.ArtifactStatus) bool {
+	return p.reportErr != nil || (p.report != nil && p.report.Digest == a.Digest && p.report.State.Terminal())
+}
+
+// templateKey is the pod template the pod came from, for Strict's bounded evictions; a pod
+// whose template is not known is its own.
+func (p podState) templateKey() string {
+	if p.template != "" {
+		return p.template
 	}
-	return ""
+	return "Pod/" + p.name
 }
 
 // memberRank orders pods for membership: a stable hash of the key and the pod name, so the same
@@ -217,7 +240,7 @@ func newPlan(in *rolloutInput) *rolloutPlan {
 	st := in.status
 	return &rolloutPlan{
 		phase: st.Phase, step: st.CurrentStepIndex, stepStart: st.StepStartTime, pauseStart: st.PauseStartTime,
-		rolloutDigest: st.RolloutDigest, stable: in.stable,
+		rolloutDigest: st.RolloutDigest, stable: in.stable, evictions: in.evictions,
 		progressing: cond(splicev1.ConditionProgressing, false, splicev1.ReasonNoRollout, "no rollout in progress"),
 		paused:      cond(splicev1.ConditionPaused, false, splicev1.ReasonNoRollout, "not paused"),
 		degr:        cond(splicev1.ConditionDegraded, false, splicev1.ReasonHealthy, "no targeted pod failed or is incompatible"),
@@ -249,24 +272,40 @@ func countDone(in *rolloutInput, consider func(podState) bool, traffic *int32) i
 	return n
 }
 
-// failedPods returns the pods (among those considered) whose last swap of the artifact failed
-// or rolled back, and those whose host cannot load it, each in name order so that evictions and
-// messages do not depend on the order the pods were listed in.
+// failedPods returns the pods (among those considered) whose last swap of the artifact failed,
+// rolled back or crashed their host, and those whose host cannot load it, each in name order so
+// that evictions and messages do not depend on the order the pods were listed in.
 func failedPods(in *rolloutInput, consider func(podState) bool) (failed, incompatible []string) {
 	for _, p := range in.pods {
 		if !consider(p) {
 			continue
 		}
-		switch p.outcome(in.artifact) {
-		case splicev1.SwapFailed, splicev1.SwapRolledBack:
-			failed = append(failed, p.name)
-		case splicev1.SwapIncompatible:
+		switch s := p.outcome(in.artifact); {
+		case s == splicev1.SwapIncompatible:
 			incompatible = append(incompatible, p.name)
+		case s != "":
+			failed = append(failed, p.name)
 		}
 	}
 	slices.Sort(failed)
 	slices.Sort(incompatible)
 	return failed, incompatible
+}
+
+// failedSummary names failed pods for a message, as failureSummary does, and says which of them
+// crashed their host: "p01, p02; the host crashed running sha256:… on p02".
+func failedSummary(in *rolloutInput, names []string) string {
+	var crashed []string
+	for _, p := range in.pods {
+		if slices.Contains(names, p.name) && p.outcome(in.artifact) == splicev1.SwapCrashed {
+			crashed = append(crashed, p.name)
+		}
+	}
+	s := failureSummary(names)
+	if len(crashed) > 0 {
+		s += fmt.Sprintf("; the host crashed running %s on %s", in.artifact.Digest, failureSummary(crashed))
+	}
+	return s
 }
 
 // rollBack sends every pod back to the stable artifact and records why.
@@ -297,10 +336,33 @@ func complete(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	return pl
 }
 
-// plan decides the next state of a rollout. It does not modify its input. What the people
-// asked for (abort, pause) and what was already decided (completed, rolled back) come before
-// the policy, which decides only a rollout in progress.
+// plan decides the next state of a rollout. It does not modify its input. Every target it
+// gives a pod is completed by withHostPolicy, whichever policy or control decided it.
 func plan(in *rolloutInput) *rolloutPlan {
+	pl := decide(in)
+	withHostPolicy(in, pl.targets)
+	return pl
+}
+
+// withHostPolicy gives every target that names an artifact the CompilerVersion's consent to a
+// minor plugin API change (spec.plugin.allowMinorAPIChange) and its bound on the versions a
+// host holds (spec.maxLoadedVersions), and every other target neither (the pod protocol refuses
+// them without an artifact). It is the one place targets get them, so that no policy, control
+// or frozen copy of a pod's own annotations can leave them out.
+func withHostPolicy(in *rolloutInput, targets map[string]splicev1.DesiredState) {
+	for name, t := range targets {
+		t.AllowMinorAPIChange, t.MaxLoadedVersions = false, 0
+		if t.Artifact != "" {
+			t.AllowMinorAPIChange, t.MaxLoadedVersions = in.allowMinor, in.maxLoaded
+		}
+		targets[name] = t
+	}
+}
+
+// decide is the rollout's decision. What the people asked for (abort, pause) and what was
+// already decided (completed, rolled back) come before the policy, which decides only a
+// rollout in progress.
+func decide(in *rolloutInput) *rolloutPlan {
 	pl := newPlan(in)
 	if in.artifact == nil {
 		return waitForBuild(in, pl)
@@ -350,6 +412,8 @@ func restart(in *rolloutInput, pl *rolloutPlan) {
 		pl.step = &zero
 	}
 	pl.stepStart, pl.pauseStart = &now, nil
+	// A new rollout may evict the pods of a template once more (rollout_evictions.go).
+	pl.evictions = nil
 }
 
 // planAborted returns every pod to the stable artifact; without one, pods keep what they run.
@@ -365,14 +429,22 @@ func planAborted(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 func stayRolledBack(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	pl = rollBack(in, pl, splicev1.ReasonRolledBack, "the rollout of "+in.artifact.Digest+" failed and was rolled back; annotate "+
 		splicev1.AnnotationRetry+" to try again")
-	// Keep saying why it failed, not merely that it did.
-	if prev := apimeta.FindStatusCondition(in.status.Conditions, splicev1.ConditionDegraded); prev != nil && prev.Status == metav1.ConditionTrue {
+	keepFailure(in, pl)
+	return pl
+}
+
+// keepFailure keeps the recorded Degraded and Progressing conditions of a rollout that stopped
+// on a failure (rolled back, or a first rollout that stopped), so that status goes on saying
+// why it failed, not merely that it did. A Degraded condition about overlapping selectors
+// (withOverlap) is no rollout failure and is not kept.
+func keepFailure(in *rolloutInput, pl *rolloutPlan) {
+	if prev := apimeta.FindStatusCondition(in.status.Conditions, splicev1.ConditionDegraded); prev != nil &&
+		prev.Status == metav1.ConditionTrue && prev.Reason != splicev1.ReasonOverlappingSelector {
 		pl.degr = cond(splicev1.ConditionDegraded, true, prev.Reason, prev.Message)
 	}
 	if prev := apimeta.FindStatusCondition(in.status.Conditions, splicev1.ConditionProgressing); prev != nil && prev.Status == metav1.ConditionFalse {
 		pl.progressing = cond(splicev1.ConditionProgressing, false, prev.Reason, prev.Message)
 	}
-	return pl
 }
 
 // pausedByUser freezes every pod's annotations while the paused annotation is set.
@@ -386,12 +458,32 @@ func pausedByUser(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 }
 
 // planFirst is the first rollout of a CompilerVersion: there is no stable artifact to keep
-// serving, compare against or roll back to, so every pod moves at once, whatever the policy
-// (as Argo Rollouts does for a first deployment). Failures are reported, not rolled back;
-// incompatible pods are evicted when the Strict policy asks for it, as planStrict does.
+// serving, compare against or roll back to, so every pod moves at once, whatever the policy (as
+// Argo Rollouts does for a first deployment).
+//
+// A failed swap stops it, whatever the policy (stopFirst): a pod reported Failed, RolledBack or
+// Crashed, and under RollingPatch and Canary also Incompatible, for which an incompatible host
+// is a failed swap too. With nothing to roll back to, every pod keeps the annotations it has —
+// a pod told the artifact stays told (its report stays about it), a pod not told it (one
+// created since, say) is not told it — and so keeps what its host serves; nothing is evicted;
+// the phase is Degraded and the Progressing condition says RolloutStopped. It stays stopped,
+// even once the failed pods are gone, until splice.dev/retry or a new artifact: a crash must
+// not be tried again on the next pod that comes up. Under Strict an incompatible pod is what
+// it is there (planStrict): evicted with recreateIncompatible, once per pod template, and
+// reported otherwise, while the other pods go on.
 func planFirst(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
-	pl.targets = everyPod(in, splicev1.DesiredState{Artifact: in.artifact.Ref})
+	if pl.phase == splicev1.PhaseDegraded && recordedReason(in, splicev1.ConditionProgressing) == splicev1.ReasonRolloutStopped {
+		return stayStopped(in, pl)
+	}
 	failed, incompatible := failedPods(in, anyPod)
+	strict := in.strategy.Type == splicev1.StrategyStrict
+	if len(failed) > 0 || (!strict && len(incompatible) > 0) {
+		return stopFirst(in, pl, slices.Concat(failed, incompatible))
+	}
+	if strict {
+		return planStrict(in, pl)
+	}
+	pl.targets = everyPod(in, splicev1.DesiredState{Artifact: in.artifact.Ref})
 	done := countDone(in, anyPod, nil)
 	if len(in.pods) > 0 && done == len(in.pods) {
 		return complete(in, pl)
@@ -399,14 +491,36 @@ func planFirst(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	pl.phase = splicev1.PhaseProgressing
 	pl.message = fmt.Sprintf("first rollout: no stable artifact yet, so every pod moves at once; %d of %d run %s", done, len(in.pods), in.artifact.Digest)
 	pl.progressing = cond(splicev1.ConditionProgressing, true, splicev1.ReasonSwapping, pl.message)
-	if bad := slices.Concat(failed, incompatible); len(bad) > 0 {
-		msg := fmt.Sprintf("first rollout: the swap of %s failed on %s; they keep what they run", in.artifact.Digest, failureSummary(bad))
-		if len(incompatible) > 0 && recreateIncompatible(in) {
-			pl.evict = incompatible
-		}
-		pl.phase = splicev1.PhaseDegraded
-		pl.message = msg
-		pl.degr = cond(splicev1.ConditionDegraded, true, splicev1.ReasonSwapFailed, msg)
-	}
 	return pl
+}
+
+// stopFirst stops a first rollout on the pods that failed (planFirst says what that means).
+func stopFirst(in *rolloutInput, pl *rolloutPlan, bad []string) *rolloutPlan {
+	msg := fmt.Sprintf("first rollout: the swap of %s failed on %s; there is no stable artifact to roll back to, so the rollout stops: "+
+		"every pod keeps what its host serves and no other pod is told %s; annotate %s to try again, or roll out another artifact",
+		in.artifact.Digest, failedSummary(in, bad), in.artifact.Digest, splicev1.AnnotationRetry)
+	pl.targets = frozen(in)
+	pl.phase = splicev1.PhaseDegraded
+	pl.message = msg
+	pl.progressing = cond(splicev1.ConditionProgressing, false, splicev1.ReasonRolloutStopped, msg)
+	pl.degr = cond(splicev1.ConditionDegraded, true, splicev1.ReasonSwapFailed, msg)
+	return pl
+}
+
+// stayStopped keeps a stopped first rollout stopped, still saying why.
+func stayStopped(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
+	pl.targets = frozen(in)
+	pl.message = fmt.Sprintf("first rollout of %s stopped after a failed swap; annotate %s to try again", in.artifact.Digest, splicev1.AnnotationRetry)
+	pl.progressing = cond(splicev1.ConditionProgressing, false, splicev1.ReasonRolloutStopped, pl.message)
+	pl.degr = cond(splicev1.ConditionDegraded, true, splicev1.ReasonSwapFailed, pl.message)
+	keepFailure(in, pl)
+	return pl
+}
+
+// recordedReason is the reason of a condition as status records it, or "".
+func recordedReason(in *rolloutInput, conditionType string) string {
+	if c := apimeta.FindStatusCondition(in.status.Conditions, conditionType); c != nil {
+		return c.Reason
+	}
+	return ""
 }

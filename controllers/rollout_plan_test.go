@@ -83,8 +83,10 @@ func carry(in *rolloutInput, pl *rolloutPlan, pods []podState, now time.Time) *r
 	next.now = now
 	next.controls = controls{}
 	next.status = splicev1.CompilerVersionStatus{Phase: pl.phase, CurrentStepIndex: pl.step, StepStartTime: pl.stepStart,
-		PauseStartTime: pl.pauseStart, RolloutDigest: pl.rolloutDigest}
+		PauseStartTime: pl.pauseStart, RolloutDigest: pl.rolloutDigest,
+		Conditions: []metav1.Condition{pl.progressing, pl.paused, pl.degr}, IncompatibleEvictions: pl.evictions}
 	next.stable = pl.stable
+	next.evictions = pl.evictions
 	return &next
 }
 
@@ -149,8 +151,9 @@ func TestPlanRollingPatchRefusals(t *testing.T) {
 			t.Fatalf("phase %s reason %s, %d pods moved", pl.phase, pl.progressing.Reason, countOn(pl, digestA))
 		}
 	})
-	t.Run("failed swap halts and freezes", func(t *testing.T) {
-		in := baseInput(splicev1.RolloutStrategy{Type: splicev1.StrategyRollingPatch}, fleet(8))
+	t.Run("failed swap halts and freezes with onFailure Pause", func(t *testing.T) {
+		in := baseInput(splicev1.RolloutStrategy{Type: splicev1.StrategyRollingPatch,
+			RollingPatch: &splicev1.RollingPatchStrategy{OnFailure: splicev1.FailurePause}}, fleet(8))
 		pl := plan(in)
 		first := members(pl)
 		in = carry(in, pl, applyPlan(in.pods, pl, map[string]splicev1.SwapState{first[0]: splicev1.SwapFailed}), t0)

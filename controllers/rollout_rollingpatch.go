@@ -9,9 +9,11 @@ import (
 
 // planRollingPatch swaps in place in batches of maxUnavailable: a pod joins only when fewer than
 // a batch are still swapping, so each batch is Ready before the next starts. It refuses an
-// artifact whose plugin API differs from the stable one in major version (that needs Strict),
-// and halts at the first failed swap: the failed pod keeps serving its old version, and the
-// rollout waits for a retry or an abort.
+// artifact whose plugin API differs from the stable one in major version (that needs Strict).
+// A failed swap (Failed, RolledBack or Crashed, or a host that cannot load the artifact) does
+// what onFailure says, as for Canary: Rollback (the default) returns every pod to the stable
+// artifact (phase RolledBack, until a retry or a new artifact); Pause halts where the rollout
+// stands, the failed pods serving their old version, until a retry or an abort.
 func planRollingPatch(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	if in.stable != nil && in.stable.APIVersion != "" && in.artifact.APIVersion != "" &&
 		major(in.stable.APIVersion) != major(in.artifact.APIVersion) {
@@ -27,8 +29,11 @@ func planRollingPatch(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	onNew := func(p podState) bool { return p.onArtifact(in.artifact) }
 	failed, incompatible := failedPods(in, onNew)
 	if bad := slices.Concat(failed, incompatible); len(bad) > 0 {
-		msg := fmt.Sprintf("RollingPatch halted: the swap of %s failed on %s; annotate %s to try again or %s to roll back",
-			in.artifact.Digest, failureSummary(bad), splicev1.AnnotationRetry, splicev1.AnnotationAbort)
+		if in.strategy.RollingPatch.OnFailureOrDefault() == splicev1.FailureRollback {
+			return rollBack(in, pl, splicev1.ReasonSwapFailed, fmt.Sprintf("RollingPatch: the swap of %s failed on %s", in.artifact.Digest, failedSummary(in, bad)))
+		}
+		msg := fmt.Sprintf("RollingPatch halted (onFailure: Pause): the swap of %s failed on %s; annotate %s to try again or %s to roll back",
+			in.artifact.Digest, failedSummary(in, bad), splicev1.AnnotationRetry, splicev1.AnnotationAbort)
 		pl.targets = frozen(in)
 		pl.phase = splicev1.PhaseDegraded
 		pl.message = msg

@@ -166,8 +166,9 @@ func TestPlanStrictEvictsEveryIncompatiblePod(t *testing.T) {
 	}
 }
 
-// The first rollout (no stable artifact) evicts the incompatible pods too, not the failed ones,
-// and its message counts both.
+// The first rollout (no stable artifact) under Strict evicts the incompatible pods too, as
+// planStrict does, while no swap failed; a failed swap stops it (planFirst): nothing is evicted
+// then, and its message counts the failed and the incompatible pods.
 func TestPlanFirstEvictsEveryIncompatiblePod(t *testing.T) {
 	tests := []struct {
 		incompatible, failed int
@@ -175,6 +176,8 @@ func TestPlanFirstEvictsEveryIncompatiblePod(t *testing.T) {
 	}{
 		{incompatible: 1, recreate: true},
 		{incompatible: 5, recreate: true},
+		{incompatible: 50, recreate: true},
+		{incompatible: 6, recreate: false},
 		{incompatible: 6, failed: 2, recreate: true},
 		{incompatible: 50, failed: 3, recreate: true},
 		{incompatible: 6, failed: 2, recreate: false},
@@ -186,20 +189,32 @@ func TestPlanFirstEvictsEveryIncompatiblePod(t *testing.T) {
 			in.stable = nil
 			in.status.RolloutDigest = digestA
 			pl := plan(in)
-			if pl.phase != splicev1.PhaseDegraded || pl.degr.Reason != splicev1.ReasonSwapFailed {
+			if tt.failed > 0 {
+				if pl.phase != splicev1.PhaseDegraded || pl.degr.Reason != splicev1.ReasonSwapFailed || pl.progressing.Reason != splicev1.ReasonRolloutStopped {
+					t.Fatalf("phase %s degraded %s progressing %s: %s", pl.phase, pl.degr.Reason, pl.progressing.Reason, pl.message)
+				}
+				checkEvictions(t, pods, pl.evict, nil)
+				var bad []string
+				for _, p := range pods {
+					if p.report.State != splicev1.SwapReady {
+						bad = append(bad, p.name)
+					}
+				}
+				checkSummary(t, pl.message, bad)
+				return
+			}
+			wantPhase := splicev1.PhaseProgressing
+			if !tt.recreate {
+				wantPhase = splicev1.PhaseDegraded
+			}
+			if pl.phase != wantPhase || pl.degr.Reason != splicev1.ReasonIncompatiblePods {
 				t.Fatalf("phase %s degraded %s: %s", pl.phase, pl.degr.Reason, pl.message)
 			}
+			checkSummary(t, pl.message, want)
 			if !tt.recreate {
 				want = nil
 			}
 			checkEvictions(t, pods, pl.evict, want)
-			var bad []string
-			for _, p := range pods {
-				if p.report.State != splicev1.SwapReady {
-					bad = append(bad, p.name)
-				}
-			}
-			checkSummary(t, pl.message, bad)
 		})
 	}
 }

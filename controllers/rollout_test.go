@@ -35,6 +35,11 @@ type rolloutFixture struct {
 }
 
 func newRollout(n int, strategy splicev1.RolloutStrategy) *rolloutFixture {
+	return newRolloutWith(n, strategy, func(*splicev1.CompilerVersion) {})
+}
+
+// newRolloutWith is newRollout with the CompilerVersion changed by edit before it is created.
+func newRolloutWith(n int, strategy splicev1.RolloutStrategy, edit func(*splicev1.CompilerVersion)) *rolloutFixture {
 	f := &rolloutFixture{ns: newNamespace()}
 	sel := map[string]string{"app": "greeter"}
 	f.cv = &splicev1.CompilerVersion{
@@ -46,6 +51,7 @@ func newRollout(n int, strategy splicev1.RolloutStrategy) *rolloutFixture {
 			Strategy:  strategy,
 		},
 	}
+	edit(f.cv)
 	Expect(k8sClient.Create(ctx, f.cv)).To(Succeed())
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("greeter-%02d", i)
@@ -61,15 +67,7 @@ func newRollout(n int, strategy splicev1.RolloutStrategy) *rolloutFixture {
 
 // publish stands in for the build controller: it records a built artifact for the current
 // generation.
-func (f *rolloutFixture) publish(digest, apiVersion string) {
-	Eventually(func(g Gomega) {
-		cv := getCV(f.cv)(g)
-		cv.Status.Artifact = &splicev1.ArtifactStatus{Ref: artifactRef(digest), Digest: digest, GoVersion: "go1.26.8", APIVersion: apiVersion}
-		apimeta.SetStatusCondition(&cv.Status.Conditions, metav1.Condition{Type: splicev1.ConditionBuilt, Status: metav1.ConditionTrue,
-			Reason: "Built", Message: "test", ObservedGeneration: cv.Generation})
-		g.Expect(k8sClient.Status().Update(ctx, cv)).To(Succeed())
-	}).Should(Succeed())
-}
+func (f *rolloutFixture) publish(digest, apiVersion string) { publishFor(f.cv, digest, apiVersion) }
 
 func (f *rolloutFixture) annotate(key, value string) {
 	Eventually(func(g Gomega) {

@@ -27,6 +27,11 @@ import (
 // matchLabels entries count as In with one value, so two matchLabels with different values for
 // the same key make the selectors disjoint, and selectors on unrelated keys overlap (a pod could
 // carry both labels). An error means a selector is malformed.
+//
+// This is the admission-time check. It cannot be the only one: two creates racing each other
+// can both pass it, so the rollout controller decides, for each pod two CompilerVersions
+// select, which one owns it (the oldest, then the first by name) and has the other leave it
+// alone (controllers/compilerversion_owners.go).
 func SelectorsOverlap(a, b *metav1.LabelSelector) (bool, labels.Set, error) {
 	ra, err := requirements(a)
 	if err != nil {

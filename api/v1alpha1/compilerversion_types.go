@@ -230,9 +230,20 @@ type RollingPatchStrategy struct {
 	// +kubebuilder:validation:MaxLength=4
 	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 1 : self.matches('^([1-9][0-9]?|100)%$')",message="spec.strategy.rollingPatch.maxUnavailable must be a number of pods of at least 1 or a percentage from 1% to 100%"
 	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+
+	// The default is DefaultRollingPatchOnFailure, repeated as a literal in the marker for
+	// controller-gen; TestCRDDefaults holds them equal.
+
+	// onFailure is what happens when a pod's swap fails (Failed, RolledBack or Crashed) or its
+	// host cannot load the artifact (Incompatible): Rollback (the default) returns every pod to
+	// the stable artifact; Pause halts the rollout where it stands, the failed pods serving what
+	// they had, until splice.dev/retry or splice.dev/abort.
+	// +optional
+	// +kubebuilder:default=Rollback
+	OnFailure FailurePolicy `json:"onFailure,omitempty"`
 }
 
-// FailurePolicy is what Canary does when an analysis fails.
+// FailurePolicy is what Canary and RollingPatch do when a swap or an analysis fails.
 // +kubebuilder:validation:Enum=Rollback;Pause
 type FailurePolicy string
 
@@ -430,7 +441,7 @@ type PodFailure struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=71
 	Digest string `json:"digest,omitempty"`
-	// state is the pod's reported state (Failed, Incompatible or RolledBack).
+	// state is the pod's reported state (Failed, Incompatible, RolledBack or Crashed).
 	// +optional
 	// +kubebuilder:validation:MaxLength=32
 	State SwapState `json:"state,omitempty"`
@@ -504,6 +515,44 @@ type PodSwapSummary struct {
 	Time *metav1.Time `json:"time,omitempty"`
 }
 
+// MaxEvictedPods bounds the pods status.incompatibleEvictions records, across its templates.
+const MaxEvictedPods = 500
+
+// IncompatibleEvictions records, for one artifact, the pods Strict evicted because their host
+// could not load it, by pod template. A pod template's pods are evicted once: a pod of a
+// recorded template that is not recorded and cannot load the artifact either was created from
+// the same template since, which proves the template's image does not match, and it is left
+// as it is.
+type IncompatibleEvictions struct {
+	// digest is the artifact the pods were evicted for. A new artifact, or splice.dev/retry,
+	// starts a new record.
+	// +required
+	// +kubebuilder:validation:MaxLength=71
+	Digest string `json:"digest"`
+	// templates are the pod templates whose pods were evicted, in name order.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=500
+	Templates []EvictedTemplate `json:"templates,omitempty"`
+}
+
+// EvictedTemplate is one pod template whose pods Strict evicted.
+type EvictedTemplate struct {
+	// template names the pod template: the kind and name of the pods' controller and the
+	// pod-template-hash or controller-revision-hash label they carry
+	// ("ReplicaSet/greeter-5d8f9c@5d8f9c"), or "Pod/<name>" for a pod without a controller.
+	// +required
+	// +kubebuilder:validation:MaxLength=400
+	Template string `json:"template"`
+	// podUIDs are the pods evicted: every pod of the template that could not load the artifact
+	// once all of the template's pods had reported.
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=500
+	// +kubebuilder:validation:items:MaxLength=64
+	PodUIDs []string `json:"podUIDs"`
+}
+
 // CompilerVersionStatus is what Splice observed and did.
 type CompilerVersionStatus struct {
 	// observedGeneration is the spec generation the status describes.
@@ -557,7 +606,8 @@ type CompilerVersionStatus struct {
 	// a plugin that passed, the desired one or, while a swap is in progress, the one before.
 	// +optional
 	Ready int32 `json:"ready"`
-	// failed is the number of targeted pods whose last swap failed or rolled back.
+	// failed is the number of targeted pods whose last swap failed, rolled back or crashed
+	// their host.
 	// +optional
 	Failed int32 `json:"failed"`
 	// incompatible is the number of targeted pods whose host cannot load the artifact.
@@ -574,6 +624,12 @@ type CompilerVersionStatus struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=10
 	RecentFailures []PodFailure `json:"recentFailures,omitempty"`
+
+	// incompatibleEvictions is what Strict remembers of the pods it evicted because their host
+	// could not load status.artifact (spec.strategy.strict.recreateIncompatible), so that it
+	// evicts the pods of a pod template at most once per artifact.
+	// +optional
+	IncompatibleEvictions *IncompatibleEvictions `json:"incompatibleEvictions,omitempty"`
 
 	// pods summarizes the latest swaps, newest first, at most 25.
 	// +optional

@@ -59,6 +59,7 @@ func TestCRDDefaults(t *testing.T) {
 		"spec.strategy.type":                        string(splicev1.DefaultStrategyType),
 		"spec.strategy.rollingPatch.maxUnavailable": splicev1.DefaultMaxUnavailable,
 		"spec.strategy.canary.onFailure":            string(splicev1.DefaultOnFailure),
+		"spec.strategy.rollingPatch.onFailure":      string(splicev1.DefaultRollingPatchOnFailure),
 		"spec.maxLoadedVersions":                    float64(splicev1.DefaultMaxLoadedVersions),
 	}
 	got := map[string]any{}

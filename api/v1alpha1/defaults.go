@@ -22,6 +22,9 @@ const (
 	DefaultMaxUnavailable = "25%"
 	// DefaultOnFailure is spec.strategy.canary.onFailure's default.
 	DefaultOnFailure = FailureRollback
+	// DefaultRollingPatchOnFailure is spec.strategy.rollingPatch.onFailure's default: the same
+	// as Canary's.
+	DefaultRollingPatchOnFailure = FailureRollback
 	// DefaultMaxLoadedVersions is spec.maxLoadedVersions' default.
 	DefaultMaxLoadedVersions int32 = 8
 	// MinMaxLoadedVersions and MaxMaxLoadedVersions bound spec.maxLoadedVersions (the CRD's
@@ -66,6 +69,15 @@ func (c *CanaryStrategy) OnFailureOrDefault() FailurePolicy {
 		return c.OnFailure
 	}
 	return DefaultOnFailure
+}
+
+// OnFailureOrDefault is onFailure, or DefaultRollingPatchOnFailure when it is not set. The
+// receiver may be nil (strategy.rollingPatch left out).
+func (s *RollingPatchStrategy) OnFailureOrDefault() FailurePolicy {
+	if s != nil && s.OnFailure != "" {
+		return s.OnFailure
+	}
+	return DefaultRollingPatchOnFailure
 }
 
 // MaxLoadedVersionsOrDefault is maxLoadedVersions, or DefaultMaxLoadedVersions when it is not

@@ -62,17 +62,38 @@ const (
 	// without an answer yet; it does not advance past its pause until judged.
 	ReasonAnalysisPending = "AnalysisPending"
 	// ReasonSwapFailed (Degraded True, and Progressing False when the rollout stops): pods
-	// failed to swap to the artifact or rolled it back — more of them than a canary step's
-	// maxFailedSwaps, any under Strict (which rolls back) or RollingPatch (which halts), and on
-	// the first rollout (reported only).
+	// failed to swap to the artifact, rolled it back or crashed their host running it — more
+	// of them than a canary step's maxFailedSwaps, any under Strict (which rolls back) or
+	// RollingPatch (which rolls back or halts, as its onFailure says), and on the first rollout
+	// (which stops: ReasonRolloutStopped).
 	ReasonSwapFailed = "SwapFailed"
+	// ReasonRolloutStopped (Progressing False, Degraded True): a swap failed during the first
+	// rollout of a CompilerVersion, which has no stable artifact to roll back to, whatever the
+	// policy: the rollout stopped, every pod keeps what its host serves, and no pod not yet told
+	// the artifact is told it, until splice.dev/retry or a new artifact. The Degraded
+	// condition says which pods failed and why.
+	ReasonRolloutStopped = "RolloutStopped"
 	// ReasonIncompatiblePods (Degraded True): under Strict, hosts cannot load the artifact
-	// (toolchain or package mismatch); they are evicted with recreateIncompatible, else only
-	// reported.
+	// (toolchain or package mismatch, or a major plugin API change); they are evicted with
+	// recreateIncompatible, once per pod template, else only reported.
 	ReasonIncompatiblePods = "IncompatiblePods"
+	// ReasonIncompatibleAfterRecreate (Degraded True): under Strict with recreateIncompatible,
+	// a pod created from a pod template whose pods were already evicted for the artifact cannot
+	// load it either: the template's image does not match, so its pods are not evicted again
+	// for this artifact; the message says what the image must be.
+	ReasonIncompatibleAfterRecreate = "IncompatibleAfterRecreate"
 	// ReasonMajorAPIChange (Progressing False, Degraded True): RollingPatch refuses an artifact
-	// whose plugin API differs in major version from the stable one's; that needs Strict.
+	// whose plugin API differs in major version from the stable one's; that needs Strict. It
+	// is also the reason of an Incompatible pod report (PodReport.Reason) whose host refuses
+	// the artifact because its plugin API is of another major version than the host's: no host
+	// swaps that in place, Strict recreates the pod (recreateIncompatible), and its image must
+	// carry a host built against the artifact's major version.
 	ReasonMajorAPIChange = "MajorAPIChange"
+	// ReasonOverlappingSelector (Degraded True): spec.selector matches pods that another
+	// CompilerVersion of the namespace also selects and owns — the oldest by creation time,
+	// then by name. This one leaves them alone (it never writes their desired state); the
+	// message names the other and the pods. Make the selectors disjoint.
+	ReasonOverlappingSelector = "OverlappingSelector"
 	// ReasonRolledBack (Progressing False, Degraded True): the rollout failed earlier and every
 	// pod was returned to the stable artifact; it stays so until splice.dev/retry or a new
 	// artifact. The conditions keep the failure's own reason while they still carry it.
@@ -83,4 +104,16 @@ const (
 	ReasonAborted = "Aborted"
 	// ReasonHealthy (Degraded False): no targeted pod failed to swap or is incompatible.
 	ReasonHealthy = "Healthy"
+)
+
+// The reasons of a pod report (PodReport.Reason) that the controller and the agent both know, beside
+// ReasonMajorAPIChange above and ReasonInvalidDesiredArtifact (podprotocol.go).
+const (
+	// ReasonMinorAPIChangeNotAllowed is the reason of an Incompatible report about an artifact
+	// whose plugin API is a minor change from what the host serves, when the pod's desired state
+	// does not consent to one (AnnotationAllowMinorAPIChange, from
+	// spec.plugin.allowMinorAPIChange). Nothing was loaded; the host keeps serving what it had.
+	// Recreating the pod cannot change that, so Strict never evicts such a pod: consent is
+	// given in the CompilerVersion's spec.
+	ReasonMinorAPIChangeNotAllowed = "MinorAPIChangeNotAllowed"
 )
