@@ -142,8 +142,10 @@ func (d *demo) run(ctx context.Context) error {
 		ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: d.ns},
 		Spec: splicev1.CompilerVersionSpec{
 			GoVersion: "1.26.8",
-			Plugin:    splicev1.PluginSpec{Source: splicev1.PluginSource{Artifact: refs["v2"]}, APIVersion: "1.0.1"},
-			Selector:  metav1.LabelSelector{MatchLabels: map[string]string{"app": app}},
+			// v3 declares API 1.1.0 over v2's 1.0.1: a minor change, which rolls out only with
+			// the CompilerVersion's consent.
+			Plugin:   splicev1.PluginSpec{Source: splicev1.PluginSource{Artifact: refs["v2"]}, APIVersion: "1.0.1", AllowMinorAPIChange: true},
+			Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": app}},
 			Strategy: splicev1.RolloutStrategy{Type: splicev1.StrategyRollingPatch,
 				RollingPatch: &splicev1.RollingPatchStrategy{MaxUnavailable: ptr.To(intstr.FromInt32(1))}},
 		},

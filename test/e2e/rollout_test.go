@@ -298,6 +298,8 @@ var _ = Describe("Rollout under load", Ordered, func() {
 				Plugin: splicev1.PluginSpec{
 					Source:     splicev1.PluginSource{Artifact: refs["v2"]},
 					APIVersion: "1.0.1",
+					// v3 declares API 1.1.0: a minor change, which needs consent.
+					AllowMinorAPIChange: true,
 				},
 				Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": rolloutApp}},
 				Strategy: rollingPatch1,

@@ -103,7 +103,9 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		"--set", "agent.rbacBindings[1].namespace="+testNamespace,
 		"--set", "agent.rbacBindings[1].serviceAccount="+rolloutServiceAccount,
 		"--set", "agent.rbacBindings[2].namespace="+testNamespace,
-		"--set", "agent.rbacBindings[2].serviceAccount="+strictServiceAccount)
+		"--set", "agent.rbacBindings[2].serviceAccount="+strictServiceAccount,
+		"--set", "agent.rbacBindings[3].namespace="+testNamespace,
+		"--set", "agent.rbacBindings[3].serviceAccount="+safetyServiceAccount)
 	GinkgoWriter.Printf("helm install and manager Ready: %s\n", time.Since(start).Round(100*time.Millisecond))
 }, NodeTimeout(6*time.Minute))
 
