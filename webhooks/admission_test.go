@@ -173,8 +173,8 @@ func testCompilerVersionAdmission(t *testing.T, c client.Client) {
 			t.Fatal(err)
 		}
 		rp := got.Spec.Strategy.RollingPatch
-		if rp == nil || rp.MaxUnavailable == nil || *rp.MaxUnavailable != intstr.FromString("25%") {
-			t.Errorf("spec.strategy.rollingPatch = %+v, want maxUnavailable 25%%", rp)
+		if rp == nil || rp.MaxUnavailable == nil || *rp.MaxUnavailable != intstr.FromString("25%") || rp.OnFailure != splicev1.FailureRollback {
+			t.Errorf("spec.strategy.rollingPatch = %+v, want maxUnavailable 25%% and onFailure Rollback", rp)
 		}
 		if got.Spec.Plugin.Symbol != "Plugin" || ptr.Deref(got.Spec.MaxLoadedVersions, 0) != 8 {
 			t.Errorf("symbol %q, maxLoadedVersions %v; want Plugin and 8", got.Spec.Plugin.Symbol, got.Spec.MaxLoadedVersions)

@@ -28,6 +28,7 @@ func DefaultCompilerVersion(cv *splicev1.CompilerVersion) {
 		}
 		rp := s.Strategy.RollingPatch
 		rp.MaxUnavailable = ptr.To(rp.MaxUnavailableOrDefault())
+		rp.OnFailure = rp.OnFailureOrDefault()
 	case splicev1.StrategyCanary:
 		if c := s.Strategy.Canary; c != nil {
 			c.OnFailure = c.OnFailureOrDefault()

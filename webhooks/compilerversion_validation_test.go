@@ -187,16 +187,17 @@ func TestDefaultCompilerVersion(t *testing.T) {
 			name: "empty strategy becomes RollingPatch with 25%",
 			in:   func(cv *splicev1.CompilerVersion) { cv.Spec.Strategy = splicev1.RolloutStrategy{} },
 			want: func(cv *splicev1.CompilerVersion) {
-				cv.Spec.Strategy = splicev1.RolloutStrategy{Type: splicev1.StrategyRollingPatch, RollingPatch: &splicev1.RollingPatchStrategy{MaxUnavailable: ptr.To(intstr.FromString("25%"))}}
+				cv.Spec.Strategy = splicev1.RolloutStrategy{Type: splicev1.StrategyRollingPatch, RollingPatch: &splicev1.RollingPatchStrategy{
+					MaxUnavailable: ptr.To(intstr.FromString("25%")), OnFailure: splicev1.FailureRollback}}
 			},
 		},
 		{
-			name: "a set maxUnavailable is kept",
+			name: "a set maxUnavailable and onFailure are kept",
 			in: func(cv *splicev1.CompilerVersion) {
-				cv.Spec.Strategy.RollingPatch = &splicev1.RollingPatchStrategy{MaxUnavailable: ptr.To(intstr.FromInt32(3))}
+				cv.Spec.Strategy.RollingPatch = &splicev1.RollingPatchStrategy{MaxUnavailable: ptr.To(intstr.FromInt32(3)), OnFailure: splicev1.FailurePause}
 			},
 			want: func(cv *splicev1.CompilerVersion) {
-				cv.Spec.Strategy.RollingPatch = &splicev1.RollingPatchStrategy{MaxUnavailable: ptr.To(intstr.FromInt32(3))}
+				cv.Spec.Strategy.RollingPatch = &splicev1.RollingPatchStrategy{MaxUnavailable: ptr.To(intstr.FromInt32(3)), OnFailure: splicev1.FailurePause}
 			},
 		},
 		{
