@@ -12,7 +12,17 @@
 // Nothing loaded is ever unloaded (Go cannot), so memory grows with every version. A Handoff
 // bounds it: past Options.MaxVersions or Options.MaxExtraRSSBytes the host re-execs itself in
 // place — same PID — hands its listening sockets to the new image with a drain that fails no
-// request, and the new image loads only what served. See Handoff for the sequence.
+// request, and the new image loads only what it must keep: first the version Rollback and the
+// automatic rollback would return to (loaded, serving nothing), then the current version and
+// the canary. Rollback works after a re-exec exactly as before it, one level deep: a version
+// that panics past the threshold in the new image is rolled back as it would have been in the
+// old one. The bounds count those versions: an image holding only what it must keep never
+// re-execs (the new image would be the same), so a bound of 2 holds the current version and
+// the one to roll back to. A re-exec into a named version (ReexecTarget) is a swap across the
+// exec: the version serving before becomes the one to roll back to, and serves on if the
+// target fails to load. When the version to roll back to fails to load in the new image, the
+// current one serves all the same; the log and Status().LastSwap.Reason say so, and Rollback
+// answers ErrNoPrevious. See Handoff for the sequence.
 //
 // NewControlHandler serves the control endpoint (HTTP+JSON on a 0600 unix socket in the
 // directory shared with the agent sidecar); package host/control holds its wire types and a

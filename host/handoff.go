@@ -1,6 +1,7 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,30 +31,46 @@ const HandoffEnv = "SPLICE_HANDOFF"
 type HandoffOptions struct {
 	// Logger receives the hand-off's progress. Default: discard.
 	Logger logr.Logger
-	// DrainTimeout bounds the wait for open connections before an exec. When it expires the
-	// re-exec is abandoned and the old image serves on (dropping connections is never the
-	// fallback). Default 30 seconds.
+	// DrainTimeout bounds the hand-off's wait for connections (requests in flight to be
+	// answered, connections that cannot be handed over to close) before an exec. When it
+	// expires the re-exec is abandoned and the old image serves on with every connection,
+	// parked ones included (dropping connections is never the fallback). Default 30 seconds.
 	DrainTimeout time.Duration
+	// MaxHandedConns bounds the connections one re-exec hands to the next image (see
+	// handoff_conn.go); the others drain as before. Default 1024, at most 2048 (the hand-off
+	// travels in the environment); negative: none, every connection drains.
+	MaxHandedConns int
 }
 
 // Handoff re-executes the host in place — same PID, so the container does not restart — and
-// hands its listening sockets to the new image without failing a request:
+// hands its listening sockets and its open HTTP/1 connections to the new image without failing
+// a request, whatever the client does with its keep-alive connections:
 //
-//  1. keep-alives are switched off on every server: idle connections close, and every
-//     response from now on carries "Connection: close";
+//  1. every connection is asked to park: an idle one (or one whose next request is still
+//     arriving) is taken from its server at once, with a duplicate of its socket and the bytes
+//     of that request read so far; one handling a request is answered first, keep-alive and
+//     all, and parked once idle (handoff_conn.go has how, and what cannot be parked: it
+//     drains as before, its next response saying "Connection: close");
 //  2. the servers' listeners are closed, but the kernel socket stays open through a
 //     duplicate descriptor the Handoff has held since Listen: connections that arrive from
 //     now on wait in the socket's backlog;
 //  3. the accept loops are waited for (so every accepted connection is counted), then the
-//     count of open connections is waited down to zero;
-//  4. every registered slot is frozen and its serving versions recorded; the duplicates lose
-//     close-on-exec and the process execs /proc/self/exe with the same arguments and
-//     HandoffEnv describing descriptors and state;
+//     count of connections still served is waited down to zero (parked ones count as gone:
+//     their server closed its side);
+//  4. every registered slot is frozen and its serving versions recorded; the duplicates of
+//     listeners and parked connections lose close-on-exec and the process execs
+//     /proc/self/exe with the same arguments and HandoffEnv describing descriptors, the bytes
+//     to replay and the slots' state;
 //  5. the new image's NewHandoff adopts the descriptors, each slot's New loads only what
-//     served, and Serve accepts the connections that queued in the backlog meanwhile.
+//     served, and Serve accepts the parked connections first (replaying their bytes before
+//     reading their sockets), then those that queued in the backlog meanwhile.
+//
+// No connection is closed under a client about to use it: a parked one stays open in the
+// kernel throughout, and what its client sends meanwhile waits in the socket for the new image.
 //
 // If anything before the exec fails (drain timeout, exec error), the servers resume on the
-// same sockets and the error is returned.
+// same sockets, parked connections are accepted again with their bytes, and the error is
+// returned.
 //
 // Why not cloudflare/tableflip: its hand-off starts a child process (a new PID; when the
 // host is PID 1 of its container, the old one exiting stops the container), and its inherited
@@ -65,6 +82,10 @@ type HandoffOptions struct {
 type Handoff struct {
 	log          logr.Logger
 	drainTimeout time.Duration
+	maxConns     int
+	reg          connRegistry
+	// execve replaces the process image; tests replace it.
+	execve func(argv0 string, argv, envv []string) error
 
 	running     atomic.Bool
 	conns       connCounter
@@ -73,13 +94,15 @@ type Handoff struct {
 	mu        sync.Mutex
 	payload   *handoffPayload // what the previous image passed; nil in a fresh process
 	inherited map[string]int  // descriptors passed in and not yet claimed by Listen
-	listeners []*handedListener
-	byLn      map[net.Listener]*handedListener
-	servers   []*served
-	providers map[string]stateProvider
-	attempt   *attempt
-	status    control.HandoffStatus
-	closed    bool
+	// inheritedConns are the connections passed in, by listener name, until Listen claims them.
+	inheritedConns map[string][]*parkedConn
+	listeners      []*handedListener
+	byLn           map[net.Listener]*handedListener
+	servers        []*served
+	providers      map[string]stateProvider
+	attempt        *attempt
+	status         control.HandoffStatus
+	closed         bool
 }
 
 // stateProvider is a slot as the Handoff sees it.
@@ -95,7 +118,17 @@ type handoffPayload struct {
 	ExecUnixNano int64                      `json:"execUnixNano"`
 	DrainSeconds float64                    `json:"drainSeconds"`
 	Listeners    []inheritedFD              `json:"listeners"`
+	Conns        []inheritedConn            `json:"conns,omitempty"`
 	State        map[string]json.RawMessage `json:"state,omitempty"`
+}
+
+// inheritedConn is a parked connection in the hand-off: its listener's index in Listeners, its
+// descriptor, and the bytes its server had read and not answered, to replay first.
+type inheritedConn struct {
+	Listener int    `json:"l"`
+	FD       int    `json:"fd"`
+	Replay   []byte `json:"r,omitempty"`
+	Idle     bool   `json:"i,omitempty"` // between requests: served as idle, not new
 }
 
 type inheritedFD struct {
@@ -105,14 +138,16 @@ type inheritedFD struct {
 
 type handedListener struct {
 	name     string
-	fd       int    // duplicate kept for the next image; close-on-exec except during exec
-	unixPath string // socket file to remove on Shutdown
+	fd       int           // duplicate kept for the next image; close-on-exec except during exec
+	unixPath string        // socket file to remove on Shutdown
+	pending  []*parkedConn // connections to accept before the listener's (under Handoff.mu)
 }
 
 type served struct {
 	srv     *http.Server
 	hl      *handedListener
 	ln      net.Listener
+	parks   bool     // its connections can be handed over (HTTP/1)
 	closing bool     // its listener was closed by the running hand-off attempt
 	counted *attempt // the attempt waiting for this accept loop to return
 }
@@ -133,13 +168,23 @@ func NewHandoff(opts HandoffOptions) (*Handoff, error) {
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 30 * time.Second
 	}
-	h := &Handoff{
-		log:          log.WithName("handoff"),
-		drainTimeout: opts.DrainTimeout,
-		inherited:    map[string]int{},
-		byLn:         map[net.Listener]*handedListener{},
-		providers:    map[string]stateProvider{},
+	switch {
+	case opts.MaxHandedConns == 0:
+		opts.MaxHandedConns = defaultMaxHandedConns
+	case opts.MaxHandedConns > maxHandedConnsLimit:
+		return nil, fmt.Errorf("HandoffOptions.MaxHandedConns %d: at most %d connections can be handed over (the hand-off travels in the environment)", opts.MaxHandedConns, maxHandedConnsLimit)
 	}
+	h := &Handoff{
+		log:            log.WithName("handoff"),
+		drainTimeout:   opts.DrainTimeout,
+		maxConns:       opts.MaxHandedConns,
+		execve:         syscall.Exec,
+		inherited:      map[string]int{},
+		inheritedConns: map[string][]*parkedConn{},
+		byLn:           map[net.Listener]*handedListener{},
+		providers:      map[string]stateProvider{},
+	}
+	h.reg = connRegistry{log: h.log, live: map[*handConn]struct{}{}}
 	raw, ok := os.LookupEnv(HandoffEnv)
 	if !ok {
 		return h, nil
@@ -150,17 +195,42 @@ func NewHandoff(opts HandoffOptions) (*Handoff, error) {
 	if err := json.Unmarshal([]byte(raw), &p); err != nil || p.Version != 1 {
 		return nil, fmt.Errorf("read %s from the previous image (version %d): %v; unset it to start fresh", HandoffEnv, p.Version, err)
 	}
-	for _, l := range p.Listeners {
-		if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(l.FD), syscall.F_GETFD, 0); errno != 0 {
-			return nil, fmt.Errorf("inherited listener %s: descriptor %d is not open: %v", l.Name, l.FD, errno)
-		}
-		syscall.CloseOnExec(l.FD)
-		h.inherited[l.Name] = l.FD
+	if err := h.adopt(&p); err != nil {
+		return nil, err
 	}
 	h.payload = &p
 	h.status = control.HandoffStatus{Generation: p.Generation, Reason: p.Reason, DrainSeconds: p.DrainSeconds}
-	h.log.Info("adopted hand-off from the previous image", "generation", p.Generation, "reason", p.Reason, "listeners", len(p.Listeners))
+	h.log.Info("adopted hand-off from the previous image", "generation", p.Generation, "reason", p.Reason,
+		"listeners", len(p.Listeners), "connections", len(p.Conns))
 	return h, nil
+}
+
+// adopt takes the descriptors the previous image passed: listeners, then parked connections.
+func (h *Handoff) adopt(p *handoffPayload) error {
+	open := func(fd int) error {
+		if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0); errno != 0 {
+			return errno
+		}
+		syscall.CloseOnExec(fd)
+		return nil
+	}
+	for _, l := range p.Listeners {
+		if err := open(l.FD); err != nil {
+			return fmt.Errorf("inherited listener %s: descriptor %d is not open: %v", l.Name, l.FD, err)
+		}
+		h.inherited[l.Name] = l.FD
+	}
+	for _, c := range p.Conns {
+		if c.Listener < 0 || c.Listener >= len(p.Listeners) {
+			return fmt.Errorf("inherited connection on descriptor %d names listener %d of %d; unset %s to start fresh", c.FD, c.Listener, len(p.Listeners), HandoffEnv)
+		}
+		if err := open(c.FD); err != nil {
+			return fmt.Errorf("inherited connection: descriptor %d is not open: %v", c.FD, err)
+		}
+		name := p.Listeners[c.Listener].Name
+		h.inheritedConns[name] = append(h.inheritedConns[name], &parkedConn{fd: c.FD, replay: c.Replay, idle: c.Idle})
+	}
+	return nil
 }
 
 // Inherited reports whether this image was started by a re-exec hand-off.
@@ -216,6 +286,11 @@ func (h *Handoff) Listen(network, addr string) (net.Listener, error) {
 			return nil, fmt.Errorf("listen %s: adopt inherited descriptor %d: %w", name, fd, err)
 		}
 		hl.fd = fd
+		hl.pending = h.inheritedConns[name]
+		for _, pc := range hl.pending {
+			pc.hl = hl
+		}
+		delete(h.inheritedConns, name)
 		h.listeners = append(h.listeners, hl)
 		h.byLn[ln] = hl
 		h.log.V(1).Info("listener inherited", "listener", name, "fd", fd)
@@ -245,8 +320,9 @@ func (h *Handoff) Listen(network, addr string) (net.Listener, error) {
 // Serve serves srv on ln, which must come from Listen, and keeps doing so across failed
 // re-exec attempts; a successful one replaces the process image, so Serve never returns
 // from it. It returns srv.Serve's error once the server is shut down (Shutdown, or the
-// application's own srv.Shutdown/Close). It counts srv's connections (chaining any ConnState
-// the application set) and switches srv's keep-alives off during a hand-off.
+// application's own srv.Shutdown/Close). It follows srv's connections, to count them and hand
+// them over: it chains the application's ConnState, ConnContext and Handler (set them before
+// Serve), and srv.Serve accepts from a listener that wraps ln's connections.
 func (h *Handoff) Serve(srv *http.Server, ln net.Listener) error {
 	h.mu.Lock()
 	hl := h.byLn[ln]
@@ -260,20 +336,9 @@ func (h *Handoff) Serve(srv *http.Server, ln net.Listener) error {
 		<-at.done
 		h.mu.Lock()
 	}
-	s := &served{srv: srv, hl: hl, ln: ln}
+	s := &served{srv: srv, hl: hl, ln: ln, parks: parksConns(srv, h.maxConns)}
 	h.servers = append(h.servers, s)
-	prev := srv.ConnState
-	srv.ConnState = func(c net.Conn, st http.ConnState) {
-		switch st {
-		case http.StateNew:
-			h.conns.add(1)
-		case http.StateHijacked, http.StateClosed:
-			h.conns.add(-1)
-		}
-		if prev != nil {
-			prev(c, st)
-		}
-	}
+	h.hookServer(srv, s.parks)
 	h.mu.Unlock()
 	h.servingOnce.Do(h.markServing)
 
@@ -289,7 +354,11 @@ func (h *Handoff) Serve(srv *http.Server, ln net.Listener) error {
 		if cur == nil {
 			return fmt.Errorf("serve %s: the listener could not be recreated after a failed hand-off", hl.name)
 		}
-		err := srv.Serve(cur)
+		var l net.Listener = cur
+		if s.parks {
+			l = &handListener{Listener: cur, h: h, hl: hl, idleTimeout: cmp.Or(srv.IdleTimeout, srv.ReadTimeout)}
+		}
+		err := srv.Serve(l)
 		h.mu.Lock()
 		at, closing, counted, replaced := h.attempt, s.closing, s.counted, s.ln != cur
 		s.counted = nil
@@ -317,6 +386,13 @@ func (h *Handoff) markServing() {
 		syscall.Close(fd)
 	}
 	h.inherited = map[string]int{}
+	for name, pcs := range h.inheritedConns {
+		h.log.Info("closing connections handed over on a listener nobody claimed", "listener", name, "connections", len(pcs))
+		for _, pc := range pcs {
+			syscall.Close(pc.fd)
+		}
+	}
+	h.inheritedConns = map[string][]*parkedConn{}
 	if h.payload != nil {
 		h.status.ExecToServeSeconds = time.Since(time.Unix(0, h.payload.ExecUnixNano)).Seconds()
 		h.log.Info("serving again after re-exec", "generation", h.payload.Generation,
@@ -364,9 +440,28 @@ func (h *Handoff) reexec(ctx context.Context, reason string, targets map[string]
 	for _, l := range r.listeners {
 		payload.Listeners = append(payload.Listeners, inheritedFD{Name: l.name, FD: l.fd})
 	}
+	payload.Conns = r.handedConns()
 	err = r.exec(payload)
 	r.thaw()
 	return r.fail(err)
+}
+
+// handedConns lists the parked connections for the payload, each under its listener's index.
+func (r *reexecRun) handedConns() []inheritedConn {
+	parked, bytes, closedIdle := r.park.parked()
+	var out []inheritedConn
+	for _, pc := range parked {
+		i := slices.Index(r.listeners, pc.hl)
+		if i < 0 {
+			// Its listener was added after the attempt began; it cannot be passed. Accepted
+			// again when the servers resume (the exec failing), closed by the exec otherwise.
+			r.log.Info("a parked connection's listener is not handed over", "listener", pc.hl.name)
+			continue
+		}
+		out = append(out, inheritedConn{Listener: i, FD: pc.fd, Replay: pc.replay, Idle: pc.idle})
+	}
+	r.log.Info("re-exec: connections parked", "connections", len(out), "replayBytes", bytes, "idleClosedOverBound", closedIdle)
+	return out
 }
 
 // A reexecRun is one re-exec attempt from its drain to its exec: the servers, listeners and
@@ -374,6 +469,7 @@ func (h *Handoff) reexec(ctx context.Context, reason string, targets map[string]
 type reexecRun struct {
 	h          *Handoff
 	at         *attempt
+	park       *parkRun // connections parked by this attempt
 	log        logr.Logger
 	generation int
 	servers    []*served
@@ -392,6 +488,7 @@ func (h *Handoff) beginReexec(reason string) (*reexecRun, error) {
 	r := &reexecRun{
 		h:          h,
 		at:         &attempt{done: make(chan struct{})},
+		park:       &parkRun{maxConns: max(h.maxConns, 0)},
 		generation: h.status.Generation + 1,
 		servers:    slices.Clone(h.servers),
 		listeners:  slices.Clone(h.listeners),
@@ -408,9 +505,14 @@ func (h *Handoff) beginReexec(reason string) (*reexecRun, error) {
 
 // stopAccepting is steps 1 and 2 of the hand-off.
 func (r *reexecRun) stopAccepting() {
-	// 1. Idle connections close; responses carry "Connection: close" from now on.
+	// 1. Connections park (those accepted from now on too). A server whose connections cannot
+	// be handed over drains as before: idle connections close, responses carry
+	// "Connection: close" from now on.
+	r.h.reg.startRun(r.park)
 	for _, s := range r.servers {
-		s.srv.SetKeepAlivesEnabled(false)
+		if !s.parks {
+			s.srv.SetKeepAlivesEnabled(false)
+		}
 	}
 	// 2. Stop accepting. The socket stays open through hl.fd; new connections queue.
 	r.h.mu.Lock()
@@ -467,36 +569,61 @@ func (r *reexecRun) exec(payload handoffPayload) error {
 			return fmt.Errorf("re-exec: find the executable: %w", err)
 		}
 	}
-	// A listener passed on stays close-on-exec off until the exec, or until the attempt is
+	// A descriptor passed on stays close-on-exec off until the exec, or until the attempt is
 	// abandoned: then every one switched so far is switched back, so that no child the process
-	// starts later inherits a listening socket.
-	restore := func(passed []*handedListener) {
-		for _, l := range passed {
-			setCloseOnExec(l.fd, true)
+	// starts later inherits a listening socket or a client's connection.
+	fds := make([]int, 0, len(r.listeners)+len(payload.Conns))
+	for _, l := range r.listeners {
+		fds = append(fds, l.fd)
+	}
+	for _, c := range payload.Conns {
+		fds = append(fds, c.FD)
+	}
+	restore := func(passed []int) {
+		for _, fd := range passed {
+			setCloseOnExec(fd, true)
 		}
 	}
-	for i, l := range r.listeners {
-		if err := setCloseOnExec(l.fd, false); err != nil {
-			restore(r.listeners[:i])
-			return fmt.Errorf("re-exec: pass listener %s: %w", l.name, err)
+	for i, fd := range fds {
+		if err := setCloseOnExec(fd, false); err != nil {
+			restore(fds[:i])
+			return fmt.Errorf("re-exec: pass descriptor %d (%s): %w", fd, r.describeFD(i), err)
 		}
 	}
-	r.log.Info("re-exec: drained; exec", "drainSeconds", payload.DrainSeconds, "listeners", len(r.listeners))
+	r.log.Info("re-exec: drained; exec", "drainSeconds", payload.DrainSeconds, "listeners", len(r.listeners), "connections", len(payload.Conns))
 	payload.ExecUnixNano = time.Now().UnixNano()
 	env, err := handoffEnviron(payload)
 	if err == nil {
-		err = syscall.Exec(exe, os.Args, env)
+		execve := syscall.Exec
+		if r.h != nil && r.h.execve != nil {
+			execve = r.h.execve
+		}
+		err = execve(exe, os.Args, env)
 	}
 	// Only a failed exec gets here.
-	restore(r.listeners)
+	restore(fds)
 	return fmt.Errorf("re-exec: exec %s: %w", exe, err)
 }
 
-// fail abandons the attempt: the servers get their listeners and keep-alives back, and Serve
-// calls held back by it go on. It returns err.
+// describeFD names the i-th descriptor exec passes: a listener, then connections.
+func (r *reexecRun) describeFD(i int) string {
+	if i < len(r.listeners) {
+		return "listener " + r.listeners[i].name
+	}
+	return "a parked connection"
+}
+
+// fail abandons the attempt: the servers get their listeners and keep-alives back, the
+// connections parked are given back to be accepted again (with their bytes), and Serve calls
+// held back by it go on. It returns err.
 func (r *reexecRun) fail(err error) error {
 	h := r.h
+	h.reg.endRun()
+	parked := r.park.take()
 	h.mu.Lock()
+	for _, pc := range parked {
+		pc.hl.pending = append(pc.hl.pending, pc)
+	}
 	for _, s := range r.servers {
 		if s.closing {
 			ln, lerr := listenerFromFD(s.hl.fd, s.hl.name)
@@ -512,14 +639,22 @@ func (r *reexecRun) fail(err error) error {
 	h.status.LastError = err.Error()
 	h.mu.Unlock()
 	close(r.at.done)
-	r.log.Error(err, "re-exec abandoned; serving on")
+	r.log.Error(err, "re-exec abandoned; serving on", "connectionsGivenBack", len(parked))
 	return err
 }
+
+// maxHandoffEnv bounds the hand-off document: Linux refuses an exec whose environment
+// variable is over 128 KiB (MAX_ARG_STRLEN).
+const maxHandoffEnv = 120 << 10
 
 func handoffEnviron(p handoffPayload) ([]string, error) {
 	b, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("encode hand-off: %w", err)
+	}
+	if len(b) > maxHandoffEnv {
+		return nil, fmt.Errorf("encode hand-off: %d bytes for %d listeners and %d connections, over the %d an environment variable may hold; lower HandoffOptions.MaxHandedConns",
+			len(b), len(p.Listeners), len(p.Conns), maxHandoffEnv)
 	}
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, HandoffEnv+"=") })
 	return append(env, HandoffEnv+"="+string(b)), nil
@@ -542,6 +677,14 @@ func (h *Handoff) Shutdown(ctx context.Context) error {
 		s.srv.SetKeepAlivesEnabled(false)
 		s.ln.Close()
 	}
+	h.mu.Lock()
+	for _, l := range listeners {
+		for _, pc := range l.pending {
+			syscall.Close(pc.fd)
+		}
+		l.pending = nil
+	}
+	h.mu.Unlock()
 	for _, l := range listeners {
 		syscall.Close(l.fd)
 		if l.unixPath != "" {

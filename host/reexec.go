@@ -4,19 +4,32 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/splice-dev/splice/host/control"
 	"github.com/splice-dev/splice/preflight"
 )
 
-// slotState is what a slot hands to its next image: only the versions that serve. The
-// versions merely loaded, retired or failed are left behind — that is the point of
-// re-executing.
+// slotState is what a slot hands to its next image: the versions that serve and the one to
+// roll back to. Versions merely loaded, retired further back, or failed are left behind — that
+// is the point of re-executing.
+//
+// The rule for the rollback target: after a re-exec, Rollback and the automatic rollback
+// return where they would have without it. A plain re-exec changes no routing, so Previous is
+// the top of the history. A re-exec into a named target is a swap done across the exec, so
+// Previous is the version serving now; should the target fail to load in the new image,
+// Previous serves on and the rollback target is FallbackPrevious, as after a swap that failed
+// in place. One level crosses the exec: the history further back is left behind.
 type slotState struct {
+	// Previous is loaded first, routed to nothing and put at the top of the history. When
+	// Current fails to load, Previous serves instead.
+	Previous *stateRef `json:"previous,omitempty"`
 	Current  *stateRef `json:"current,omitempty"`
-	Fallback *stateRef `json:"fallback,omitempty"` // loaded when Current fails in the new image
-	Canary   *stateRef `json:"canary,omitempty"`
-	Percent  int       `json:"percent,omitempty"`
+	// FallbackPrevious is the rollback target when Previous serves instead of a target that
+	// failed to load (a re-exec into a named target only); loaded only then.
+	FallbackPrevious *stateRef `json:"fallbackPrevious,omitempty"`
+	Canary           *stateRef `json:"canary,omitempty"`
+	Percent          int       `json:"percent,omitempty"`
 	// Limits are the bounds SetLimits set, so that the agent's bound outlives the image.
 	Limits *control.Limits `json:"limits,omitempty"`
 }
@@ -56,9 +69,11 @@ func (s *Slot[T]) CheckReexec(target ReexecTarget) (ReexecTarget, error) {
 }
 
 // Reexec re-executes the host in place (same PID) through the slot's Handoff: listeners are
-// drained and handed over, and the new image loads only the current version (and canary), or
-// only target when it names one (the current version is the fallback if target fails to load
-// there). It returns only when the hand-off did not happen; the host then keeps serving.
+// drained and handed over, and the new image loads only what this one must keep: the version
+// Rollback would return to, then the current version (and canary) — or, when target names a
+// version, the current version (now the one to roll back to), then target. A version that fails
+// to load there leaves the other serving (see slotState for the rule). It returns only when the
+// hand-off did not happen; the host then keeps serving.
 func (s *Slot[T]) Reexec(ctx context.Context, target ReexecTarget, reason string) error {
 	t, err := s.CheckReexec(target)
 	if err != nil {
@@ -74,27 +89,7 @@ func (s *Slot[T]) Reexec(ctx context.Context, target ReexecTarget, reason string
 // state being captured and the exec, and returns the state.
 func (s *Slot[T]) freeze(target *ReexecTarget) ([]byte, error) {
 	s.mu.Lock()
-	t := s.tbl.Load()
-	var st slotState
-	if lim := s.limits; lim != (control.Limits{MaxVersions: s.opts.MaxVersions, MaxExtraRSSBytes: s.opts.MaxExtraRSSBytes}) {
-		st.Limits = &lim
-	}
-	ref := func(e *entry[T], allowMinor bool) *stateRef {
-		if e == nil {
-			return nil
-		}
-		return &stateRef{Path: e.v.path, Digest: e.v.digest, AllowMinor: allowMinor}
-	}
-	if target != nil && target.Path != "" {
-		st.Current = &stateRef{Path: target.Path, Digest: target.Digest, AllowMinor: target.AllowMinor}
-		// The version that served before consented its way in; it may come back.
-		st.Fallback = ref(t.current, true)
-	} else {
-		st.Current = ref(t.current, true)
-		st.Canary = ref(t.canary, true)
-		st.Percent = t.percent
-	}
-	b, err := json.Marshal(st)
+	b, err := json.Marshal(s.handoffState(target))
 	if err != nil {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("encode slot %s state: %w", s.opts.Name, err)
@@ -102,10 +97,39 @@ func (s *Slot[T]) freeze(target *ReexecTarget) ([]byte, error) {
 	return b, nil
 }
 
+// handoffState is what the next image must load. s.mu held.
+func (s *Slot[T]) handoffState(target *ReexecTarget) slotState {
+	t := s.tbl.Load()
+	var st slotState
+	if lim := s.limits; lim != (control.Limits{MaxVersions: s.opts.MaxVersions, MaxExtraRSSBytes: s.opts.MaxExtraRSSBytes}) {
+		st.Limits = &lim
+	}
+	// Every version handed over consented its way in; it may come back.
+	ref := func(e *entry[T]) *stateRef {
+		if e == nil {
+			return nil
+		}
+		return &stateRef{Path: e.v.path, Digest: e.v.digest, AllowMinor: true}
+	}
+	if target != nil && target.Path != "" && target.Digest != digestOf(t.current) {
+		st.Current = &stateRef{Path: target.Path, Digest: target.Digest, AllowMinor: target.AllowMinor}
+		st.Previous = ref(t.current)
+		st.FallbackPrevious = ref(s.previous(t.current))
+		return st
+	}
+	// A plain re-exec (a target naming the current version is one too).
+	st.Current, st.Canary, st.Percent = ref(t.current), ref(t.canary), t.percent
+	st.Previous = ref(s.previous(t.current))
+	return st
+}
+
 // thaw undoes freeze when the exec did not happen.
 func (s *Slot[T]) thaw() { s.mu.Unlock() }
 
-// restore loads, in a freshly re-executed image, what the previous image was serving.
+// restore loads, in a freshly re-executed image, what the previous image must keep: the
+// version to roll back to first, then the serving ones. What failed is logged, and said in the
+// reason of the restore's SwapResult (Status().LastSwap) and, for a load that got as far as the
+// file, in the version's status.
 func (s *Slot[T]) restore(raw []byte) {
 	var st slotState
 	if err := json.Unmarshal(raw, &st); err != nil {
@@ -120,24 +144,79 @@ func (s *Slot[T]) restore(raw []byte) {
 	ctx := context.Background()
 	s.restoring.Store(true)
 	defer s.restoring.Store(false)
-	if st.Current != nil {
-		_, _, err := s.loadAndSwap(ctx, control.OpRestore, st.Current.Path, st.Current.Digest, SwapOptions{AllowMinor: st.Current.AllowMinor})
-		if err != nil && st.Fallback != nil {
-			s.log.Error(err, "re-exec target failed to load; restoring the version that served before", "digest", st.Fallback.Digest)
-			_, _, err = s.loadAndSwap(ctx, control.OpRestore, st.Fallback.Path, st.Fallback.Digest, SwapOptions{AllowMinor: true})
+	if st.Current == nil {
+		return // nothing served: nothing to keep
+	}
+	note := s.restorePrevious(ctx, st.Previous)
+	if !s.restoreCurrent(ctx, st, note) {
+		return
+	}
+	if st.Canary != nil && st.Percent > 0 {
+		s.restoreCanary(ctx, st.Canary, st.Percent)
+	}
+}
+
+// restorePrevious loads the version to roll back to and puts it at the top of the history,
+// routing nothing to it. It returns "" or what the restore's result must say about a failure.
+func (s *Slot[T]) restorePrevious(ctx context.Context, prev *stateRef) string {
+	if prev == nil {
+		return ""
+	}
+	if _, err := s.Load(ctx, prev.Path, prev.Digest); err != nil {
+		s.log.Error(err, "the version to roll back to failed to load after re-exec; the current version serves, and Rollback has nothing to return to until another version has served",
+			"digest", prev.Digest, "path", prev.Path)
+		return fmt.Sprintf("the version to roll back to, %s, was not restored (%v): Rollback has nothing to return to until another version has served", prev.Digest, err)
+	}
+	s.mu.Lock()
+	s.pushHistory(s.entries[prev.Digest])
+	s.mu.Unlock()
+	return ""
+}
+
+// restoreCurrent loads the current version and makes it current; when it fails, the version
+// to roll back to serves instead, with the rollback target it had (FallbackPrevious) when the
+// current one was a re-exec target. It reports whether the current version serves.
+func (s *Slot[T]) restoreCurrent(ctx context.Context, st slotState, note string) bool {
+	start, before := time.Now(), TakeSnapshot()
+	cur := st.Current
+	_, err := s.Load(ctx, cur.Path, cur.Digest)
+	if err == nil {
+		_, err = s.swap(control.OpRestore, note, cur.Digest, SwapOptions{AllowMinor: cur.AllowMinor}, start, before)
+		if err == nil {
+			return true
 		}
-		if err != nil {
-			s.log.Error(err, "restoring the serving version after re-exec failed; calls fail with ErrNoVersion until a version is loaded")
+	}
+	if st.Previous == nil || note != "" {
+		s.log.Error(err, "restoring the serving version after re-exec failed; calls fail with ErrNoVersion until a version is loaded", "digest", cur.Digest)
+		return false
+	}
+	s.log.Error(err, "the serving version could not be restored after re-exec; the version to roll back to serves instead", "digest", cur.Digest, "instead", st.Previous.Digest)
+	reason := fmt.Sprintf("%s could not be restored after re-exec (%v); %s, the version that served before it, serves instead", cur.Digest, err, st.Previous.Digest)
+	s.mu.Lock()
+	s.history = nil // Previous becomes current: it is no rollback target of itself
+	s.mu.Unlock()
+	if n := s.restorePrevious(ctx, st.FallbackPrevious); n != "" {
+		reason += "; " + n
+	}
+	if _, err := s.swap(control.OpRestore, reason, st.Previous.Digest, SwapOptions{AllowMinor: true}, start, before); err != nil {
+		s.log.Error(err, "restoring the version that served before after re-exec failed; calls fail with ErrNoVersion until a version is loaded", "digest", st.Previous.Digest)
+	}
+	return false
+}
+
+// restoreCanary routes percent of calls to the canary again, loading it unless it is loaded
+// already (it may be the version to roll back to).
+func (s *Slot[T]) restoreCanary(ctx context.Context, canary *stateRef, percent int) {
+	s.mu.Lock()
+	loaded := s.entries[canary.Digest] != nil
+	s.mu.Unlock()
+	if !loaded {
+		if _, err := s.Load(ctx, canary.Path, canary.Digest); err != nil {
+			s.log.Error(err, "restoring the canary after re-exec failed; all calls go to the current version", "digest", canary.Digest)
 			return
 		}
 	}
-	if st.Canary != nil && st.Percent > 0 {
-		if _, err := s.Load(ctx, st.Canary.Path, st.Canary.Digest); err != nil {
-			s.log.Error(err, "restoring the canary after re-exec failed; all calls go to the current version")
-			return
-		}
-		if _, err := s.Route(ctx, st.Canary.Digest, st.Percent, SwapOptions{AllowMinor: true}); err != nil {
-			s.log.Error(err, "restoring the canary route after re-exec failed")
-		}
+	if _, err := s.Route(ctx, canary.Digest, percent, SwapOptions{AllowMinor: true}); err != nil {
+		s.log.Error(err, "restoring the canary route after re-exec failed", "digest", canary.Digest)
 	}
 }

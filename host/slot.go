@@ -46,11 +46,16 @@ type Options struct {
 	// 0 means 5; negative disables automatic rollback.
 	PanicThreshold int
 	// MaxVersions: after a routing change, if more plugin files than this have been opened
-	// in this image (failed opens included), the host re-execs itself. 0: no bound. Neither
-	// bound re-execs an image that holds only what serves: the new image would be the same.
+	// in this image (failed opens included), the host re-execs itself. 0: no bound. The new
+	// image opens what this one must keep: the version Rollback (and the automatic rollback)
+	// would return to, then the current version and the canary. Neither bound re-execs an
+	// image that holds only those — the new image would be the same — so the restored image
+	// never re-execs on its own. A bound of 2 therefore holds the current version and the one
+	// to roll back to, and re-execs at every swap to a version not yet loaded; while a canary
+	// runs, 3 may be held. A bound of 1 acts as 2 (SetLimits refuses it).
 	MaxVersions int
 	// MaxExtraRSSBytes: the same, when RSS exceeds the RSS measured at New by more. 0: no
-	// bound.
+	// bound. An image holding only what it must keep is not re-executed, whatever its RSS.
 	MaxExtraRSSBytes uint64
 	// Handoff enables re-exec with listener hand-off (memory bound, Reexec) and restores the
 	// slot's versions in the new image. Nil: the slot never re-execs.
@@ -139,8 +144,9 @@ type Slot[T any] struct {
 	limitFired  atomic.Bool
 	limitWarned atomic.Bool
 	// restoring is set while New restores the previous image's versions: those routing
-	// changes must not trip the memory bound, or an image whose serving versions alone pass
-	// it would re-exec forever.
+	// changes must not trip the memory bound. Restored whole, the image holds only what it
+	// must keep (see mustKeep) and would not re-exec anyway; but when a version failed to load
+	// there, the failed file counts as opened, and New must return before any re-exec.
 	restoring atomic.Bool
 }
 
@@ -497,7 +503,19 @@ func (s *Slot[T]) pushHistory(e *entry[T]) {
 	}
 }
 
-// popPrevious returns the most recent earlier current version that is not cur. s.mu held.
+// previous returns the version Rollback would return to from cur — the most recent earlier
+// current version that is not cur — without taking it from the history. s.mu held.
+func (s *Slot[T]) previous(cur *entry[T]) *entry[T] {
+	for i := len(s.history) - 1; i >= 0; i-- {
+		if e := s.history[i]; e != cur {
+			return e
+		}
+	}
+	return nil
+}
+
+// popPrevious returns what previous(cur) returns and takes it from the history, with the
+// entries of cur above it. s.mu held.
 func (s *Slot[T]) popPrevious(cur *entry[T]) *entry[T] {
 	for len(s.history) > 0 {
 		e := s.history[len(s.history)-1]
@@ -514,11 +532,12 @@ func (s *Slot[T]) popPrevious(cur *entry[T]) *entry[T] {
 // the version swapped to, dropped otherwise. Swapping to the current version changes nothing
 // and succeeds, so a retried request is harmless.
 func (s *Slot[T]) Swap(ctx context.Context, digest string, opts SwapOptions) (control.SwapResult, error) {
-	return s.swap(control.OpSwap, digest, opts, time.Now(), TakeSnapshot())
+	return s.swap(control.OpSwap, "", digest, opts, time.Now(), TakeSnapshot())
 }
 
-func (s *Slot[T]) swap(op control.Operation, digest string, opts SwapOptions, start time.Time, before Snapshot) (control.SwapResult, error) {
-	return s.change(op, "", start, before, func(old *table[T]) (*table[T], string, error) {
+// swap is Swap as op, with reason recorded in the result.
+func (s *Slot[T]) swap(op control.Operation, reason, digest string, opts SwapOptions, start time.Time, before Snapshot) (control.SwapResult, error) {
+	return s.change(op, reason, start, before, func(old *table[T]) (*table[T], string, error) {
 		e, err := s.servable(digest)
 		if err != nil {
 			return nil, "", inputError{err}
@@ -539,18 +558,14 @@ func (s *Slot[T]) swap(op control.Operation, digest string, opts SwapOptions, st
 // LoadAndSwap loads a plugin file and makes it current. The result's snapshots and time span
 // the load too. The version status is returned even when only the swap failed.
 func (s *Slot[T]) LoadAndSwap(ctx context.Context, path, digest string, opts SwapOptions) (control.VersionStatus, control.SwapResult, error) {
-	return s.loadAndSwap(ctx, control.OpSwap, path, digest, opts)
-}
-
-func (s *Slot[T]) loadAndSwap(ctx context.Context, op control.Operation, path, digest string, opts SwapOptions) (control.VersionStatus, control.SwapResult, error) {
 	start, before := time.Now(), TakeSnapshot()
 	vs, err := s.Load(ctx, path, digest)
 	if err != nil {
-		res := control.SwapResult{Op: op, StartedAt: start, Before: &before, Error: err.Error(), From: digestOf(s.tbl.Load().current)}
+		res := control.SwapResult{Op: control.OpSwap, StartedAt: start, Before: &before, Error: err.Error(), From: digestOf(s.tbl.Load().current)}
 		res.To = res.From
 		return vs, res, err
 	}
-	res, err := s.swap(op, digest, opts, start, before)
+	res, err := s.swap(control.OpSwap, "", digest, opts, start, before)
 	s.mu.Lock()
 	vs = s.byDigest[digest].status()
 	s.mu.Unlock()
@@ -642,17 +657,28 @@ func (s *Slot[T]) SetLimits(l control.Limits) (control.Limits, error) {
 	return l, nil
 }
 
-// checkLimits re-execs the host (asynchronously) when the memory bound is passed.
+// mustKeep counts the versions a re-exec hands to the new image: those routed in t and the one
+// Rollback would return to. s.mu held.
+func (s *Slot[T]) mustKeep(t *table[T]) int {
+	n := len(t.entries())
+	if p := s.previous(t.current); p != nil && !t.has(p) {
+		n++
+	}
+	return n
+}
+
+// checkLimits re-execs the host (asynchronously) when the memory bound is passed and a new
+// image would hold less than this one.
 func (s *Slot[T]) checkLimits() {
 	if s.restoring.Load() {
 		return
 	}
 	s.mu.Lock()
 	opened := len(s.opened)
-	serving := len(s.tbl.Load().entries())
+	keep := s.mustKeep(s.tbl.Load())
 	lim := s.limits
 	s.mu.Unlock()
-	if opened <= serving {
+	if opened <= keep {
 		// A new image would open exactly what this one holds: nothing to shed.
 		return
 	}
