@@ -61,8 +61,8 @@ type HandoffOptions struct {
 //     listeners and parked connections lose close-on-exec and the process execs
 //     /proc/self/exe with the same arguments and HandoffEnv describing descriptors, the bytes
 //     to replay and the slots' state;
-//  5. the new image's NewHandoff adopts the descriptors, each slot's New loads only what
-//     served, and Serve accepts the parked connections first (replaying their bytes before
+//  5. the new image's NewHandoff adopts the descriptors, each slot's New loads only what it
+//     must keep (the version to roll back to, then what served; see Slot.Reexec), and Serve accepts the parked connections first (replaying their bytes before
 //     reading their sockets), then those that queued in the backlog meanwhile.
 //
 // No connection is closed under a client about to use it: a parked one stays open in the

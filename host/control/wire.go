@@ -282,8 +282,9 @@ type LimitsRequest struct {
 const MaxLimitVersions = 1000
 
 // ReexecRequest asks the host to re-exec itself in place (same PID), handing its listeners to
-// the new image, which then loads only the current version — or, when path and digest are
-// given, only that version (checked by preflight first; the current one is the fallback).
+// the new image, which then loads only the version it would roll back to and the current one
+// (and a canary) — or, when path and digest are given, that version, with the one serving now
+// as its rollback target and fallback (checked by preflight first).
 type ReexecRequest struct {
 	Path   string `json:"path,omitempty"`
 	Digest string `json:"digest,omitempty"`
