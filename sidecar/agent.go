@@ -303,7 +303,12 @@ func (a *Agent) sync(ctx context.Context, pod *corev1.Pod) (retry bool) {
 		return true
 	}
 
-	act, reason, msg := decide(t, st, last)
+	// Before deciding: a host that died bringing the target's version in makes it Crashed.
+	if _, err := a.sw.Observe(st); err != nil {
+		log.Info("crash detection", "error", err.Error())
+	}
+	crash := a.sw.CrashOf(t.Digest)
+	act, reason, msg := decide(t, st, last, crash != nil)
 	switch act {
 	case actKeep:
 		return a.write(ctx, pod, keptReport(last, st)) != nil
@@ -315,6 +320,8 @@ func (a *Agent) sync(ctx context.Context, pod *corev1.Pod) (retry bool) {
 			a.opts.Metrics.Rollbacks.Inc()
 		}
 		return a.write(ctx, pod, newReport(t, splicev1.SwapRolledBack, reason, errors.New(msg), st)) != nil
+	case actCrashed:
+		return a.write(ctx, pod, newReport(t, splicev1.SwapCrashed, reason, crashError(crash, pod), st)) != nil
 	}
 
 	log.Info("bringing the host to the desired target", "want", t.String(), "running", st.Current)

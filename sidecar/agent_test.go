@@ -98,22 +98,23 @@ func conditionOf(g Gomega, p *corev1.Pod) corev1.PodCondition {
 }
 
 // waitReport waits for the pod's report to reach state and for the condition to follow (the
-// agent writes the report first, then the condition), and returns the report with the pod.
+// agent writes the report first, then the condition: True while the report says the host
+// serves a version, whatever the state), and returns the report with the pod.
 func waitReport(ctx context.Context, pod string, digest string, state splicev1.SwapState) (*splicev1.PodReport, *corev1.Pod) {
 	GinkgoHelper()
 	var (
 		r *splicev1.PodReport
 		p *corev1.Pod
 	)
-	want := corev1.ConditionFalse
-	if state == splicev1.SwapReady {
-		want = corev1.ConditionTrue
-	}
 	Eventually(func(g Gomega) {
 		p = getPod(ctx, g, pod)
 		r = reportOf(g, p)
 		g.Expect(r.Digest).To(Equal(digest))
 		g.Expect(r.State).To(Equal(state), "report: %+v", r)
+		want := corev1.ConditionFalse
+		if r.Running != "" {
+			want = corev1.ConditionTrue
+		}
 		c := conditionOf(g, p)
 		g.Expect(c.Status).To(Equal(want))
 		g.Expect(c.Reason).To(Equal(string(state)))
@@ -181,8 +182,9 @@ func startAgent(h *hostProc, pod string, opts ...func(*sidecar.AgentOptions)) *r
 	GinkgoHelper()
 	reg := prometheus.NewRegistry()
 	m := sidecar.NewMetrics(reg)
+	// No AllowMinor: as in cmd/agent, consent comes from each pod's annotations.
 	sw, err := sidecar.NewSwapper(sidecar.SwapperOptions{
-		SharedDir: h.shared, Host: h.client, AllowMinor: true, Metrics: m,
+		SharedDir: h.shared, Host: h.client, Metrics: m,
 		Logger: GinkgoLogr.WithName("swapper"), HostTimeout: 30 * time.Second, LoadTimeout: 3 * time.Minute,
 	})
 	Expect(err).NotTo(HaveOccurred())
@@ -327,15 +329,16 @@ var _ = Describe("The agent", func() {
 		r2, _ := waitReport(ctx, pod, v2.digest, splicev1.SwapReady)
 		Expect(r2.SwapLatencySeconds).To(Equal(r.SwapLatencySeconds), "the restarted agent keeps the swap's figures")
 
-		By("failing readiness while the host's toolchain is not the pinned one")
+		By("staying ready while the host's toolchain is not the pinned one, and saying so")
+		// The host serves its version correctly; Strict's eviction deals with the mismatch.
 		annotate(ctx, pod, map[string]string{splicev1.AnnotationGoVersion: "1.0.1"})
-		Eventually(func() int { c, _ := ra2.probe(sidecar.PathReadyz); return c }).WithContext(ctx).Should(Equal(http.StatusServiceUnavailable))
-		_, body = ra2.probe(sidecar.PathReadyz)
-		Expect(body).To(ContainSubstring("go1.0.1"))
+		Eventually(func() string { _, b := ra2.probe(sidecar.PathReadyz); return b }).WithContext(ctx).Should(ContainSubstring("go1.0.1"))
+		code, body = ra2.probe(sidecar.PathReadyz)
+		Expect(code).To(Equal(http.StatusOK), body)
 
-		By("moving on to the next desired artifact")
+		By("moving on to the next desired artifact, a minor API step the CompilerVersion consents to")
 		v3 := arts["v3"]
-		annotate(ctx, pod, map[string]string{splicev1.AnnotationDesiredArtifact: v3.ref, splicev1.AnnotationGoVersion: ""})
+		annotate(ctx, pod, map[string]string{splicev1.AnnotationDesiredArtifact: v3.ref, splicev1.AnnotationGoVersion: "", splicev1.AnnotationAllowMinorAPIChange: "true"})
 		waitReport(ctx, pod, v3.digest, splicev1.SwapReady)
 		Expect(h.greet("ada", "").Version).To(Equal("v3"))
 	})
@@ -385,7 +388,7 @@ var _ = Describe("The agent", func() {
 		}
 	})
 
-	It("refuses an incompatible artifact before anything is loaded, and the host keeps serving", func(ctx SpecContext) {
+	It("refuses an incompatible artifact before anything is loaded, and the host keeps serving with the pod ready", func(ctx SpecContext) {
 		h := startHost(ctx)
 		pod := newPod(ctx)
 		ra := startAgent(h, pod)
@@ -396,9 +399,13 @@ var _ = Describe("The agent", func() {
 		Expect(r.Reason).To(Equal(preflight.PackageHashMismatch))
 		Expect(r.Error).To(ContainSubstring("-trimpath is true there and false in the plugin"))
 		Expect(r.Running).To(Equal(arts["v1"].digest))
+		// The refusal is in the report and the condition's reason and message; the pod stays
+		// in its Services, since the host serves v1 correctly.
 		c := conditionOf(Default, p)
-		Expect(c.Status).To(Equal(corev1.ConditionFalse))
+		Expect(c.Status).To(Equal(corev1.ConditionTrue))
 		Expect(c.Reason).To(Equal(string(splicev1.SwapIncompatible)))
+		Expect(c.Message).To(ContainSubstring("the host serves " + arts["v1"].digest))
+		Expect(c.Message).To(ContainSubstring(bad.digest + " was refused"))
 		Expect(c.Message).To(ContainSubstring(preflight.PackageHashMismatch))
 
 		st := h.status(ctx)
@@ -407,8 +414,9 @@ var _ = Describe("The agent", func() {
 		Expect(h.greet("ada", "").Version).To(Equal("v1"))
 		Expect(testutil.ToFloat64(ra.metrics.PreflightRefused.WithLabelValues(preflight.PackageHashMismatch))).To(Equal(1.0))
 		Expect(loads(ra, sidecar.LoadIncompatible)).To(Equal(1.0))
-		code, _ := ra.probe(sidecar.PathReadyz)
-		Expect(code).To(Equal(http.StatusServiceUnavailable))
+		code, body := ra.probe(sidecar.PathReadyz)
+		Expect(code).To(Equal(http.StatusOK), body)
+		Expect(body).To(ContainSubstring(preflight.PackageHashMismatch))
 
 		By("not trying again while the same artifact is desired")
 		ra.waitSyncs(ctx, 5)
@@ -425,7 +433,7 @@ var _ = Describe("The agent", func() {
 		r, p := waitReport(ctx, pod, ip.digest, splicev1.SwapFailed)
 		Expect(r.Reason).To(Equal(sidecar.ReasonInitPanic))
 		Expect(r.Error).To(ContainSubstring("deliberate panic in plugin init"))
-		Expect(conditionOf(Default, p).Status).To(Equal(corev1.ConditionFalse))
+		Expect(conditionOf(Default, p).Status).To(Equal(corev1.ConditionTrue), "the host serves v1")
 		Expect(h.Alive()).To(BeTrue())
 		Expect(h.greet("ada", "").Version).To(Equal("v1"))
 		Expect(h.status(ctx).Version(ip.digest).State).To(Equal(control.StateFailed))
@@ -472,6 +480,7 @@ var _ = Describe("The agent", func() {
 		Expect(r.Error).To(ContainSubstring("panicked 3 times"))
 		Expect(r.Running).To(Equal(arts["v1"].digest))
 		Expect(conditionOf(Default, p).Reason).To(Equal(string(splicev1.SwapRolledBack)))
+		Expect(conditionOf(Default, p).Status).To(Equal(corev1.ConditionTrue), "the host serves v1 again")
 		Expect(h.greet("ada", "").Version).To(Equal("v1"))
 		Expect(testutil.ToFloat64(ra.metrics.Rollbacks)).To(Equal(1.0))
 
@@ -479,6 +488,112 @@ var _ = Describe("The agent", func() {
 		st := h.status(ctx)
 		Expect(st.Current).To(Equal(arts["v1"].digest))
 		Expect(st.LastSwap.Op).To(Equal(control.OpAutoRollback))
+	})
+
+	It("reports a version that crashed the host as Crashed, stays ready on the restarted host, and never has it load that version again", func(ctx SpecContext) {
+		h := startHost(ctx)
+		pod := newPod(ctx)
+		ra := startAgent(h, pod)
+		gp, v1 := arts["gopanic"], arts["v1"]
+		first := h.status(ctx).Instance
+		Expect(first).To(MatchRegexp(`^[0-9a-f]{32}$`))
+		annotate(ctx, pod, map[string]string{splicev1.AnnotationDesiredArtifact: gp.ref})
+
+		By("swapping to gopanic, whose goroutine then kills the host")
+		Eventually(func() bool {
+			st, err := h.client.Status(ctx)
+			return !h.Alive() || (err == nil && st.Current == gp.digest)
+		}).WithContext(ctx).Should(BeTrue())
+		h.greet("ada", "") // its first call sets its goroutine off, if its timer has not yet
+		Eventually(h.Exited()).WithContext(ctx).Should(BeClosed())
+		Expect(h.ExitCode()).To(Equal(2), "a panic no one recovers exits with status 2")
+		Expect(h.out.String()).To(ContainSubstring("gopanic: deliberate panic in a goroutine the plugin started"))
+
+		By("restarting the host as the kubelet would: same shared directory, its cold-start plugin")
+		appRestarted(ctx, pod, "panic: gopanic: deliberate panic in a goroutine the plugin started")
+		h.restart(ctx)
+		Expect(h.status(ctx).Instance).NotTo(Equal(first), "a container restart is a new host instance")
+
+		r, p := waitReport(ctx, pod, gp.digest, splicev1.SwapCrashed)
+		Expect(r.Reason).To(Equal(sidecar.ReasonHostCrashed))
+		Expect(r.Error).To(And(ContainSubstring("the host process died"), ContainSubstring(first),
+			ContainSubstring(`container "app" restarted 1 time`), ContainSubstring("exit code 2"), ContainSubstring("panic: gopanic")))
+		Expect(r.Running).To(Equal(v1.digest))
+		c := conditionOf(Default, p)
+		Expect(c.Status).To(Equal(corev1.ConditionTrue), "the restarted host serves its cold-start version correctly")
+		Expect(c.Message).To(ContainSubstring("the host serves " + v1.digest))
+		code, body := ra.probe(sidecar.PathReadyz)
+		Expect(code).To(Equal(http.StatusOK), body)
+		Expect(h.greet("ada", "").Version).To(Equal("v1"))
+
+		By("never asking the restarted host to load gopanic, in this agent or a restarted one")
+		neverLoaded := func(g Gomega) {
+			st, err := h.client.Status(ctx)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(st.Version(gp.digest)).To(BeNil())
+			g.Expect(st.LoadedVersions).To(Equal(1))
+			g.Expect(st.Current).To(Equal(v1.digest))
+		}
+		syncs := ra.agent.Syncs()
+		// The agent resyncs every 100 ms: 20 chances to load it again.
+		Consistently(neverLoaded).WithContext(ctx).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		Expect(ra.agent.Syncs()-syncs).To(BeNumerically(">=", 5), "the agent looked meanwhile")
+		ra.stop()
+		ra2 := startAgent(h, pod)
+		Consistently(neverLoaded).WithContext(ctx).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		ra2.waitSyncs(ctx, 5)
+		neverLoaded(Default)
+		r2, _ := waitReport(ctx, pod, gp.digest, splicev1.SwapCrashed)
+		Expect(r2.Reason).To(Equal(sidecar.ReasonHostCrashed))
+		Expect(h.Alive()).To(BeTrue())
+	})
+
+	It("refuses a minor API change without the CompilerVersion's consent and a major one always, before anything is loaded; the pod stays ready", func(ctx SpecContext) {
+		h := startHost(ctx)
+		pod := newPod(ctx)
+		ra := startAgent(h, pod)
+		v1, v3, mj := arts["v1"], arts["v3"], arts["major"]
+		annotate(ctx, pod, map[string]string{splicev1.AnnotationDesiredArtifact: v3.ref, splicev1.AnnotationCompilerVersion: "greeter"})
+
+		By("refusing v3, a minor step from v1, without consent")
+		r, p := waitReport(ctx, pod, v3.digest, splicev1.SwapIncompatible)
+		Expect(r.Reason).To(Equal(splicev1.ReasonMinorAPIChangeNotAllowed))
+		Expect(r.Error).To(And(ContainSubstring("1.1.0"), ContainSubstring("1.0.0"),
+			ContainSubstring("set spec.plugin.allowMinorAPIChange: true on CompilerVersion greeter to consent")))
+		Expect(r.Running).To(Equal(v1.digest))
+		Expect(conditionOf(Default, p).Status).To(Equal(corev1.ConditionTrue))
+		Expect(h.status(ctx).Version(v3.digest)).To(BeNil(), "nothing reaches the host")
+		Expect(h.greet("ada", "").Version).To(Equal("v1"))
+
+		By("swapping once the CompilerVersion consents")
+		annotate(ctx, pod, map[string]string{splicev1.AnnotationAllowMinorAPIChange: "true"})
+		waitReport(ctx, pod, v3.digest, splicev1.SwapReady)
+		Expect(h.greet("ada", "").Version).To(Equal("v3"))
+
+		By("refusing a major change, consent or not, with what must be true of the pod's image")
+		annotate(ctx, pod, map[string]string{splicev1.AnnotationDesiredArtifact: mj.ref})
+		r, p = waitReport(ctx, pod, mj.digest, splicev1.SwapIncompatible)
+		Expect(r.Reason).To(Equal(splicev1.ReasonMajorAPIChange))
+		Expect(r.Error).To(ContainSubstring("a major plugin API change cannot be swapped in place: the pod must be recreated from an image whose host is built against API 2.x"))
+		Expect(conditionOf(Default, p).Status).To(Equal(corev1.ConditionTrue))
+		st := h.status(ctx)
+		Expect(st.Version(mj.digest)).To(BeNil(), "nothing reaches the host")
+		Expect(st.Current).To(Equal(v3.digest))
+		Expect(loads(ra, sidecar.LoadIncompatible)).To(Equal(2.0))
+		ra.waitSyncs(ctx, 5)
+		Expect(loads(ra, sidecar.LoadIncompatible)).To(Equal(2.0), "not tried again")
+	})
+
+	It("hands the pod's memory bound to its host before it loads, keeping the host's RSS bound", func(ctx SpecContext) {
+		h := startHost(ctx, "-max-extra-rss", "1073741824")
+		pod := newPod(ctx)
+		startAgent(h, pod)
+		Expect(h.status(ctx).Limits).To(Equal(control.Limits{MaxExtraRSSBytes: 1 << 30}))
+		v2 := arts["v2"]
+		annotate(ctx, pod, map[string]string{splicev1.AnnotationDesiredArtifact: v2.ref, splicev1.AnnotationMaxLoadedVersions: "3"})
+		waitReport(ctx, pod, v2.digest, splicev1.SwapReady)
+		Expect(h.status(ctx).Limits).To(Equal(control.Limits{MaxVersions: 3, MaxExtraRSSBytes: 1 << 30}))
+		Expect(h.greet("ada", "").Version).To(Equal("v2"))
 	})
 
 	It("reports a malformed desired-artifact annotation as Failed and touches nothing", func(ctx SpecContext) {
@@ -492,7 +607,7 @@ var _ = Describe("The agent", func() {
 		Expect(r.Reason).To(Equal(sidecar.ReasonInvalidDesiredArtifact))
 		Expect(r.Error).To(And(ContainSubstring("names a tag"), ContainSubstring("@sha256:")))
 		c := conditionOf(Default, p)
-		Expect(c.Status).To(Equal(corev1.ConditionFalse))
+		Expect(c.Status).To(Equal(corev1.ConditionTrue), "the host serves v1")
 		Expect(c.Message).To(ContainSubstring(sidecar.ReasonInvalidDesiredArtifact))
 		after := h.status(ctx)
 		Expect(after.LastSwap.StartedAt).To(Equal(before.LastSwap.StartedAt))
@@ -506,6 +621,7 @@ var _ = Describe("The agent", func() {
 		v1, v3 := arts["v1"], arts["v3"]
 		annotate(ctx, pod, map[string]string{
 			splicev1.AnnotationDesiredArtifact: v3.ref, splicev1.AnnotationStableArtifact: v1.ref, splicev1.AnnotationTrafficPercent: "50",
+			splicev1.AnnotationAllowMinorAPIChange: "true", // v3 is a minor API step from v1
 		})
 		r, _ := waitReport(ctx, pod, v3.digest, splicev1.SwapReady)
 		Expect(r.TrafficPercent).To(HaveValue(BeEquivalentTo(50)))
@@ -671,6 +787,25 @@ var _ = Describe("The agent", func() {
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "get pods in another namespace: %v", err)
 	})
 })
+
+// appRestarted writes into the pod's status what the kubelet would after the app container's
+// process died and the container restarted: restartCount 1, the last termination's exit code 2
+// (an unrecovered panic) and, as with terminationMessagePolicy FallbackToLogsOnError, the end of
+// its log.
+func appRestarted(ctx context.Context, pod, lastLog string) {
+	GinkgoHelper()
+	now := metav1.Now()
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"containerStatuses": []corev1.ContainerStatus{{
+		Name: "app", Image: "registry.example.com/greeter:1", ImageID: "registry.example.com/greeter@sha256:" + strings.Repeat("0", 64),
+		RestartCount: 1, Started: new(true),
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: 2, Reason: "Error", Message: lastLog, StartedAt: now, FinishedAt: now}},
+	}}}})
+	Expect(err).NotTo(HaveOccurred())
+	_, err = adminKube.CoreV1().Pods(namespace).Patch(ctx, pod, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	Expect(err).NotTo(HaveOccurred())
+}
 
 // countersBy calls the host's plugin three times, does then (when not nil), and waits for the
 // pod's report to count the calls, while it moves the agent's fake clock to at: whenever the

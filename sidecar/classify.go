@@ -60,6 +60,18 @@ const (
 	// ReasonRoutedAway: the version served as desired, and then something other than this
 	// agent changed the host's routing. RolledBack.
 	ReasonRoutedAway = "RoutedAway"
+	// ReasonHostCrashed: the host process died while the agent was bringing the version in
+	// (opening it, or routing calls to it), and the restarted host does not have it. Crashed;
+	// the version is never loaded again in the pod.
+	ReasonHostCrashed = "HostCrashed"
+	// ReasonHostLimitsRefused: the host refused the memory bound the pod names
+	// (splicev1.AnnotationMaxLoadedVersions); retried, nothing is loaded meanwhile.
+	ReasonHostLimitsRefused = "HostLimitsRefused"
+	// ReasonMinorAPIChangeNotAllowed and ReasonMajorAPIChange: the artifact's plugin API step
+	// from what the host serves is refused, by the agent before anything is loaded or by the
+	// host. Incompatible.
+	ReasonMinorAPIChangeNotAllowed = splicev1.ReasonMinorAPIChangeNotAllowed
+	ReasonMajorAPIChange           = splicev1.ReasonMajorAPIChange
 )
 
 // failure is a classified error: the report state and reason it leads to, and whether it
@@ -113,9 +125,13 @@ func classifyHost(err error) failure {
 		return failure{splicev1.SwapIncompatible, hostReason(ce.Reason, ce.Message, preflightReason), false}
 	case control.CodeLoadFailed:
 		return failure{splicev1.SwapFailed, hostReason(ce.Reason, ce.Message, loadFailureReason), false}
+	case control.CodeAPIMajor:
+		return failure{splicev1.SwapIncompatible, ReasonMajorAPIChange, false}
+	case control.CodeAPIMinor:
+		return failure{splicev1.SwapIncompatible, ReasonMinorAPIChangeNotAllowed, false}
 	}
-	// The codes are CamelCase and say what the host refused (APIMajorChange,
-	// APIMinorChangeNeedsConsent, PathAlreadyTried, PathOutsideSharedDir, ...).
+	// The codes are CamelCase and say what the host refused (PathAlreadyTried,
+	// PathOutsideSharedDir, ...).
 	return failure{splicev1.SwapFailed, string(ce.Code), false}
 }
 
@@ -153,9 +169,19 @@ func classifyVersion(v control.VersionStatus) failure {
 	case strings.Contains(msg, hostPreflightText):
 		return failure{splicev1.SwapIncompatible, preflightReason(msg), false}
 	case strings.Contains(msg, hostAPIMajorText):
-		return failure{splicev1.SwapFailed, string(control.CodeAPIMajor), false}
+		return failure{splicev1.SwapIncompatible, ReasonMajorAPIChange, false}
 	}
 	return failure{splicev1.SwapFailed, loadFailureReason(msg), false}
+}
+
+// preflightRefused reports whether the host's own preflight refused a version it tried, so that
+// plugin.Open never ran on it. Every other failed version was opened (the API version check
+// comes after plugin.Open) and its packages are in the process.
+func preflightRefused(v control.VersionStatus) bool {
+	if v.ErrorCode != "" {
+		return v.ErrorCode == control.CodePreflight
+	}
+	return strings.Contains(v.Error, hostPreflightText)
 }
 
 var verdictReasonRE = regexp.MustCompile(hostPreflightText + `: ([A-Z][A-Za-z0-9]{0,63}):`)

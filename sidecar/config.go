@@ -30,9 +30,6 @@ const (
 	FlagRegistryInsecure = "registry-insecure"
 	// FlagMaxPluginBytes: the largest plugin layer pulled.
 	FlagMaxPluginBytes = "max-plugin-bytes"
-	// FlagAllowMinor: consent to plugin API minor version changes (the rollout policy has
-	// decided already; major changes are always refused by the host).
-	FlagAllowMinor = "allow-minor-api-change"
 	// FlagPollInterval: how often the host's status is read between pod events.
 	FlagPollInterval = "host-poll-interval"
 	// FlagHostTimeout, FlagLoadTimeout, FlagPullTimeout, FlagProbeTimeout: deadlines of a
@@ -61,7 +58,9 @@ const (
 	PathMetrics = "/metrics"
 )
 
-// Config is the agent's configuration, bound to its flags.
+// Config is the agent's configuration, bound to its flags. Consent to a plugin API minor change
+// is not among them: it comes from each pod's CompilerVersion, per target
+// (splicev1.AnnotationAllowMinorAPIChange; see Target.AllowMinor).
 type Config struct {
 	SharedDir        string
 	Socket           string
@@ -70,7 +69,6 @@ type Config struct {
 	PodNamespace     string
 	RegistryInsecure bool
 	MaxPluginBytes   int64
-	AllowMinor       bool
 	PollInterval     time.Duration
 	HostTimeout      time.Duration
 	LoadTimeout      time.Duration
@@ -89,7 +87,6 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PodNamespace, FlagPodNamespace, os.Getenv(EnvPodNamespace), "this pod's namespace (default $"+EnvPodNamespace+", from the downward API)")
 	fs.BoolVar(&c.RegistryInsecure, FlagRegistryInsecure, false, "pull over plain HTTP (registries without TLS; loopback and private addresses use HTTP anyway)")
 	fs.Int64Var(&c.MaxPluginBytes, FlagMaxPluginBytes, artifact.DefaultMaxLayerBytes, "largest plugin layer to pull, in bytes")
-	fs.BoolVar(&c.AllowMinor, FlagAllowMinor, true, "consent to plugin API minor version changes (the rollout policy already decided; major changes are always refused)")
 	fs.DurationVar(&c.PollInterval, FlagPollInterval, 10*time.Second, "how often to read the host's status between pod events (rollbacks and counters are only visible there)")
 	fs.DurationVar(&c.HostTimeout, FlagHostTimeout, 10*time.Second, "deadline of a control request other than load, swap and route")
 	fs.DurationVar(&c.LoadTimeout, FlagLoadTimeout, 3*time.Minute, "deadline of a load, swap or route request (keep above the host library's 2m plugin.Open bound)")

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"flag"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ func TestConfigFlags(t *testing.T) {
 				if c.PodName != "greeter-abc" || c.PodNamespace != "shop" {
 					t.Errorf("pod %s/%s, want shop/greeter-abc from the environment", c.PodNamespace, c.PodName)
 				}
-				if c.Socket != filepath.Join(dir, control.SocketName) || c.HTTPAddress != DefaultHTTPAddress || !c.AllowMinor || c.RegistryInsecure {
+				if c.Socket != filepath.Join(dir, control.SocketName) || c.HTTPAddress != DefaultHTTPAddress || c.RegistryInsecure {
 					t.Errorf("defaults: %+v", c)
 				}
 				if c.LoadTimeout <= 2*time.Minute {
@@ -39,7 +40,7 @@ func TestConfigFlags(t *testing.T) {
 			name: "everything the webhook may set",
 			args: []string{"--" + FlagSharedDir + "=" + dir, "--" + FlagSocket + "=/run/x.sock", "--" + FlagHTTPAddress + "=:8081",
 				"--" + FlagPodName + "=p", "--" + FlagPodNamespace + "=n", "--" + FlagRegistryInsecure, "--" + FlagMaxPluginBytes + "=1024",
-				"--" + FlagAllowMinor + "=false", "--" + FlagPollInterval + "=1s", "--" + FlagHostTimeout + "=2s", "--" + FlagLoadTimeout + "=3s",
+				"--" + FlagPollInterval + "=1s", "--" + FlagHostTimeout + "=2s", "--" + FlagLoadTimeout + "=3s",
 				"--" + FlagPullTimeout + "=4s", "--" + FlagProbeTimeout + "=5s", "--" + FlagWedgeAfter + "=6s", "--" + FlagCountersInterval + "=-1s"},
 			check: func(t *testing.T, c *Config) {
 				want := Config{SharedDir: dir, Socket: "/run/x.sock", HTTPAddress: ":8081", PodName: "p", PodNamespace: "n", RegistryInsecure: true,
@@ -74,5 +75,17 @@ func TestConfigFlags(t *testing.T) {
 			}
 			tt.check(t, &c)
 		})
+	}
+}
+
+// TestNoBlanketConsent: consent to a minor plugin API change comes from each pod's
+// CompilerVersion (splicev1.AnnotationAllowMinorAPIChange), never from the agent's command line.
+func TestNoBlanketConsent(t *testing.T) {
+	var c Config
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.BindFlags(fs)
+	if err := fs.Parse([]string{"--allow-minor-api-change=true"}); err == nil {
+		t.Fatal("the agent accepts --allow-minor-api-change: consent would be blanket again")
 	}
 }

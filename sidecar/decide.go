@@ -13,9 +13,10 @@ type action int
 
 const (
 	// actKeep: an outcome already reported for this very target stands (Incompatible,
-	// Failed, RolledBack); only the host's figures in the report are refreshed. A version the
-	// host refused or rolled back is never tried again: the rollout controller must name
-	// another artifact.
+	// Failed, RolledBack, Crashed); only the host's figures in the report are refreshed. A
+	// version the host refused, rolled back or died running is never tried again: the rollout
+	// controller must name another artifact. The one exception is a refusal for the lack of
+	// consent to a minor API change, which the consent undoes.
 	actKeep action = iota
 	// actReady: the host serves the target; report Ready (no host request).
 	actReady
@@ -23,19 +24,28 @@ const (
 	actRolledBack
 	// actApply: run the pipeline (it does only what is missing).
 	actApply
+	// actCrashed: the target's version crashed this pod's host before (Swapper.CrashOf):
+	// report Crashed, from the crash's record, and never ask the host for it again.
+	actCrashed
 )
 
 // decide is the agent's whole policy, as a pure function of what it observes: the target from
-// the pod's annotations, the host's status, and the last report written for the pod. Keeping
-// it pure is what makes the agent idempotent across restarts: a new agent observes the same
-// three things and reaches the same decision, so a swap already done is never redone.
-func decide(t Target, st *control.Status, last *splicev1.PodReport) (act action, reason, message string) {
+// the pod's annotations, the host's status, the last report written for the pod, and whether
+// the target's version crashed this pod's host before (the crash record the Swapper keeps in
+// the shared directory). Keeping it pure is what makes the agent idempotent across restarts: a
+// new agent observes the same things and reaches the same decision, so a swap already done is
+// never redone.
+func decide(t Target, st *control.Status, last *splicev1.PodReport, crashed bool) (act action, reason, message string) {
 	same := sameTarget(t, last)
-	if same && failedOutcome(last.State) {
+	if same && standing(t, last) && !(crashed && last.State == splicev1.SwapCrashed) {
 		return actKeep, "", ""
 	}
 	if Satisfied(t, st) {
+		// The host serves it on its own (its image starts it): that is the truth to report.
 		return actReady, "", ""
+	}
+	if crashed {
+		return actCrashed, ReasonHostCrashed, fmt.Sprintf("%s crashed this pod's host before; it is not loaded again", t.Digest)
 	}
 	if reason, message := lostTarget(t, st, same && last.State == splicev1.SwapReady); reason != "" {
 		return actRolledBack, reason, message
@@ -43,10 +53,14 @@ func decide(t Target, st *control.Status, last *splicev1.PodReport) (act action,
 	return actApply, "", ""
 }
 
-// failedOutcome reports whether a state is an outcome that stands for its target: the host or
-// the preflight refused it, or the host rolled it back.
-func failedOutcome(s splicev1.SwapState) bool {
-	return s == splicev1.SwapIncompatible || s == splicev1.SwapFailed || s == splicev1.SwapRolledBack
+// standing reports whether the last report, about target t, is an outcome that stands: the
+// host or the agent refused the version, the host rolled it back, or died running it. A refusal
+// for the lack of consent to a minor API change stands only while the target still lacks it.
+func standing(t Target, last *splicev1.PodReport) bool {
+	if last.State == splicev1.SwapIncompatible && last.Reason == ReasonMinorAPIChangeNotAllowed && t.AllowMinor {
+		return false
+	}
+	return last.State.Failure()
 }
 
 // lostTarget says why the host, which has t's version loaded, does not serve it as desired

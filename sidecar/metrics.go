@@ -11,7 +11,7 @@ import (
 // Load results (the result label of splice_agent_loads_total).
 const (
 	LoadSuccess      = "success"      // the host loaded the plugin
-	LoadIncompatible = "incompatible" // the agent's preflight refused it; nothing was loaded
+	LoadIncompatible = "incompatible" // the agent refused it (preflight, plugin API step); nothing was loaded
 	LoadFailed       = "failed"       // the host refused or failed the load
 )
 
@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Loads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "splice_agent_loads_total",
-			Help: "Plugin loads the agent attempted, by result (success, incompatible: refused by the preflight, failed: refused or failed by the host).",
+			Help: "Plugin loads the agent attempted, by result (success, incompatible: refused by the agent's preflight or plugin API check, failed: refused or failed by the host).",
 		}, []string{"result"}),
 		SymbolErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "splice_agent_symbol_lookup_errors_total",

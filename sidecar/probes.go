@@ -16,10 +16,12 @@ import (
 
 // Handler serves /readyz, /livez and, when g is not nil, /metrics from g.
 //
-// /readyz answers 200 when the host was built with the Go release the pod's
-// splice.dev/go-version annotation names (when it names one) and serves the pod's desired
-// target, or, while that target is still being brought in (no terminal report for it yet),
-// goes on serving a plugin; with no target desired, when it serves any plugin. It follows the
+// /readyz answers 200 while the host serves a plugin version — the desired one, the one it
+// keeps while a new one is brought in, or the one it kept or returned to when a newer one was
+// refused, rolled back or crashed it — and 503 when it serves none or does not answer. The
+// answer's text says which, and what became of the desired artifact; a host built with another
+// Go release than the pod's splice.dev/go-version annotation names is named there too, and stays
+// ready (it serves its version correctly; Strict's eviction deals with it). It follows the
 // plugin-ready condition's rule (splicev1.PodConditionPluginReady). The webhook points the
 // agent container's readiness probe at it.
 //
@@ -76,40 +78,54 @@ func probeAnswer(w http.ResponseWriter, ok bool, why string) {
 	io.WriteString(w, why+"\n")
 }
 
-// Readiness is /readyz's decision from the pod's annotations and the host's status.
+// Readiness is /readyz's decision from the pod's annotations and the host's status: ready
+// while the host serves a plugin version, whatever became of the desired artifact (see
+// Handler). The text says what serves and why the desired artifact does not, when it does not.
 func Readiness(ann map[string]string, st *control.Status) (bool, string) {
+	why := servingText(ann, st)
 	if want := ann[splicev1.AnnotationGoVersion]; want != "" {
 		if got := goRelease(st.HostGoVersion); got != goRelease(want) {
-			return false, fmt.Sprintf("the host was built with %s; the pod's CompilerVersion pins %s (annotation %s): rebuild the app with that release",
+			why += fmt.Sprintf("; the host was built with %s, and the pod's CompilerVersion pins %s (annotation %s): rebuild the app with that release",
 				got, goRelease(want), splicev1.AnnotationGoVersion)
 		}
 	}
-	t, desired, err := TargetFromAnnotations(ann)
-	switch {
-	case !desired && st.Current == "":
-		return false, "no desired artifact, and the host serves no plugin"
-	case !desired:
-		return true, "no desired artifact; the host serves " + st.Current
-	case err != nil:
-		return false, err.Error()
-	case !Satisfied(t, st):
-		if st.Current != "" && inProgress(t, ann) {
-			return true, fmt.Sprintf("the host serves %s while %s is brought in", st.Current, t)
-		}
-		return false, fmt.Sprintf("the host serves %q (canary %q at %d%%), not the desired %s", st.Current, st.Canary, st.CanaryPercent, t)
-	}
-	return true, "the host serves " + t.String()
+	return st.Current != "", why
 }
 
-// inProgress reports whether the pod's report leaves target t still to be brought in: no
-// report, a report about another target, or one in a state that is not terminal.
-func inProgress(t Target, ann map[string]string) bool {
+// servingText says what the host serves, against the pod's desired target.
+func servingText(ann map[string]string, st *control.Status) string {
+	t, desired, err := TargetFromAnnotations(ann)
+	serves := "the host serves " + st.Current
+	if st.Current == "" {
+		serves = "the host serves no plugin"
+	}
+	switch {
+	case !desired && st.Current == "":
+		return "no desired artifact, and the host serves no plugin"
+	case !desired:
+		return "no desired artifact; the host serves " + st.Current
+	case err != nil:
+		return serves + "; the desired-state annotations are refused: " + err.Error()
+	case Satisfied(t, st):
+		return "the host serves " + t.String()
+	}
+	if r := reportFor(t, ann); r != nil && r.State.Failure() {
+		return fmt.Sprintf("%s; %s %s: %s: %s", serves, t.Digest, refusedVerb(r.State), r.Reason, r.Error)
+	}
+	return fmt.Sprintf("%s while %s is brought in", serves, t)
+}
+
+// reportFor is the pod's report when it is about target t, else nil.
+func reportFor(t Target, ann map[string]string) *splicev1.PodReport {
 	raw, ok := ann[splicev1.AnnotationReport]
 	if !ok {
-		return true
+		return nil
 	}
 	r, err := splicev1.DecodeReport(raw)
-	return err != nil || !sameTarget(t, r) || !r.State.Terminal()
+	if err != nil || !sameTarget(t, r) {
+		return nil
+	}
+	return r
 }
 
 // goRelease normalizes "go1.26.8", "1.26.8" and "go1.26.8 X:exp" to "go1.26.8".

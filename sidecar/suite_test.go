@@ -65,7 +65,8 @@ type pushed struct {
 
 // apiVersions are what each greeter plugin declares (its APIVersion variable); the builder
 // records the same value in the artifact's config.
-var apiVersions = map[string]string{"v1": "1.0.0", "v2": "1.0.1", "v3": "1.1.0", "initpanic": "1.0.2", "callpanic": "1.0.3", "badsymbol": "1.0.4"}
+var apiVersions = map[string]string{"v1": "1.0.0", "v2": "1.0.1", "v3": "1.1.0", "initpanic": "1.0.2", "callpanic": "1.0.3", "badsymbol": "1.0.4",
+	"gopanic": "1.0.5", "major": "2.0.0"}
 
 func TestAgent(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -102,7 +103,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	hostBin, err = b.Host(ctx)
 	Expect(err).NotTo(HaveOccurred())
 	nonce := fmt.Sprintf("agent%d", os.Getpid())
-	built, err := b.Plugins(ctx, []string{"v1", "v2", "v3", "initpanic", "callpanic", "badsymbol"}, nonce)
+	built, err := b.Plugins(ctx, []string{"v1", "v2", "v3", "initpanic", "callpanic", "badsymbol", "gopanic", "major"}, nonce)
 	Expect(err).NotTo(HaveOccurred())
 	// The same v2 source built without -trimpath, unlike the host: every package the two
 	// share hashes differently, so plugin.Open would fail.
@@ -173,6 +174,7 @@ type hostProc struct {
 	shared string
 	out    *testio.SyncBuffer
 	client *control.Client
+	args   []string // the extra flags it was started with
 }
 
 func startHost(ctx context.Context, extra ...string) *hostProc {
@@ -187,14 +189,8 @@ func startHost(ctx context.Context, extra ...string) *hostProc {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(os.WriteFile(initial, data, 0o644)).To(Succeed())
 
-	h := &hostProc{shared: shared, out: &testio.SyncBuffer{}}
-	// Bounded as the suite's Eventually calls are by default.
-	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	h.Host, err = greeterproc.Start(startCtx, greeterproc.Options{
-		Bin: hostBin, Shared: shared, Plugin: initial, Digest: v1.digest, Args: extra, Output: h.out,
-	})
-	Expect(err).NotTo(HaveOccurred(), "host log:\n%s", h.out.String())
+	h := &hostProc{shared: shared, out: &testio.SyncBuffer{}, args: extra}
+	h.start(ctx)
 	DeferCleanup(func() {
 		h.Stop()
 		if CurrentSpecReport().Failed() {
@@ -204,6 +200,31 @@ func startHost(ctx context.Context, extra ...string) *hostProc {
 	h.client = control.NewClient(filepath.Join(shared, control.SocketName))
 	Eventually(func() string { return h.greet("warmup", "").Version }).WithContext(ctx).Should(Equal("v1"))
 	return h
+}
+
+// start runs the host process in its shared directory, cold-starting v1.
+func (h *hostProc) start(ctx context.Context) {
+	GinkgoHelper()
+	v1 := arts["v1"]
+	// Bounded as the suite's Eventually calls are by default.
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var err error
+	h.Host, err = greeterproc.Start(startCtx, greeterproc.Options{
+		Bin: hostBin, Shared: h.shared, Plugin: filepath.Join(h.shared, strings.TrimPrefix(v1.digest, "sha256:")+".so"), Digest: v1.digest,
+		Args: h.args, Output: h.out,
+	})
+	Expect(err).NotTo(HaveOccurred(), "host log:\n%s", h.out.String())
+}
+
+// restart starts the host again after its process died, as the kubelet restarts a container:
+// a new process (so a new instance) in the same shared directory — the agent's files and the
+// pulled plugins are still there — serving its cold-start plugin.
+func (h *hostProc) restart(ctx context.Context) {
+	GinkgoHelper()
+	Expect(h.Alive()).To(BeFalse(), "restart a host whose process died")
+	h.start(ctx)
+	Eventually(func() string { return h.greet("warmup", "").Version }).WithContext(ctx).Should(Equal("v1"))
 }
 
 func (h *hostProc) status(ctx context.Context) *control.Status {

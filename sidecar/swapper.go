@@ -27,10 +27,14 @@ type SwapperOptions struct {
 	Host *control.Client
 	// Pull are the registry options (credentials, plain HTTP, the layer bound).
 	Pull []artifact.Option
-	// AllowMinor consents to plugin API minor version changes. The rollout controller has
-	// already applied the policy (RollingPatch admits minor and patch changes only); a major
-	// change is refused by the host whatever this says.
+	// AllowMinor is the consent to a plugin API minor version change that Swap gives its
+	// targets: for callers without a pod (the benchmark). Apply uses each target's own
+	// (Target.AllowMinor, which the agent reads from the pod's annotations) and ignores this. A
+	// major change is refused whatever either says.
 	AllowMinor bool
+	// CrashWindow is how long a version must serve in one host process before a crash of that
+	// process is no longer blamed on it (see Observe). Default DefaultCrashWindow.
+	CrashWindow time.Duration
 	// PullTimeout bounds one pull (default 5m); LoadTimeout one load, swap or route request
 	// (default 3m, longer than the host library's 2m plugin.Open bound so that the host
 	// answers first); HostTimeout every other control request (default 10s).
@@ -62,6 +66,12 @@ type Swapper struct {
 	// never changes under its digest, and reading the ELF of every tried version on every swap
 	// made the preflight grow from 9 ms to 100 ms over ten versions.
 	facts sync.Map // digest -> *preflight.Facts
+
+	// stateMu guards the agent's state files (the attempt marker, the crashed list) and the
+	// crashed list read from them; it is never held across a host request.
+	stateMu     sync.Mutex
+	crashed     []Crash
+	crashedRead bool
 }
 
 // NewSwapper checks the options and returns a Swapper.
@@ -78,6 +88,9 @@ func NewSwapper(o SwapperOptions) (*Swapper, error) {
 	if o.HostTimeout <= 0 {
 		o.HostTimeout = 10 * time.Second
 	}
+	if o.CrashWindow <= 0 {
+		o.CrashWindow = DefaultCrashWindow
+	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
@@ -91,8 +104,9 @@ func NewSwapper(o SwapperOptions) (*Swapper, error) {
 // Outcome is what one Apply did.
 type Outcome struct {
 	Target Target
-	// State is Ready, Incompatible or Failed; or, when Retry is set, the step that must be
-	// tried again (Pending: the host did not answer; Pulling; Swapping).
+	// State is Ready, Incompatible, Failed or Crashed; or, when Retry is set, the step that must
+	// be tried again (Pending: the host did not answer, or refused the memory bound; Pulling;
+	// Swapping).
 	State splicev1.SwapState
 	// Reason is a CamelCase cause for anything but Ready (see the Reason constants and the
 	// preflight's reasons).
@@ -124,20 +138,35 @@ func (o *Outcome) fail(f failure, err error) *Outcome {
 	return o
 }
 
-// Swap makes ref (pinned by digest) the only version serving calls.
+// Swap makes ref (pinned by digest) the only version serving calls, with SwapperOptions'
+// consent to a minor API change.
 func (s *Swapper) Swap(ctx context.Context, ref string) *Outcome {
 	t, err := SwapTarget(ref)
 	if err != nil {
 		return (&Outcome{Target: Target{Ref: ref, Percent: 100}}).fail(failure{splicev1.SwapFailed, ReasonInvalidDesiredArtifact, false}, err)
 	}
+	t.AllowMinor = s.opts.AllowMinor
 	return s.Apply(ctx, t, nil)
+}
+
+// step is one version Apply brings in: the desired one, or a canary's stable one first.
+type step struct {
+	ref, digest string
+	// swap makes it current (else it is only loaded, for a canary to route to).
+	swap bool
+	// desired: the target's own version. Only it is blamed for a crash of the host (the
+	// attempt marker names it); the stable version never is.
+	desired bool
 }
 
 // Apply brings the host to the target, doing only what is missing: nothing when the host
 // already serves it; a swap when the version is loaded; pull, preflight and load-and-swap
 // otherwise. For a canary the stable version is made current first, then the new one is
-// loaded and routed Percent of calls. A version the host tried and failed is never tried
-// again. progress (may be nil) is called as the pipeline enters Pulling and Swapping.
+// loaded and routed Percent of calls. Before anything is loaded it hands the target's memory
+// bound to the host, refuses a plugin API step the target does not consent to (any major one),
+// and refuses a version that crashed this pod's host before. A version the host tried and
+// failed is never tried again. progress (may be nil) is called as the pipeline enters Pulling
+// and Swapping.
 func (s *Swapper) Apply(ctx context.Context, t Target, progress func(splicev1.SwapState)) *Outcome {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -149,6 +178,7 @@ func (s *Swapper) Apply(ctx context.Context, t Target, progress func(splicev1.Sw
 	if err != nil {
 		return out.fail(failure{splicev1.SwapPending, ReasonHostUnavailable, true}, err)
 	}
+	s.observe(ctx, st)
 	out.Status = st
 	if Satisfied(t, st) {
 		out.State = splicev1.SwapReady
@@ -156,32 +186,14 @@ func (s *Swapper) Apply(ctx context.Context, t Target, progress func(splicev1.Sw
 	}
 	log := s.log.WithValues("artifact", t.Ref, "digest", t.Digest)
 	ctx = logr.NewContext(ctx, log)
-
+	if !s.setLimits(ctx, out, t, st) {
+		return out
+	}
 	if t.Canary() {
-		if st.Current != t.StableDigest {
-			if !s.ensure(ctx, out, st, t.StableRef, t.StableDigest, true, progress) {
-				return out
-			}
-			if st, err = s.status(ctx); err != nil {
-				return out.fail(failure{splicev1.SwapSwapping, ReasonHostUnavailable, true}, err)
-			}
-		}
-		if !s.ensure(ctx, out, st, t.Ref, t.Digest, false, progress) {
+		if !s.canary(ctx, out, t, st, progress) {
 			return out
 		}
-		progress(splicev1.SwapSwapping)
-		req := control.RouteRequest{Canary: t.Digest, Percent: t.Percent, AllowMinor: s.opts.AllowMinor}
-		if t.Percent == 0 {
-			req = control.RouteRequest{}
-		}
-		start := s.clock.Now()
-		res, err := s.call(ctx, s.opts.LoadTimeout, func(ctx context.Context) (*control.SwapResult, error) { return s.opts.Host.Route(ctx, req) })
-		if err != nil {
-			return out.fail(classifyHost(err), fmt.Errorf("route %d%% of calls to %s: %w", t.Percent, t.Digest, err))
-		}
-		out.SwapLatency = s.clock.Since(start)
-		out.HostSwap, out.Changed = res, true
-	} else if !s.ensure(ctx, out, st, t.Ref, t.Digest, true, progress) {
+	} else if !s.ensure(ctx, out, st, t, step{ref: t.Ref, digest: t.Digest, swap: true, desired: true}, progress) {
 		return out
 	}
 
@@ -196,49 +208,186 @@ func (s *Swapper) Apply(ctx context.Context, t Target, progress func(splicev1.Sw
 	return out
 }
 
-// ensure makes the version digest loaded (and current, with swap) in the host: a version the
-// host holds already is only swapped to; any other is pulled, checked by the preflight and
-// then loaded. It reports false with out set to the failure.
-func (s *Swapper) ensure(ctx context.Context, out *Outcome, st *control.Status, ref, digest string, swap bool, progress func(splicev1.SwapState)) bool {
-	if v := st.Version(digest); v != nil {
-		return s.reuse(ctx, out, st, *v, ref, digest, swap, progress)
+// canary makes the stable version current, loads the new one and routes Percent of calls to
+// it (Percent 0: ends any split, leaving it loaded).
+func (s *Swapper) canary(ctx context.Context, out *Outcome, t Target, st *control.Status, progress func(splicev1.SwapState)) bool {
+	if st.Current != t.StableDigest {
+		if !s.ensure(ctx, out, st, t, step{ref: t.StableRef, digest: t.StableDigest, swap: true}, progress) {
+			return false
+		}
+		var err error
+		if st, err = s.status(ctx); err != nil {
+			out.fail(failure{splicev1.SwapSwapping, ReasonHostUnavailable, true}, err)
+			return false
+		}
 	}
-	progress(splicev1.SwapPulling)
-	p, ok := s.pull(ctx, out, ref)
-	if !ok || !s.preflight(ctx, out, st, p, ref) {
+	if !s.ensure(ctx, out, st, t, step{ref: t.Ref, digest: t.Digest, desired: true}, progress) {
 		return false
 	}
 	progress(splicev1.SwapSwapping)
-	return s.load(ctx, out, p, ref, digest, swap)
-}
-
-// reuse makes a version the host already holds current (with swap), or reports why it cannot:
-// it failed before, which is final, or it is still loading, which is retried.
-func (s *Swapper) reuse(ctx context.Context, out *Outcome, st *control.Status, v control.VersionStatus, ref, digest string, swap bool, progress func(splicev1.SwapState)) bool {
-	switch {
-	case v.State == control.StateFailed:
-		// Never again: reopening a path whose init panicked hangs plugin.Open forever.
-		out.fail(classifyVersion(v), fmt.Errorf("the host already tried %s and it failed (a version is tried once per host process): %s", ref, v.Error))
+	req := control.RouteRequest{Canary: t.Digest, Percent: t.Percent, AllowMinor: t.AllowMinor}
+	if t.Percent == 0 {
+		req = control.RouteRequest{}
+	} else if !s.mark(out, st, step{digest: t.Digest, desired: true}, attemptRoute) {
 		return false
-	case v.LoadedAt.IsZero():
-		out.fail(failure{splicev1.SwapSwapping, ReasonRetrying, true}, fmt.Errorf("the host is still loading %s", digest))
-		return false
-	case !swap || (st.Current == digest && st.Canary == ""):
-		return true
 	}
-	progress(splicev1.SwapSwapping)
 	start := s.clock.Now()
-	res, err := s.call(ctx, s.opts.LoadTimeout, func(ctx context.Context) (*control.SwapResult, error) {
-		return s.opts.Host.Swap(ctx, control.SwapRequest{Digest: digest, AllowMinor: s.opts.AllowMinor})
-	})
+	res, err := s.call(ctx, s.opts.LoadTimeout, func(ctx context.Context) (*control.SwapResult, error) { return s.opts.Host.Route(ctx, req) })
 	if err != nil {
-		out.fail(classifyHost(err), fmt.Errorf("swap to %s (already loaded): %w", ref, err))
+		hostFailed(out, t, err, fmt.Sprintf("route %d%% of calls to %s", t.Percent, t.Digest))
 		return false
 	}
 	out.SwapLatency = s.clock.Since(start)
 	out.HostSwap, out.Changed = res, true
-	logr.FromContextOrDiscard(ctx).Info("swapped to a loaded version", "ref", ref, "seconds", res.Seconds)
 	return true
+}
+
+// ensure makes the step's version loaded (and current, with swap) in the host: a version the
+// host holds already is only swapped to; any other is pulled, checked (plugin API step,
+// preflight) and then loaded. It reports false with out set to the failure.
+func (s *Swapper) ensure(ctx context.Context, out *Outcome, st *control.Status, t Target, p step, progress func(splicev1.SwapState)) bool {
+	if c := s.CrashOf(p.digest); c != nil {
+		out.fail(failure{splicev1.SwapCrashed, ReasonHostCrashed, false},
+			fmt.Errorf("%s crashed this pod's host before (host instance %s died while the agent was bringing it in, seen %s); it is never loaded again in this pod: roll out another artifact",
+				p.ref, c.Instance, c.DetectedAt.UTC().Format(time.RFC3339)))
+		return false
+	}
+	if v := st.Version(p.digest); v != nil {
+		return s.reuse(ctx, out, st, t, *v, p, progress)
+	}
+	progress(splicev1.SwapPulling)
+	pulled, ok := s.pull(ctx, out, p.ref)
+	if !ok || !s.checkAPI(ctx, out, st, t, p.ref, pulled.Config.APIVersion) || !s.preflight(ctx, out, st, pulled, p.ref) {
+		return false
+	}
+	progress(splicev1.SwapSwapping)
+	return s.mark(out, st, p, attemptLoad) && s.load(ctx, out, t, pulled, p)
+}
+
+// reuse makes a version the host already holds current (with swap), or reports why it cannot:
+// it failed before, which is final, it is still loading, which is retried, or its plugin API
+// step is refused.
+func (s *Swapper) reuse(ctx context.Context, out *Outcome, st *control.Status, t Target, v control.VersionStatus, p step, progress func(splicev1.SwapState)) bool {
+	switch {
+	case v.State == control.StateFailed:
+		// Never again: reopening a path whose init panicked hangs plugin.Open forever.
+		out.fail(classifyVersion(v), fmt.Errorf("the host already tried %s and it failed (a version is tried once per host process): %s", p.ref, v.Error))
+		return false
+	case v.LoadedAt.IsZero():
+		out.fail(failure{splicev1.SwapSwapping, ReasonRetrying, true}, fmt.Errorf("the host is still loading %s", p.digest))
+		return false
+	case !s.checkAPI(ctx, out, st, t, p.ref, v.APIVersion):
+		return false
+	case !p.swap || (st.Current == p.digest && st.Canary == ""):
+		return true
+	}
+	progress(splicev1.SwapSwapping)
+	if !s.mark(out, st, p, attemptSwap) {
+		return false
+	}
+	start := s.clock.Now()
+	res, err := s.call(ctx, s.opts.LoadTimeout, func(ctx context.Context) (*control.SwapResult, error) {
+		return s.opts.Host.Swap(ctx, control.SwapRequest{Digest: p.digest, AllowMinor: t.AllowMinor})
+	})
+	if err != nil {
+		hostFailed(out, t, err, fmt.Sprintf("swap to %s (already loaded)", p.ref))
+		return false
+	}
+	out.SwapLatency = s.clock.Since(start)
+	out.HostSwap, out.Changed = res, true
+	logr.FromContextOrDiscard(ctx).Info("swapped to a loaded version", "ref", p.ref, "seconds", res.Seconds)
+	return true
+}
+
+// checkAPI refuses, before anything reaches the host, a version whose declared plugin API step
+// from what the host serves the target does not consent to, and any major step (apiRefusal).
+func (s *Swapper) checkAPI(ctx context.Context, out *Outcome, st *control.Status, t Target, ref, declared string) bool {
+	serving := ""
+	if cur := st.Version(st.Current); cur != nil {
+		serving = cur.APIVersion
+	}
+	f, err := apiRefusal(apiCheck{hostAPI: st.APIVersion, serving: serving, plugin: declared, consent: t.AllowMinor, compilerVersion: t.CompilerVersion, ref: ref})
+	if err == nil {
+		return true
+	}
+	s.count(LoadIncompatible)
+	logr.FromContextOrDiscard(ctx).Info("plugin API step refused; nothing loaded", "ref", ref, "reason", f.reason, "pluginAPI", declared, "servingAPI", serving, "hostAPI", st.APIVersion)
+	out.fail(f, err)
+	return false
+}
+
+// mark writes the attempt marker for a desired version new in this host process before the
+// host is asked to bring it in (see Observe). The marker is what keeps a version that kills
+// the host from being loaded again, so a failure to write it stops the step (retried).
+func (s *Swapper) mark(out *Outcome, st *control.Status, p step, op string) bool {
+	if !p.desired || !newInInstance(st, p.digest) {
+		return true
+	}
+	if err := s.markAttempt(st, p.digest, op); err != nil {
+		out.fail(failure{splicev1.SwapSwapping, ReasonRetrying, true}, fmt.Errorf("before bringing %s in: %w (the agent records each attempt in the shared directory, so that a version that kills the host is never loaded again)", p.digest, err))
+		return false
+	}
+	return true
+}
+
+// observe runs crash detection on a status Apply read (the agent runs it on every sync too).
+func (s *Swapper) observe(ctx context.Context, st *control.Status) {
+	if _, err := s.Observe(st); err != nil {
+		logr.FromContextOrDiscard(ctx).Info("crash detection", "error", err.Error())
+	}
+}
+
+// setLimits hands the target's memory bound to the host when it differs from the host's
+// (keeping the host's RSS bound); a refusal is retried, and nothing is loaded meanwhile.
+func (s *Swapper) setLimits(ctx context.Context, out *Outcome, t Target, st *control.Status) bool {
+	n := t.MaxLoadedVersions
+	if n == 0 || st.Limits.MaxVersions == n {
+		return true
+	}
+	want := control.Limits{MaxVersions: n, MaxExtraRSSBytes: st.Limits.MaxExtraRSSBytes}
+	got, err := call(ctx, s, s.opts.HostTimeout, false, func(ctx context.Context) (*control.Limits, error) {
+		return s.opts.Host.SetLimits(ctx, control.LimitsRequest{Limits: want})
+	})
+	if err != nil {
+		out.fail(limitsFailure(err), fmt.Errorf("hand the pod's memory bound (annotation %s: %d loaded versions) to the host: %w%s",
+			splicev1.AnnotationMaxLoadedVersions, n, err, limitsHint(err)))
+		return false
+	}
+	logr.FromContextOrDiscard(ctx).Info("memory bound handed to the host", "maxVersions", got.MaxVersions, "maxExtraRSSBytes", got.MaxExtraRSSBytes,
+		"previousMaxVersions", st.Limits.MaxVersions)
+	return true
+}
+
+// limitsFailure classifies a failed limits request: always retried, the host's refusal under
+// its own reason.
+func limitsFailure(err error) failure {
+	var ce *control.Error
+	if errors.As(err, &ce) {
+		return failure{splicev1.SwapPending, ReasonHostLimitsRefused, true}
+	}
+	return failure{splicev1.SwapPending, ReasonHostUnavailable, true}
+}
+
+// limitsHint says what to do about a host without the limits request.
+func limitsHint(err error) string {
+	if control.IsCode(err, control.CodeNotFound) {
+		return " (a host built with a host library older than the limits request has no /v1/limits: rebuild the app with a current host library, or remove spec.maxLoadedVersions)"
+	}
+	return ""
+}
+
+// hostFailed records a load, swap or route the host refused or did not answer, adding what to
+// do about a refused plugin API step.
+func hostFailed(out *Outcome, t Target, err error, what string) {
+	f := classifyHost(err)
+	err = fmt.Errorf("%s: %w", what, err)
+	switch f.reason {
+	case ReasonMinorAPIChangeNotAllowed:
+		err = fmt.Errorf("%w; %s", err, consentHint(t))
+	case ReasonMajorAPIChange:
+		err = fmt.Errorf("%w; a major plugin API change cannot be swapped in place: the pod must be recreated from an image whose host is built against the plugin's API major version", err)
+	}
+	out.fail(f, err)
 }
 
 // pull fetches ref into the shared directory, verified against its digest.
@@ -310,10 +459,10 @@ func (s *Swapper) countRefusals(verdict preflight.Verdict) {
 }
 
 // load asks the host to open the pulled plugin (and make it current, with swap).
-func (s *Swapper) load(ctx context.Context, out *Outcome, p *artifact.Pulled, ref, digest string, swap bool) bool {
+func (s *Swapper) load(ctx context.Context, out *Outcome, t Target, pulled *artifact.Pulled, p step) bool {
 	// The path is relative to the shared directory: the host resolves it against its own
 	// mount of the volume, which may sit elsewhere in its container.
-	req := control.LoadRequest{Path: filepath.Base(p.Path), Digest: digest, Swap: swap, AllowMinor: swap && s.opts.AllowMinor}
+	req := control.LoadRequest{Path: filepath.Base(pulled.Path), Digest: p.digest, Swap: p.swap, AllowMinor: p.swap && t.AllowMinor}
 	start := s.clock.Now()
 	resp, err := call(ctx, s, s.opts.LoadTimeout, true, func(ctx context.Context) (*control.LoadResponse, error) { return s.opts.Host.Load(ctx, req) })
 	if err != nil {
@@ -324,15 +473,15 @@ func (s *Swapper) load(ctx context.Context, out *Outcome, p *artifact.Pulled, re
 				s.opts.Metrics.SymbolErrors.Inc()
 			}
 		}
-		out.fail(f, fmt.Errorf("host load of %s: %w", ref, err))
+		hostFailed(out, t, err, "host load of "+p.ref)
 		return false
 	}
 	s.count(LoadSuccess)
-	if swap {
+	if p.swap {
 		out.SwapLatency = s.clock.Since(start)
 		out.HostSwap, out.Changed = resp.Swap, true
 	}
-	logr.FromContextOrDiscard(ctx).Info("host loaded the plugin", "ref", ref, "swap", swap, "seconds", s.clock.Since(start).Seconds(),
+	logr.FromContextOrDiscard(ctx).Info("host loaded the plugin", "ref", p.ref, "swap", p.swap, "seconds", s.clock.Since(start).Seconds(),
 		"hostLoadSeconds", resp.Version.LoadSeconds)
 	return true
 }
@@ -342,7 +491,7 @@ func (s *Swapper) load(ctx context.Context, out *Outcome, p *artifact.Pulled, re
 func (s *Swapper) triedFacts(st *control.Status) ([]*preflight.Facts, error) {
 	var out []*preflight.Facts
 	for _, v := range st.Versions {
-		if v.State == control.StateFailed && classifyVersion(v).state == splicev1.SwapIncompatible {
+		if v.State == control.StateFailed && preflightRefused(v) {
 			continue // the preflight refused it before plugin.Open: nothing of it is in the process
 		}
 		if f, ok := s.facts.Load(v.Digest); ok && v.Digest != "" {

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"fmt"
+	"strings"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/artifact"
@@ -19,6 +20,18 @@ type Target struct {
 	StableDigest string
 	// Percent is the desired artifact's share of calls, 0-100. 100 is a plain swap.
 	Percent int
+	// AllowMinor is the pod's consent (its CompilerVersion's, through
+	// splicev1.AnnotationAllowMinorAPIChange) to a minor plugin API change from what the host
+	// serves. It covers every routing change the target needs; a major change is never
+	// consented to. It is not part of what the target is (a report stands across it), except
+	// that a refusal for the lack of it is undone by it.
+	AllowMinor bool
+	// MaxLoadedVersions is the memory bound the host must re-exec at
+	// (splicev1.AnnotationMaxLoadedVersions); 0 leaves the host's own.
+	MaxLoadedVersions int
+	// CompilerVersion names the CompilerVersion that manages the pod
+	// (splicev1.AnnotationCompilerVersion), for the messages that say what to set on it.
+	CompilerVersion string
 }
 
 // Canary reports whether the target splits calls between two artifacts.
@@ -51,7 +64,8 @@ func SwapTarget(ref string) (Target, error) {
 }
 
 // TargetFromAnnotations reads the pod protocol's desired-state annotations
-// (splicev1.ParseDesiredState, the one reading of them the controller shares). It returns ok
+// (splicev1.ParseDesiredState, the one reading of them the controller shares), and the name of
+// the managing CompilerVersion. It returns ok
 // false when the pod names no desired artifact, and an error that says what to fix when the
 // annotations are malformed; t then holds what could be read, for the report that says so.
 // Beyond the protocol's syntax, each artifact must parse as the registry reads references
@@ -66,7 +80,8 @@ func TargetFromAnnotations(ann map[string]string) (t Target, ok bool, err error)
 		// Desired but blank, or the other annotations without it.
 		return Target{Percent: 100}, true, derr
 	}
-	t = Target{Ref: d.Artifact, Percent: 100}
+	t = Target{Ref: d.Artifact, Percent: 100, AllowMinor: d.AllowMinorAPIChange, MaxLoadedVersions: int(d.MaxLoadedVersions),
+		CompilerVersion: strings.TrimSpace(ann[splicev1.AnnotationCompilerVersion])}
 	if p := d.TrafficPercent; p != nil {
 		t.Percent = int(*p)
 	}

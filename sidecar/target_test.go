@@ -35,6 +35,15 @@ func TestTargetFromAnnotations(t *testing.T) {
 		{name: "desired blank", ann: map[string]string{splicev1.AnnotationDesiredArtifact: " "}, wantErr: "set but empty"},
 		{name: "stable without a split", ann: map[string]string{splicev1.AnnotationDesiredArtifact: ref(dA), splicev1.AnnotationStableArtifact: ref(dB)}, wantErr: "only serves a traffic split"},
 		{name: "counters interval below a second", ann: map[string]string{splicev1.AnnotationDesiredArtifact: ref(dA), splicev1.AnnotationCountersInterval: "100ms"}, wantErr: "1s or more"},
+		// Per target: the CompilerVersion's consent to a minor API change, its memory bound, and
+		// its name (for the messages that say what to set on it).
+		{name: "consent, memory bound and CompilerVersion", ann: map[string]string{splicev1.AnnotationDesiredArtifact: ref(dA), splicev1.AnnotationAllowMinorAPIChange: "true",
+			splicev1.AnnotationMaxLoadedVersions: "3", splicev1.AnnotationCompilerVersion: " greeter "},
+			want: Target{Ref: ref(dA), Digest: dA, Percent: 100, AllowMinor: true, MaxLoadedVersions: 3, CompilerVersion: "greeter"}},
+		{name: "no consent", ann: map[string]string{splicev1.AnnotationDesiredArtifact: ref(dA), splicev1.AnnotationCompilerVersion: "greeter"},
+			want: Target{Ref: ref(dA), Digest: dA, Percent: 100, CompilerVersion: "greeter"}},
+		{name: "consent misspelt", ann: map[string]string{splicev1.AnnotationDesiredArtifact: ref(dA), splicev1.AnnotationAllowMinorAPIChange: "yes"}, wantErr: "want \"true\""},
+		{name: "memory bound out of range", ann: map[string]string{splicev1.AnnotationDesiredArtifact: ref(dA), splicev1.AnnotationMaxLoadedVersions: "1"}, wantErr: "from 2 to 100"},
 		{name: "a split without a desired artifact", ann: map[string]string{splicev1.AnnotationTrafficPercent: "5", splicev1.AnnotationStableArtifact: ref(dB)}, wantErr: "which is not set"},
 	}
 	for _, tt := range tests {

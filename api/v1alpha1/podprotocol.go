@@ -49,7 +49,8 @@ const (
 	// AnnotationCompilerVersion names the CompilerVersion that manages the pod.
 	AnnotationCompilerVersion = "splice.dev/compiler-version"
 	// AnnotationGoVersion is the Go release the managing CompilerVersion pins; the agent's
-	// /readyz fails while the host was built with another one.
+	// /readyz names a host built with another one in its answer (it stays ready while the host
+	// serves a version: Strict's eviction deals with the mismatch).
 	AnnotationGoVersion = "splice.dev/go-version"
 	// AnnotationAppContainers lists (comma-separated) the containers that link the host library
 	// and get the shared volume; the default is the pod's first container.
@@ -57,14 +58,18 @@ const (
 	// AnnotationReport is written by the agent: a JSON PodReport.
 	AnnotationReport = "splice.dev/report"
 
-	// PodConditionPluginReady backs the readiness gate the webhook injects. It is True when the
-	// host serves the pod's desired artifact, and also while the agent is still bringing a new
-	// desired artifact in (Pending, Pulling, Swapping) and the host goes on serving the version
-	// it had: a swap in progress must not take the pod out of its Services, or a Strict or first
-	// rollout, which swaps every pod at once, would leave a Service without endpoints. It is
-	// False when the host serves nothing, and on a terminal failure for the desired artifact
-	// (Incompatible, Failed, RolledBack). Whether a pod runs the desired artifact is in its
-	// report, not in this condition.
+	// PodConditionPluginReady backs the readiness gate the webhook injects. It means "the host
+	// serves correctly": True while the host serves a plugin version, whatever became of a newer
+	// desired artifact — still being brought in (Pending, Pulling, Swapping), or refused
+	// (Incompatible, Failed, consent refused), rolled back by the host, or Crashed (the restarted
+	// host serves its own version). A refused artifact shows in the report (state, reason,
+	// error) and in this condition's reason (the report's state) and message ("the host serves
+	// X; Y was refused: ..."), never as a hole in a Service: a first rollout or Strict moves
+	// every pod at once, and one bad artifact must not take every endpoint out. It is False
+	// only when the host serves no plugin at all (or does not answer): then nothing serves
+	// correctly. That includes the first rollout into a host that started without a plugin:
+	// when its first artifact is refused, the pod stays unready — it has nothing to serve.
+	// Whether a pod runs the desired artifact is in its report, not in this condition.
 	PodConditionPluginReady corev1.PodConditionType = "splice.dev/plugin-ready"
 
 	// MaxReportBytes bounds the report annotation; the API server caps all annotations of an
@@ -93,7 +98,8 @@ const (
 	SwapRolledBack SwapState = "RolledBack"
 	// SwapCrashed: the host process died (its container restarted) while it was opening or
 	// routing calls to the artifact. The agent never has that pod's host load it again; the
-	// rollout controller treats it as a failed swap.
+	// rollout controller treats it as a failed swap. The report's reason is HostCrashed and its
+	// error says how the app container ended, when the pod's status shows it.
 	SwapCrashed SwapState = "Crashed"
 )
 
@@ -148,7 +154,8 @@ type PodReport struct {
 	Digest string `json:"digest"`
 	// State is where the pod stands with Artifact.
 	State SwapState `json:"state"`
-	// Reason is a CamelCase machine-readable cause for Incompatible, Failed and RolledBack.
+	// Reason is a CamelCase machine-readable cause for Incompatible, Failed, RolledBack and
+	// Crashed (MinorAPIChangeNotAllowed and MajorAPIChange: the plugin API step was refused).
 	Reason string `json:"reason,omitempty"`
 	// Error is the human-readable failure, naming what to fix.
 	Error string `json:"error,omitempty"`

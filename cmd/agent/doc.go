@@ -11,13 +11,18 @@
 //	--pod-name, --pod-namespace       default $POD_NAME, $POD_NAMESPACE (downward API)
 //	--registry-insecure=false         plain HTTP to the registry
 //	--max-plugin-bytes=268435456      largest plugin layer pulled
-//	--allow-minor-api-change=true     consent to plugin API minor changes
 //	--host-poll-interval=10s          host status reads between pod events
 //	--host-timeout=10s --load-timeout=3m --pull-timeout=5m --probe-timeout=5s
 //	--wedge-after=5m                  /livez fails once a load has waited this long
 //	--report-counters-interval=1m     report writes caused only by call counters
 //	--kubeconfig                      only out of cluster
 //	--zap-log-level, --zap-devel ...  logging (controller-runtime's zap flags)
+//
+// Consent to a plugin API minor change is not a flag: it comes from the pod, per target (the
+// rollout controller writes splice.dev/allow-minor-api-change from the CompilerVersion's
+// spec.plugin.allowMinorAPIChange), and a major change is never swapped in place. The memory
+// bound likewise comes from the pod (splice.dev/max-loaded-versions, spec.maxLoadedVersions),
+// which the agent hands to the host before it loads.
 //
 // Registry credentials come from the Docker config in $DOCKER_CONFIG (mount a
 // kubernetes.io/dockerconfigjson Secret there); the agent cannot read Secrets itself.

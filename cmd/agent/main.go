@@ -57,7 +57,8 @@ func run() error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := sidecar.NewMetrics(reg)
 	sw, err := sidecar.NewSwapper(sidecar.SwapperOptions{
-		SharedDir: cfg.SharedDir, Host: control.NewClient(cfg.Socket), Pull: cfg.PullOptions(), AllowMinor: cfg.AllowMinor,
+		// No AllowMinor: consent to a minor plugin API change comes from each pod's target.
+		SharedDir: cfg.SharedDir, Host: control.NewClient(cfg.Socket), Pull: cfg.PullOptions(),
 		PullTimeout: cfg.PullTimeout, LoadTimeout: cfg.LoadTimeout, HostTimeout: cfg.HostTimeout, Logger: log, Metrics: metrics,
 	})
 	if err != nil {

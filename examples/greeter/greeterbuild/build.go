@@ -21,7 +21,7 @@ const ModulePath = "github.com/splice-dev/splice"
 // Good and Drills name the plugin sources under examples/greeter/plugins.
 var (
 	Good   = []string{"v1", "v2", "v3"}
-	Drills = []string{"initpanic", "callpanic", "major", "badsymbol", "flaky"}
+	Drills = []string{"initpanic", "callpanic", "gopanic", "major", "badsymbol", "flaky"}
 )
 
 // Builder builds into Out from the module checked out at Root.
