@@ -515,6 +515,7 @@ var _ = Describe("The agent", func() {
 		Expect(h.status(ctx).Instance).NotTo(Equal(first), "a container restart is a new host instance")
 
 		r, p := waitReport(ctx, pod, gp.digest, splicev1.SwapCrashed)
+		GinkgoWriter.Printf("Crashed report's error: %s\n", r.Error)
 		Expect(r.Reason).To(Equal(sidecar.ReasonHostCrashed))
 		Expect(r.Error).To(And(ContainSubstring("the host process died"), ContainSubstring(first),
 			ContainSubstring(`container "app" restarted 1 time`), ContainSubstring("exit code 2"), ContainSubstring("panic: gopanic")))

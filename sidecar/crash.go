@@ -55,9 +55,10 @@ const (
 
 // Operations an attempt marker records: what the agent was asking the host for.
 const (
-	attemptLoad  = "load"
-	attemptSwap  = "swap"
-	attemptRoute = "route"
+	attemptLoad     = "load"
+	attemptLoadSwap = "load-and-swap"
+	attemptSwap     = "swap"
+	attemptRoute    = "route"
 )
 
 // attempt is the marker: the agent is bringing Digest into host instance Instance.
@@ -75,7 +76,7 @@ type Crash struct {
 	// Instance is the host instance that died; NewInstance the one that came after it.
 	Instance    string `json:"instance"`
 	NewInstance string `json:"newInstance"`
-	// Op is what the agent had asked that host for: load, swap or route.
+	// Op is what the agent had asked that host for: load, load-and-swap, swap or route.
 	Op string `json:"op"`
 	// AttemptedAt is when it asked; DetectedAt when it saw the new instance.
 	AttemptedAt time.Time `json:"attemptedAt"`
@@ -268,13 +269,13 @@ func (s *Swapper) removeState(name string) error {
 // crashError says what happened to the host and, from the pod's status, how its app containers
 // ended (splicev1.AnnotationAppContainers, default the first container), when it shows that.
 func crashError(c *Crash, pod *corev1.Pod) error {
-	what := map[string]string{attemptLoad: "opening it", attemptSwap: "making it current", attemptRoute: "routing calls to it"}[c.Op]
+	what := map[string]string{attemptLoad: "open", attemptLoadSwap: "open and serve", attemptSwap: "serve", attemptRoute: "route calls to"}[c.Op]
 	if what == "" {
-		what = "bringing it in"
+		what = "bring in"
 	}
-	msg := fmt.Sprintf("the host process died while the agent was %s (host instance %s ended; the restarted host, instance %s, does not have it): "+
-		"a panic on a goroutine the plugin started, or any other fatal error in it, kills the process. The agent never asks this pod's host to load %s again; roll out another artifact",
-		what, c.Instance, c.NewInstance, c.Digest)
+	msg := fmt.Sprintf("the host process died after the agent asked it to %s %s (host instance %s ended; the restarted host, instance %s, does not have it): "+
+		"a panic on a goroutine the plugin started, or any other fatal error in it, kills the process. The agent never asks this pod's host to load it again; roll out another artifact",
+		what, c.Digest, c.Instance, c.NewInstance)
 	if pod == nil {
 		return errors.New(msg)
 	}

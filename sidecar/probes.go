@@ -109,8 +109,11 @@ func servingText(ann map[string]string, st *control.Status) string {
 	case Satisfied(t, st):
 		return "the host serves " + t.String()
 	}
-	if r := reportFor(t, ann); r != nil && r.State.Failure() {
+	switch r := reportFor(t, ann); {
+	case r != nil && r.State.Failure():
 		return fmt.Sprintf("%s; %s %s: %s: %s", serves, t.Digest, refusedVerb(r.State), r.Reason, r.Error)
+	case r != nil && r.State == splicev1.SwapReady:
+		return fmt.Sprintf("%s (canary %q at %d%%), no longer the desired %s", serves, st.Canary, st.CanaryPercent, t)
 	}
 	return fmt.Sprintf("%s while %s is brought in", serves, t)
 }

@@ -261,7 +261,11 @@ func (s *Swapper) ensure(ctx context.Context, out *Outcome, st *control.Status, 
 		return false
 	}
 	progress(splicev1.SwapSwapping)
-	return s.mark(out, st, p, attemptLoad) && s.load(ctx, out, t, pulled, p)
+	op := attemptLoad
+	if p.swap {
+		op = attemptLoadSwap
+	}
+	return s.mark(out, st, p, op) && s.load(ctx, out, t, pulled, p)
 }
 
 // reuse makes a version the host already holds current (with swap), or reports why it cannot:

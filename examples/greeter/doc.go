@@ -5,7 +5,8 @@
 //
 // Layout: cmd/greeter is the host (an HTTP service linking the host library); plugins/v1..v3
 // are good versions (v2 a patch, v3 a minor API step from v1); plugins/initpanic, callpanic,
-// major and badsymbol are deliberately broken for the drills; greeterbuild builds them all
+// gopanic (a goroutine of its own panics: the host dies), major, badsymbol and flaky are
+// deliberately broken for the drills; greeterbuild builds them all
 // with unique plugin paths; greeterproc runs the host as a child process and greets it; e2e
 // holds the tests that run them.
 //
