@@ -269,3 +269,23 @@ func TestPlanStrictAPIChanges(t *testing.T) {
 	expect(t, "minor without consent", run(strict(true), splicev1.ReasonMinorAPIChangeNotAllowed), evicts(),
 		phaseIs(splicev1.PhaseDegraded), degradedSays("spec.plugin.allowMinorAPIChange"), degradedSays("inc00"))
 }
+
+// A rollout can complete before its version has failed: a host rolls it back on its own once
+// enough calls panic, after every pod had reported Ready. The CompilerVersion must not go on
+// saying Completed and healthy while hosts serve their previous version.
+func TestPlanCompletedThenRolledBackByHosts(t *testing.T) {
+	for _, failure := range []splicev1.SwapState{splicev1.SwapRolledBack, splicev1.SwapCrashed} {
+		t.Run(string(failure), func(t *testing.T) {
+			in := baseInput(rollingPatch(splicev1.FailureRollback), fleet(3))
+			pl := plan(in)
+			for i := 0; i < 10 && pl.phase != splicev1.PhaseCompleted; i++ {
+				in = carry(in, pl, applyPlan(in.pods, pl, nil), t0)
+				pl = plan(in)
+			}
+			expect(t, "completed", pl, phaseIs(splicev1.PhaseCompleted), stableIs(newArt.Digest))
+			in = carry(in, pl, applyPlan(in.pods, pl, map[string]splicev1.SwapState{"p01": failure}), t0)
+			expect(t, "a host backs out of it after the rollout completed", plan(in), phaseIs(splicev1.PhaseDegraded),
+				degradedBy(splicev1.ReasonSwapFailed), degradedSays("p01"), says("after its rollout completed"), says("roll out another artifact"))
+		})
+	}
+}

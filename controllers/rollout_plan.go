@@ -333,6 +333,15 @@ func complete(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 	pl.pauseStart = nil
 	pl.message = fmt.Sprintf("all %d targeted pods run %s; it is now the stable artifact", len(in.pods), in.artifact.Digest)
 	pl.progressing = cond(splicev1.ConditionProgressing, false, splicev1.ReasonRolloutComplete, pl.message)
+	// A rollout completes once every pod serves the artifact; a host may still back out of it
+	// later (its panic threshold reached, or it crashed running it). Nothing is left to roll
+	// back to, so say so: the pods serve what their hosts returned to.
+	if failed, _ := failedPods(in, anyPod); len(failed) > 0 {
+		pl.phase = splicev1.PhaseDegraded
+		pl.message = fmt.Sprintf("%s failed on %s after its rollout completed; those hosts serve the version they returned to: roll out another artifact",
+			in.artifact.Digest, failedSummary(in, failed))
+		pl.degr = cond(splicev1.ConditionDegraded, true, splicev1.ReasonSwapFailed, pl.message)
+	}
 	return pl
 }
 
@@ -499,10 +508,16 @@ func stopFirst(in *rolloutInput, pl *rolloutPlan, bad []string) *rolloutPlan {
 	msg := fmt.Sprintf("first rollout: the swap of %s failed on %s; there is no stable artifact to roll back to, so the rollout stops: "+
 		"every pod keeps what its host serves and no other pod is told %s; annotate %s to try again, or roll out another artifact",
 		in.artifact.Digest, failedSummary(in, bad), in.artifact.Digest, splicev1.AnnotationRetry)
+	return halt(in, pl, splicev1.ReasonRolloutStopped, msg)
+}
+
+// halt keeps every pod where it is (frozen) and makes the rollout Degraded for a failed swap,
+// with progressingReason on Progressing and msg as the message of both.
+func halt(in *rolloutInput, pl *rolloutPlan, progressingReason, msg string) *rolloutPlan {
 	pl.targets = frozen(in)
 	pl.phase = splicev1.PhaseDegraded
 	pl.message = msg
-	pl.progressing = cond(splicev1.ConditionProgressing, false, splicev1.ReasonRolloutStopped, msg)
+	pl.progressing = cond(splicev1.ConditionProgressing, false, progressingReason, msg)
 	pl.degr = cond(splicev1.ConditionDegraded, true, splicev1.ReasonSwapFailed, msg)
 	return pl
 }

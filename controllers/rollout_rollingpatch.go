@@ -34,12 +34,7 @@ func planRollingPatch(in *rolloutInput, pl *rolloutPlan) *rolloutPlan {
 		}
 		msg := fmt.Sprintf("RollingPatch halted (onFailure: Pause): the swap of %s failed on %s; annotate %s to try again or %s to roll back",
 			in.artifact.Digest, failedSummary(in, bad), splicev1.AnnotationRetry, splicev1.AnnotationAbort)
-		pl.targets = frozen(in)
-		pl.phase = splicev1.PhaseDegraded
-		pl.message = msg
-		pl.progressing = cond(splicev1.ConditionProgressing, false, splicev1.ReasonSwapFailed, msg)
-		pl.degr = cond(splicev1.ConditionDegraded, true, splicev1.ReasonSwapFailed, msg)
-		return pl
+		return halt(in, pl, splicev1.ReasonSwapFailed, msg)
 	}
 	batch := batchSize(in.strategy.RollingPatch.MaxUnavailableOrDefault(), len(in.pods))
 	inFlight, done := 0, 0

@@ -754,16 +754,7 @@ func dupListener(ln net.Listener) (int, error) {
 	if !ok {
 		return -1, fmt.Errorf("%T has no descriptor", ln)
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	var dupErr error
-	if err := raw.Control(func(s uintptr) { fd, dupErr = dupCloexec(int(s)) }); err != nil {
-		return -1, err
-	}
-	return fd, dupErr
+	return dupSyscallConn(sc)
 }
 
 func dupCloexec(fd int) (int, error) {

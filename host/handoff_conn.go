@@ -619,6 +619,11 @@ func dupConn(c net.Conn) (int, error) {
 	if !ok {
 		return -1, errNoDescriptor
 	}
+	return dupSyscallConn(sc)
+}
+
+// dupSyscallConn duplicates the descriptor behind sc, close-on-exec, leaving sc as it is.
+func dupSyscallConn(sc syscall.Conn) (int, error) {
 	raw, err := sc.SyscallConn()
 	if err != nil {
 		return -1, err
