@@ -66,7 +66,9 @@ var _ = Describe("Rollouts that fail safely", func() {
 		Expect(cv.Status.RecentFailures).To(ContainElement(And(HaveField("Pod", "greeter-01"), HaveField("State", splicev1.SwapCrashed),
 			HaveField("Message", ContainSubstring("the host crashed running "+digestB)))))
 		Expect(degradedOf(Default, cv).Message).To(And(ContainSubstring("greeter-01"), ContainSubstring("the host crashed running "+digestB)))
-		Expect(cv.Status.Failed).To(Equal(int32(1)))
+		// status.failed counts the pods failing now: greeter-01 may already be back on the
+		// stable artifact when the phase is read, so the count is TestCountPodsAndReady's to
+		// check (Crashed counts as failed); the failure list above keeps what happened.
 		Eventually(func(g Gomega) {
 			g.Expect(f.desired(g, digestA)).To(Equal(3))
 			g.Expect(countEvents(g, f.ns, f.cv.Name, string(splicev1.PhaseRolledBack), "greeter-01", "the host crashed running "+digestB)).To(Equal(1))
