@@ -193,7 +193,7 @@ $(STATICCHECK):
 # Kubernetes built from the Go module proxy into bin/k8s); its state and kubeconfig live here.
 CLUSTER_DIR ?= $(CURDIR)/.local/cluster
 IMAGES_DIR ?= $(CURDIR)/.local/images
-# Images `make images` builds (all by default): pause manager agent builder greeter greeter-variant
+# Images `make images` builds (all by default): pause manager agent builder greeter greeter-variant greeter-api2
 # e2e-services golang.
 # The demo's: it rolls out prebuilt artifacts, so no build Job image (golang) and no variant.
 DEMO_IMAGES ?= pause manager agent builder greeter e2e-services

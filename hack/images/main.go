@@ -14,6 +14,9 @@
 //	greeter-variant splice-greeter:variant   the same, built with -gcflags=fmt=-N -l: plugins
 //	                                         built the usual way are Incompatible with it
 //	                                         (the e2e suite's Strict scenario recreates its pods)
+//	greeter-api2 splice-greeter:api2         the usual host declaring plugin API 2.0.0 and serving
+//	                                         the major drill plugin from the start: the image a
+//	                                         major API change needs (the e2e's major-change path)
 //	e2e-services splice-e2e-services:dev     an OCI registry and a static file server (a GOPROXY
 //	                                         over a module cache) for the end-to-end suite
 //	golang    golang:<go version>            Debian bookworm with gcc, libc6-dev and git
@@ -66,10 +69,13 @@ func images(goVersion, goproxy string) []image {
 		{"agent", "splice-agent:dev", buildAgent},
 		{"builder", "splice-builder:dev", buildBuilder},
 		{"greeter", "splice-greeter:dev", func(ctx context.Context, b *builder) (v1.Image, error) {
-			return buildGreeter(ctx, b, "greeter", nil)
+			return buildGreeter(ctx, b, "greeter", nil, greeterSeed{plugin: "v1"})
 		}},
 		{"greeter-variant", "splice-greeter:variant", func(ctx context.Context, b *builder) (v1.Image, error) {
-			return buildGreeter(ctx, b, "greeter-variant", greeterVariantFlags)
+			return buildGreeter(ctx, b, "greeter-variant", greeterVariantFlags, greeterSeed{plugin: "v1"})
+		}},
+		{"greeter-api2", "splice-greeter:api2", func(ctx context.Context, b *builder) (v1.Image, error) {
+			return buildGreeter(ctx, b, "greeter-api2", nil, greeterSeed{plugin: "major", hostArgs: []string{"-api-version", "2.0.0"}})
 		}},
 		{"e2e-services", "splice-e2e-services:dev", buildE2EServices},
 		{"golang", "golang:" + goVersion, func(ctx context.Context, b *builder) (v1.Image, error) {
@@ -315,14 +321,21 @@ var greeterVariantFlags = []string{"-trimpath", "-gcflags=fmt=-N -l"}
 // greeter-start copies into the shared volume for the host to serve from its first request.
 // flags, when not nil, replace greeterbuild's for the host and the seed plugin; out names the
 // build directory.
-func buildGreeter(ctx context.Context, b *builder, out string, flags []string) (v1.Image, error) {
+// greeterSeed is what a greeter image serves from the start: a plugin of examples/greeter/plugins,
+// and the host's arguments that go with it.
+type greeterSeed struct {
+	plugin   string
+	hostArgs []string
+}
+
+func buildGreeter(ctx context.Context, b *builder, out string, flags []string, sd greeterSeed) (v1.Image, error) {
 	gb := &greeterbuild.Builder{Root: b.root, Out: filepath.Join(b.work, out), Flags: flags}
 	host, err := gb.Host(ctx)
 	if err != nil {
 		return nil, err
 	}
 	// A plugin path of its own, so that no later build can collide with the seed.
-	seed, err := gb.Plugin(ctx, "v1", "image-seed")
+	seed, err := gb.Plugin(ctx, sd.plugin, "image-seed")
 	if err != nil {
 		return nil, err
 	}
@@ -350,7 +363,8 @@ func buildGreeter(ctx context.Context, b *builder, out string, flags []string) (
 	if err != nil {
 		return nil, err
 	}
-	appLayer, err := binariesLayer(map[string]string{"/greeter": host, "/greeter-start": start, "/plugins/v1.so": seed.Path})
+	seedPath := "/plugins/" + sd.plugin + ".so"
+	appLayer, err := binariesLayer(map[string]string{"/greeter": host, "/greeter-start": start, seedPath: seed.Path})
 	if err != nil {
 		return nil, err
 	}
@@ -358,9 +372,9 @@ func buildGreeter(ctx context.Context, b *builder, out string, flags []string) (
 	if err != nil {
 		return nil, err
 	}
-	b.logf("%s: host %s, seed plugin v1 %s, %d shared libraries", out, filepath.Base(host), seed.Digest[:19], len(libs))
+	b.logf("%s: host %s, seed plugin %s %s, %d shared libraries", out, filepath.Base(host), sd.plugin, seed.Digest[:19], len(libs))
 	return config(img, fmt.Sprintf("%d:%d", nonroot, nonroot),
-		[]string{"/greeter-start", "-seed", "/plugins/v1.so", "--", "/greeter", "-addr", ":8080"})
+		append([]string{"/greeter-start", "-seed", seedPath, "--", "/greeter", "-addr", ":8080"}, sd.hostArgs...))
 }
 
 // sharedLibraries lists the files the dynamic loader needs for bins, by path (symlinks as

@@ -37,6 +37,7 @@ type flags struct {
 	maxExtraRSS              uint64
 	panicThreshold, verbose  int
 	drainTimeout             time.Duration
+	apiVersion               string
 }
 
 func parseFlags() (flags, error) {
@@ -51,6 +52,10 @@ func parseFlags() (flags, error) {
 	flag.IntVar(&f.panicThreshold, "panic-threshold", 0, "panics of a version before automatic rollback (0: library default, <0: never)")
 	flag.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "longest wait for connections to close before a re-exec")
 	flag.IntVar(&f.verbose, "v", 0, "log verbosity")
+	// The major-API-change drill: an image whose host declares contract 2.0.0 stands for a host
+	// rebuilt against a new major version of the contract; the drills/major plugin declares the
+	// same. The contract package itself is shared and unchanged, as package hashes require.
+	flag.StringVar(&f.apiVersion, "api-version", greeter.APIVersion, "plugin API version this host declares it was built against (drill: 2.0.0)")
 	flag.Parse()
 	if f.shared == "" {
 		return f, errors.New("-shared is required: the directory holding the control socket and plugin files")
@@ -73,7 +78,7 @@ func run() error {
 	// before any listener is served.
 	slot, err := host.New[greeter.Greeter](host.Options{
 		Logger:           log,
-		APIVersion:       greeter.APIVersion,
+		APIVersion:       f.apiVersion,
 		PanicThreshold:   f.panicThreshold,
 		MaxVersions:      f.maxVersions,
 		MaxExtraRSSBytes: f.maxExtraRSS,
