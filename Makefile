@@ -49,12 +49,14 @@ vet: ## go vet, and fail on unformatted files.
 	@unformatted=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed (run make fmt):"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
+	cd host && go vet ./...
 	go vet -tags e2e ./test/e2e/
 
 .PHONY: lint
 lint: $(STATICCHECK) ## staticcheck (pinned), and no function over the length and complexity bounds of hack/funclint.
 	@echo "staticcheck $(STATICCHECK_VERSION) ./... (a few minutes on a cold cache)"
 	$(STATICCHECK) ./...
+	cd host && $(STATICCHECK) ./...
 	$(STATICCHECK) -tags e2e ./test/e2e/
 	go run ./hack/funclint
 
@@ -68,6 +70,7 @@ test: test-unit test-e2e ## What CI runs: test-unit, then test-e2e (root; a cold
 .PHONY: test-unit
 test-unit: verify-generated vet lint envtest-assets ## Generated files, vet, lint, unit and envtest suites, real plugins and hosts, then every fuzz target for a bounded time (no root, no cluster).
 	go test ./... -count=1 -timeout 30m
+	cd host && go test ./... -count=1 -timeout 10m
 	$(MAKE) --no-print-directory fuzz
 
 # Fuzzing of every parser that reads another party's input (the *_fuzz_test.go files): each target
@@ -79,7 +82,7 @@ test-unit: verify-generated vet lint envtest-assets ## Generated files, vet, lin
 FUZZ_TARGETS ?= \
 	api/v1alpha1:FuzzReportAnnotation:12s api/v1alpha1:FuzzDesiredStateAnnotations:12s \
 	host/control:FuzzDecodeRequest:5s host/control:FuzzDecodeReaders:5s host/control:FuzzClientResponses:5s \
-	artifact:FuzzConfigBlob:5s artifact:FuzzManifest:5s preflight:FuzzReadFacts:5s \
+	artifact:FuzzConfigBlob:5s artifact:FuzzManifest:5s host/preflight:FuzzReadFacts:5s \
 	builder:FuzzParseResult:5s builder:FuzzParseFailure:5s builder:FuzzNewFailure:5s
 
 .PHONY: fuzz
@@ -87,7 +90,8 @@ fuzz: ## Fuzz every parser of another party's input for a few seconds each (11 t
 	@out=$$(mktemp); trap 'rm -f "$$out"' EXIT; \
 	for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; time=$${rest#*:}; \
-		go test ./$$pkg/ -run '^$$' -fuzz "^$$name\$$" -fuzztime $$time -fuzzminimizetime 0 >"$$out" 2>&1; rc=$$?; \
+		dir=.; rel=$$pkg; case $$pkg in host|host/*) dir=host; rel=$${pkg#host}; rel=$${rel#/};; esac; \
+		(cd $$dir && go test ./$$rel -run '^$$' -fuzz "^$$name\$$" -fuzztime $$time -fuzzminimizetime 0) >"$$out" 2>&1; rc=$$?; \
 		execs=$$(grep -o 'execs: [0-9]*' "$$out" | tail -1 | cut -d' ' -f2); \
 		if [ $$rc = 0 ]; then \
 			echo "fuzz $$pkg $$name: ok, $${execs:-0} inputs in $$time"; \
@@ -122,7 +126,7 @@ BENCH_TIME ?= 300ms
 .PHONY: bench-calls
 bench-calls: ## A call through host.Slot (plain, with its version, with a 30% canary) vs a direct interface call, serial and parallel at -cpu 1,2,4, in one table (~1 min).
 	@echo "load average before: $$(cat /proc/loadavg) ($$(nproc) CPUs; parallel columns above that many are oversubscribed)"
-	go test ./host/ -run '^$$' -bench '^Benchmark(Direct|Slot|Counters)' -cpu 1,2,4 -count $(BENCH_COUNT) -benchtime $(BENCH_TIME) | awk "$$BENCH_TABLE_AWK"
+	cd host && go test . -run '^$$' -bench '^Benchmark(Direct|Slot|Counters)' -cpu 1,2,4 -count $(BENCH_COUNT) -benchtime $(BENCH_TIME) | awk "$$BENCH_TABLE_AWK"
 	@echo "load average after:  $$(cat /proc/loadavg)"
 
 # BENCH_TABLE_AWK turns `go test -bench -cpu ...` output into one row per benchmark and one

@@ -31,7 +31,7 @@ import (
 
 	"github.com/splice-dev/splice/examples/greeter/greeterbuild"
 	"github.com/splice-dev/splice/host/control"
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 // plugins are real greeter plugins built once for the package's tests.

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/splice-dev/splice/artifact"
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 // UniqueDirPrefix starts the name of the directory a plugin package is copied into; the rest

@@ -23,7 +23,7 @@ import (
 	"github.com/splice-dev/splice/examples/greeter/greeterbuild"
 	"github.com/splice-dev/splice/host/control"
 	"github.com/splice-dev/splice/internal/testio"
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 // The tests in this file build real plugins from a git repository holding the greeter example

@@ -14,7 +14,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/splice-dev/splice/host/control"
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 // ControlTarget is what the control endpoint drives; *Slot[T] implements it for every T.

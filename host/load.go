@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/splice-dev/splice/host/control"
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 // Load opens a plugin file and verifies it, without routing any call to it. In order:

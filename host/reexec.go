@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/splice-dev/splice/host/control"
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 // slotState is what a slot hands to its next image: the versions that serve and the one to

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 func refDigest(r *stateRef) string {

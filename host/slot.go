@@ -14,7 +14,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/splice-dev/splice/host/control"
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 // Options configure a Slot. The zero value works: symbol "Plugin", API version symbol

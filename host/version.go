@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/splice-dev/splice/host/control"
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 // Version is one plugin version the slot has tried. Its identity is its digest.

@@ -33,7 +33,7 @@ import (
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/host/control"
 	"github.com/splice-dev/splice/internal/testio"
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 	"github.com/splice-dev/splice/sidecar"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/splice-dev/splice/host/control"
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 // The build facts of the plugins a host opened are read once per digest: a later swap finds

@@ -15,7 +15,7 @@ import (
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/host/control"
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 // SwapperOptions configure a Swapper.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/splice-dev/splice/builder"
 	"github.com/splice-dev/splice/examples/greeter/greeterbuild"
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/splice-dev/splice/preflight/preflighttest"
+	"github.com/splice-dev/splice/host/preflight/preflighttest"
 )
 
 // The CLI is tested as users run it: the built binary, its exit status and

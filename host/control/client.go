@@ -10,7 +10,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 // Client talks to a host's control socket. It is safe for concurrent use. Every call honours

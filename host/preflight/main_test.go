@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/splice-dev/splice/preflight"
-	"github.com/splice-dev/splice/preflight/preflighttest"
+	"github.com/splice-dev/splice/host/preflight"
+	"github.com/splice-dev/splice/host/preflight/preflighttest"
 )
 
 // builder builds every artifact of the package's tests once, lazily, into a

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 // Hand-made facts: a host and a plugin that agree on everything.

@@ -1,4 +1,4 @@
-package control_test
+package v1alpha1_test
 
 import (
 	"reflect"
@@ -10,7 +10,7 @@ import (
 )
 
 // TestSnapshotMatchesAPI pins control.Snapshot to api/v1alpha1.RuntimeSnapshot field by field
-// (JSON name, omitempty, Go kind): the agent converts one into the other, and the host library
+// (JSON name, omitempty, Go kind): the agent converts one into the other, and the host module
 // cannot import the API package itself. Only this test links the API package.
 func TestSnapshotMatchesAPI(t *testing.T) {
 	host, api := jsonFields(reflect.TypeFor[control.Snapshot]()), jsonFields(reflect.TypeFor[v1alpha1.RuntimeSnapshot]())

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/splice-dev/splice/preflight"
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 // elfOracle reads what ReadFacts must find, through debug/elf's own symbol
