@@ -34,7 +34,7 @@ func runTests(m *testing.M) int {
 		return 2
 	}
 	defer os.RemoveAll(workDir)
-	testdata, err := filepath.Abs("../../preflight/testdata")
+	testdata, err := filepath.Abs("../../host/preflight/testdata")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "locate testdata:", err)
 		return 2
