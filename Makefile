@@ -50,6 +50,7 @@ vet: ## go vet, and fail on unformatted files.
 	if [ -n "$$unformatted" ]; then echo "gofmt needed (run make fmt):"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
 	cd host && go vet ./...
+	cd examples/grpc-quote && go vet ./...
 	go vet -tags e2e ./test/e2e/
 
 .PHONY: lint
@@ -57,6 +58,7 @@ lint: $(STATICCHECK) ## staticcheck (pinned), and no function over the length an
 	@echo "staticcheck $(STATICCHECK_VERSION) ./... (a few minutes on a cold cache)"
 	$(STATICCHECK) ./...
 	cd host && $(STATICCHECK) ./...
+	cd examples/grpc-quote && $(STATICCHECK) ./...
 	$(STATICCHECK) -tags e2e ./test/e2e/
 	go run ./hack/funclint
 
@@ -71,7 +73,12 @@ test: test-unit test-e2e ## What CI runs: test-unit, then test-e2e (root; a cold
 test-unit: verify-generated vet lint envtest-assets ## Generated files, vet, lint, unit and envtest suites, real plugins and hosts, then every fuzz target for a bounded time (no root, no cluster).
 	go test ./... -count=1 -timeout 30m
 	cd host && go test ./... -count=1 -timeout 10m
+	$(MAKE) --no-print-directory test-examples
 	$(MAKE) --no-print-directory fuzz
+
+.PHONY: test-examples
+test-examples: ## The example services in their own modules (examples/grpc-quote: real host and plugins, a swap and a re-exec under gRPC load).
+	cd examples/grpc-quote && go test ./... -count=1
 
 # Fuzzing of every parser that reads another party's input (the *_fuzz_test.go files): each target
 # for its time, as package:target:time (the go command takes one -fuzz target per run). test-unit

@@ -2,8 +2,6 @@ package sidecar
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/host/control"
@@ -31,22 +29,13 @@ type apiCheck struct {
 // says what to do. A nil error lets it through, also when a version is missing or not a
 // semantic version (the host's own check then decides).
 func apiRefusal(c apiCheck) (failure, error) {
-	plugin, ok := parseAPI(c.plugin)
-	if !ok {
-		return failure{}, nil
-	}
-	host, hostOK := parseAPI(c.hostAPI)
-	serving, servingOK := parseAPI(c.serving)
-	if (hostOK && host.major != plugin.major) || (servingOK && serving.major != plugin.major) {
+	step, base := control.StepAPI(c.hostAPI, c.serving, c.plugin)
+	switch {
+	case step == control.APIStepMajor:
 		return failure{splicev1.SwapIncompatible, splicev1.ReasonMajorAPIChange, false},
 			fmt.Errorf("%s declares plugin API %s; the host is built against API %s and serves %s: a major plugin API change cannot be swapped in place: the pod must be recreated from an image whose host is built against API %d.x",
-				c.ref, c.plugin, orNone(c.hostAPI), orNone(c.serving), plugin.major)
-	}
-	base, baseOK, baseVersion := serving, servingOK, c.serving
-	if !baseOK {
-		base, baseOK, baseVersion = host, hostOK, c.hostAPI
-	}
-	if !baseOK || base.minor == plugin.minor || c.consent {
+				c.ref, c.plugin, orNone(c.hostAPI), orNone(c.serving), control.MajorOf(c.plugin))
+	case step == control.APIStepPatch || c.consent:
 		return failure{}, nil
 	}
 	who := "on the CompilerVersion that manages this pod (annotation " + splicev1.AnnotationCompilerVersion + " names none)"
@@ -55,7 +44,7 @@ func apiRefusal(c apiCheck) (failure, error) {
 	}
 	return failure{splicev1.SwapIncompatible, splicev1.ReasonMinorAPIChangeNotAllowed, false},
 		fmt.Errorf("%s declares plugin API %s; the host serves API %s: a minor plugin API change needs consent: set spec.plugin.allowMinorAPIChange: true %s to consent",
-			c.ref, c.plugin, baseVersion, who)
+			c.ref, c.plugin, base, who)
 }
 
 // consentHint is what a host's refusal of a minor API change (control.CodeAPIMinor) needs
@@ -72,32 +61,4 @@ func orNone(v string) string {
 		return "none"
 	}
 	return v
-}
-
-// semver is the part of a plugin API version the rule reads.
-type semver struct{ major, minor uint64 }
-
-// parseAPI reads MAJOR.MINOR from a version of control.APIVersionPattern (a pre-release, or a
-// build suffix as the host library also accepts, counts as a patch-level difference).
-func parseAPI(v string) (semver, bool) {
-	if v == "" || len(v) > control.MaxAPIVersionBytes {
-		return semver{}, false
-	}
-	rest := strings.TrimPrefix(v, "v")
-	if i := strings.IndexAny(rest, "-+"); i >= 0 {
-		rest = rest[:i]
-	}
-	parts := strings.Split(rest, ".")
-	if len(parts) != 3 {
-		return semver{}, false
-	}
-	var n [3]uint64
-	for i, p := range parts {
-		x, err := strconv.ParseUint(p, 10, 32)
-		if err != nil || (len(p) > 1 && p[0] == '0') {
-			return semver{}, false
-		}
-		n[i] = x
-	}
-	return semver{n[0], n[1]}, true
 }

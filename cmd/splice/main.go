@@ -31,6 +31,13 @@ func (e usageError) Unwrap() error { return e.err }
 var subcommands = []func() *cobra.Command{
 	newPreflightCommand,
 	newFactsCommand,
+	newInitCommand,
+	newRegistryCommand,
+	newPushCommand,
+	newLoadCommand,
+	newSwapCommand,
+	newStatusCommand,
+	newRollbackCommand,
 }
 
 func main() {

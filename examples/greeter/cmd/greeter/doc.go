@@ -12,8 +12,12 @@
 // Signals: SIGHUP re-execs in place (same PID) keeping the current version; SIGTERM and
 // SIGINT drain and exit.
 //
-// It is the reference for wiring the host library: create the Handoff first, then the Slot
-// (which restores the serving versions after a re-exec), then listeners, then serve. It may
-// import only the host library, its control package and the greeter contract; it never
-// imports Kubernetes libraries.
+// Its main is the wiring of a host application in one call: package host/serve creates the
+// Handoff, then the Slot (which restores the serving versions after a re-exec), then the
+// control socket, loads -plugin at a cold start, listens through the Handoff, serves, and
+// handles the signals; serve.RegisterFlags defines the standard flags (-addr, -addr-file,
+// -shared, -plugin, -digest, -max-versions, -max-extra-rss, -panic-threshold, -drain-timeout,
+// -v) and the greeter adds -api-version. Errors from the slot are answered by serve.WriteError
+// (503 before a version serves, 500 when the plugin panicked). It may import only the host
+// library (host, host/serve) and the greeter contract; it never imports Kubernetes libraries.
 package main
