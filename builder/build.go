@@ -62,7 +62,7 @@ func Build(ctx context.Context, o Options, w io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, facts, err := b.record(soPath)
+	res, facts, err := b.record(ctx, soPath)
 	if err != nil {
 		return nil, err
 	}
@@ -122,12 +122,21 @@ func workDir(dir string) (work string, remove func(), err error) {
 }
 
 func (b *pluginBuild) toolchain(ctx context.Context) error {
-	b.p.begin("toolchain", "checking the Go toolchain: want go%s", b.o.GoVersion)
+	if b.o.GoVersion == "" {
+		b.p.begin("toolchain", "checking the Go toolchain: the go on PATH (no --%s given)", FlagGoVersion)
+	} else {
+		b.p.begin("toolchain", "checking the Go toolchain: want go%s", b.o.GoVersion)
+	}
 	v, err := checkToolchain(ctx, b.r, b.tmp, b.o.GoVersion)
 	if err != nil {
 		return err
 	}
 	b.goVersion = v
+	if b.o.GoVersion == "" {
+		b.o.GoVersion = strings.TrimPrefix(v, "go")
+		b.p.note("%s (the go on PATH; hosts must be built with it too), cgo enabled", v)
+		return nil
+	}
 	b.p.note("%s, cgo enabled", v)
 	return nil
 }
@@ -152,7 +161,7 @@ func (b *pluginBuild) source(ctx context.Context) error {
 func (b *pluginBuild) resolve(ctx context.Context) error {
 	b.p.begin("inputs", "resolving package %s and its dependencies", b.o.Package)
 	var err error
-	if b.pkgDir, err = packageDir(b.co.root, b.o.Package); err != nil {
+	if b.pkgDir, err = packageDir(b.o.names(), b.co.root, b.o.Package); err != nil {
 		return err
 	}
 	if b.in, err = resolveInputs(ctx, b.r, b.pkgDir, b.o.Tags); err != nil {
@@ -178,7 +187,7 @@ func (b *pluginBuild) copy() error {
 }
 
 func (b *pluginBuild) checkAPIVersion() error {
-	v, err := resolveAPIVersion(b.o.APIVersion, b.unique, append(append([]string{}, b.in.pkg.GoFiles...), b.in.pkg.CgoFiles...))
+	v, err := resolveAPIVersion(b.o.names(), b.o.APIVersion, b.unique, append(append([]string{}, b.in.pkg.GoFiles...), b.in.pkg.CgoFiles...))
 	if err != nil {
 		return err
 	}
@@ -207,10 +216,13 @@ func (b *pluginBuild) compile(ctx context.Context) (string, error) {
 }
 
 // record reads and checks the built plugin's facts, and starts the result from them.
-func (b *pluginBuild) record(soPath string) (*Result, *preflight.Facts, error) {
+func (b *pluginBuild) record(ctx context.Context, soPath string) (*Result, *preflight.Facts, error) {
 	b.p.begin("facts", "recording the build facts")
-	facts, err := pluginFacts(soPath, b.pluginPath, b.goVersion, b.o.Symbol)
+	facts, err := pluginFacts(b.o.names(), soPath, b.pluginPath, b.goVersion, b.o.Symbol)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := b.checkConstructor(ctx); err != nil {
 		return nil, nil, err
 	}
 	b.p.note("plugin path %s, %d packages, %s/%s %s", facts.PluginPath, len(facts.Packages), facts.GOOS, facts.GOARCH, facts.GOAMD64)
@@ -242,7 +254,7 @@ func (b *pluginBuild) push(ctx context.Context, res *Result, soPath string, fact
 	var err error
 	res.Ref, res.Digest, err = artifact.Push(ctx, b.o.Repository, soPath, cfg, opts...)
 	if err != nil {
-		return failf(ReasonPushFailed, "%v; check the repository name, the push credentials (spec.plugin.pushSecretRef) and that the registry is reachable", err)
+		return failf(ReasonPushFailed, "%v; check the repository name, the push credentials (%s) and that the registry is reachable", err, b.o.names().name(fieldPushSecret))
 	}
 	b.p.note("%s", res.Ref)
 	return nil
@@ -264,18 +276,22 @@ func (b *pluginBuild) output(res *Result, soPath string, facts *preflight.Facts)
 
 // checkToolchain refuses any go command but the exact release asked for. Go loads a plugin
 // only into a host built by the identical toolchain; a different patch release may even load
-// and then misbehave, so "close" is not good enough.
+// and then misbehave, so "close" is not good enough. An empty want takes the go on PATH.
 func checkToolchain(ctx context.Context, r *runner, dir, want string) (string, error) {
+	image := "golang:" + want
+	if want == "" {
+		image = "golang:<the hosts' Go release>"
+	}
 	out, err := r.output(ctx, dir, "go", "env", "GOVERSION", "CGO_ENABLED", "CC")
 	if err != nil {
-		return "", failf(ReasonToolchainMismatch, "run the go command: %v; build in the golang:%s image", err, want)
+		return "", failf(ReasonToolchainMismatch, "run the go command: %v; install Go, or build in the %s image", err, image)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) != 3 {
 		return "", failf(ReasonInternal, "go env printed %q, want three lines", out)
 	}
 	got, cgo, cc := strings.TrimSpace(lines[0]), strings.TrimSpace(lines[1]), strings.TrimSpace(lines[2])
-	if got != "go"+want {
+	if want != "" && got != "go"+want {
 		return "", failf(ReasonToolchainMismatch, "the go command is %s, but go%s was asked for: run the builder in the golang:%s image (or put that exact release first on PATH); Go loads plugins only into hosts built by the identical release",
 			got, want, want)
 	}
@@ -284,7 +300,7 @@ func checkToolchain(ctx context.Context, r *runner, dir, want string) (string, e
 	}
 	if ccPath := strings.Fields(cc); len(ccPath) > 0 {
 		if _, err := exec.LookPath(ccPath[0]); err != nil {
-			return "", failf(ReasonToolchainMismatch, "cgo needs the C compiler %q, which is not installed: use the golang:%s image (Debian based, with gcc) or install it", ccPath[0], want)
+			return "", failf(ReasonToolchainMismatch, "cgo needs the C compiler %q, which is not installed: use the %s image (Debian based, with gcc) or install it", ccPath[0], image)
 		}
 	}
 	return got, nil
@@ -292,7 +308,7 @@ func checkToolchain(ctx context.Context, r *runner, dir, want string) (string, e
 
 // packageDir resolves the package directory and requires it to stay inside the checkout,
 // symbolic links included.
-func packageDir(root, pkg string) (string, error) {
+func packageDir(names FieldNames, root, pkg string) (string, error) {
 	dir := filepath.Join(root, filepath.FromSlash(pkg))
 	realRoot, err := filepath.EvalSymlinks(root)
 	if err != nil {
@@ -300,7 +316,7 @@ func packageDir(root, pkg string) (string, error) {
 	}
 	realDir, err := filepath.EvalSymlinks(dir)
 	if err != nil {
-		return "", failf(ReasonPackageInvalid, "package directory %s does not exist in the source (check spec.plugin.package against the repository at this revision): %v", pkg, err)
+		return "", failf(ReasonPackageInvalid, "package directory %s does not exist in the source (check %s against the repository at this revision): %v", pkg, names.name(fieldPackage), err)
 	}
 	rel, err := filepath.Rel(realRoot, realDir)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
@@ -351,27 +367,27 @@ func copyFile(src, dst string, mode os.FileMode) error {
 
 // resolveAPIVersion reconciles the API version asked for with the one the plugin declares:
 // hosts read the declared one, so the artifact must carry that value.
-func resolveAPIVersion(want, dir string, goFiles []string) (string, error) {
+func resolveAPIVersion(names FieldNames, want, dir string, goFiles []string) (string, error) {
 	declared, err := declaredAPIVersion(dir, goFiles)
 	if err != nil {
 		return "", failf(ReasonAPIVersionMismatch, "read the plugin's APIVersion: %v", err)
 	}
 	switch {
 	case declared == "" && want == "":
-		return "", failf(ReasonAPIVersionMismatch, "the plugin declares no API version: add `var APIVersion = \"1.0.0\"` to its main package (hosts compare it before a swap), or set spec.plugin.apiVersion")
+		return "", failf(ReasonAPIVersionMismatch, "the plugin declares no API version: add `var APIVersion = \"1.0.0\"` to its main package (hosts compare it before a swap), or %s", names.set(fieldAPIVersion))
 	case declared == "":
 		return want, nil
 	case !ValidAPIVersion(declared):
 		return "", failf(ReasonAPIVersionMismatch, "the plugin declares APIVersion %q, which is not a semantic version such as 1.0.0", declared)
 	case want != "" && !SameAPIVersion(want, declared):
-		return "", failf(ReasonAPIVersionMismatch, "spec.plugin.apiVersion is %s but the plugin declares APIVersion %q at this revision: make them agree (hosts trust the plugin's own)", want, declared)
+		return "", failf(ReasonAPIVersionMismatch, "%s is %s but the plugin declares APIVersion %q at this revision: make them agree (hosts trust the plugin's own)", names.name(fieldAPIVersion), want, declared)
 	}
 	return declared, nil
 }
 
 // pluginFacts reads the built plugin's facts and checks what the build promised: a plugin,
 // by the toolchain checked, with the plugin path of the unique copy, exporting symbol.
-func pluginFacts(soPath, pluginPath, goVersion, symbol string) (*preflight.Facts, error) {
+func pluginFacts(names FieldNames, soPath, pluginPath, goVersion, symbol string) (*preflight.Facts, error) {
 	facts, err := preflight.ReadFacts(soPath)
 	if err != nil {
 		return nil, failf(ReasonInternal, "record build facts: %v", err)
@@ -386,7 +402,7 @@ func pluginFacts(soPath, pluginPath, goVersion, symbol string) (*preflight.Facts
 	case !facts.CGO:
 		return nil, failf(ReasonInternal, "the plugin was built without cgo")
 	}
-	if err := exportsSymbol(soPath, pluginPath, symbol); err != nil {
+	if err := exportsSymbol(names, soPath, pluginPath, symbol); err != nil {
 		return nil, err
 	}
 	return facts, nil
@@ -394,7 +410,7 @@ func pluginFacts(soPath, pluginPath, goVersion, symbol string) (*preflight.Facts
 
 // exportsSymbol checks the plugin's dynamic symbol table for pluginPath.symbol, the name
 // plugin.Lookup resolves (through dlsym) in the host.
-func exportsSymbol(soPath, pluginPath, symbol string) error {
+func exportsSymbol(names FieldNames, soPath, pluginPath, symbol string) error {
 	f, err := elf.Open(soPath)
 	if err != nil {
 		return failf(ReasonInternal, "open %s: %v", soPath, err)
@@ -410,7 +426,7 @@ func exportsSymbol(soPath, pluginPath, symbol string) error {
 			return nil
 		}
 	}
-	return failf(ReasonSymbolNotFound, "the plugin does not export %s: declare `func %s() ...` (or `var %s = ...`) in its main package, or set spec.plugin.symbol to the name it exports", symbol, symbol, symbol)
+	return failf(ReasonSymbolNotFound, "the plugin does not export %s: declare `func %s() T` (T the interface the hosts load it as) in its main package, or %s naming the constructor it exports", symbol, symbol, names.set(fieldSymbol))
 }
 
 // pathToPrefix escapes an import path the way the Go linker names its symbols

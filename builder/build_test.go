@@ -22,8 +22,8 @@ import (
 	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/examples/greeter/greeterbuild"
 	"github.com/splice-dev/splice/host/control"
-	"github.com/splice-dev/splice/internal/testio"
 	"github.com/splice-dev/splice/host/preflight"
+	"github.com/splice-dev/splice/internal/testio"
 )
 
 // The tests in this file build real plugins from a git repository holding the greeter example
@@ -449,14 +449,18 @@ func TestBuildFailuresSayWhatToFix(t *testing.T) {
 	}{
 		{"unknown revision", Options{GitURL: fx.url, Revision: "no-such-branch", Package: "./examples/greeter/plugins/v1"},
 			ReasonSourceUnavailable, "no-such-branch"},
-		{"missing package", Options{GitURL: fx.url, Revision: fx.revA, Package: "./plugins/v1"},
+		{"missing package", Options{GitURL: fx.url, Revision: fx.revA, Package: "./plugins/v1", BuildKey: "k"},
 			ReasonPackageInvalid, "spec.plugin.package"},
+		{"missing package, command line", Options{GitURL: fx.url, Revision: fx.revA, Package: "./plugins/v1"},
+			ReasonPackageInvalid, "check --package"},
 		{"not a main package", Options{GitURL: fx.url, Revision: fx.revA, Package: "./examples/greeter"},
 			ReasonPackageInvalid, "must be package main"},
-		{"symbol not exported", Options{GitURL: fx.url, Revision: fx.revA, Package: "./examples/greeter/plugins/v1", Symbol: "Greeter"},
+		{"symbol not exported", Options{GitURL: fx.url, Revision: fx.revA, Package: "./examples/greeter/plugins/v1", Symbol: "Greeter", BuildKey: "k"},
 			ReasonSymbolNotFound, "spec.plugin.symbol"},
+		{"symbol not exported, command line", Options{GitURL: fx.url, Revision: fx.revA, Package: "./examples/greeter/plugins/v1", Symbol: "Greeter"},
+			ReasonSymbolNotFound, "pass --symbol"},
 		{"API version disagrees with the plugin", Options{GitURL: fx.url, Revision: fx.revA, Package: "./examples/greeter/plugins/v1", APIVersion: "2.0.0"},
-			ReasonAPIVersionMismatch, `declares APIVersion "1.0.0"`},
+			ReasonAPIVersionMismatch, `--api-version is 2.0.0 but the plugin declares APIVersion "1.0.0"`},
 		{"unreachable registry", Options{GitURL: fx.url, Revision: fx.revA, Package: "./examples/greeter/plugins/v1", Repository: "127.0.0.1:1/team/plugin"},
 			ReasonPushFailed, "127.0.0.1:1"},
 	}

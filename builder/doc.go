@@ -22,7 +22,21 @@
 //
 // The build facts are read back from the .so with preflight.ReadFacts (the format the
 // preflight and the agent read), checked against what was asked for (plugin path, toolchain,
-// exported symbol), and pushed with artifact.Push. The Result — or a Failure with a Reason —
+// exported symbol), and pushed with artifact.Push. Before that the constructor is
+// type-checked (symbol.go): go/types checks the plugin's main package against the export data
+// `go list -export` gives for its dependencies, built with the same flags (from the build
+// cache, so it costs about one compile of the main package, and nothing is loaded). Options.Symbol must be a
+// function without parameters returning an interface, and exactly func() Options.Contract
+// when a contract is given, since hosts assert sym.(func() T); otherwise the build fails with
+// SymbolTypeMismatch naming the symbol, the type the hosts need and the type it has.
+//
+// Errors name the inputs the way the caller gave them (Options.FieldNames): the builder's
+// flags (--api-version) on the command line, the Build resource's fields
+// (spec.plugin.apiVersion) when the build controller runs it, recognized by --build-key. On
+// the command line --go-version may be left out: the build takes the release of the go on
+// PATH (`go env GOVERSION`), the toolchain that compiles the plugin — not runtime.Version(),
+// the one that compiled the builder, which may well differ; the hosts must be built with that
+// same release. The controller always names the release. The Result — or a Failure with a Reason —
 // is printed as JSON and written to the container's termination message, where the
 // controller reads it (ParseResult, ParseFailure).
 //

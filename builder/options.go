@@ -28,12 +28,24 @@ type Options struct {
 	GitCredentials string
 	// Package is the plugin's main package directory, relative to the repository root.
 	Package string
-	// GoVersion is the exact Go release the plugin must be built with, e.g. "1.26.8".
+	// GoVersion is the exact Go release the plugin must be built with, e.g. "1.26.8". Empty
+	// (allowed only outside the build controller, see FieldNames) takes the release of the go
+	// command on PATH, `go env GOVERSION`: the toolchain that will compile the plugin, not the
+	// one that built the builder.
 	GoVersion string
 	// Tags are the build tags.
 	Tags []string
-	// Symbol is the exported name hosts look up; the build fails when the plugin lacks it.
+	// Symbol is the exported name hosts look up; the build fails when the plugin lacks it,
+	// or when it is not a function without parameters returning one interface value.
 	Symbol string
+	// Contract is the interface the hosts' Slot[T] is instantiated with, as
+	// "import/path.Name" (e.g. "github.com/acme/svc/api.Greeter"). When set, the build fails
+	// unless Symbol is exactly `func() Contract`, the type the host asserts at load.
+	Contract string
+	// FieldNames says how errors name these inputs: FieldNamesFlags (the builder's flags) or
+	// FieldNamesCRD (the Build resource's fields, for the build controller). Empty: CRD fields
+	// when BuildKey is set (the controller always sets it), flags otherwise.
+	FieldNames FieldNames
 	// APIVersion is the plugin API version expected; empty takes the one the plugin declares.
 	APIVersion string
 	// Repository is where the artifact is pushed (registry/path/name); empty builds only.
@@ -69,6 +81,8 @@ const (
 	FlagGoVersion              = "go-version"
 	FlagTags                   = "tags"
 	FlagSymbol                 = "symbol"
+	FlagContract               = "contract"
+	FlagFieldNames             = "field-names"
 	FlagAPIVersion             = "api-version"
 	FlagRepository             = "repository"
 	FlagInsecure               = "insecure"
@@ -86,9 +100,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Revision, FlagRevision, o.Revision, "commit, tag or branch to build (with --git-url)")
 	fs.StringVar(&o.GitCredentials, FlagGitCredentials, o.GitCredentials, "directory with git credentials: username+password, or ssh-privatekey [+known_hosts]")
 	fs.StringVar(&o.Package, FlagPackage, o.Package, "the plugin's main package directory, relative to the repository root (e.g. ./plugins/greeter)")
-	fs.StringVar(&o.GoVersion, FlagGoVersion, o.GoVersion, "exact Go release to build with, e.g. 1.26.8; the build is refused when `go` is any other")
+	fs.StringVar(&o.GoVersion, FlagGoVersion, o.GoVersion, "exact Go release to build with, e.g. 1.26.8; the build is refused when `go` is any other (default: the release of the go on PATH)")
 	fs.StringSliceVar(&o.Tags, FlagTags, o.Tags, "build tags, comma-separated")
-	fs.StringVar(&o.Symbol, FlagSymbol, o.Symbol, "exported symbol hosts look up; the build fails when the plugin does not export it")
+	fs.StringVar(&o.Symbol, FlagSymbol, o.Symbol, "exported constructor hosts look up; the build fails unless the plugin exports it as a func() returning an interface")
+	fs.StringVar(&o.Contract, FlagContract, o.Contract, "interface the hosts load the plugin as, import/path.Name (e.g. github.com/acme/svc/api.Greeter); the build fails unless --symbol is exactly func() of it")
+	fs.StringVar((*string)(&o.FieldNames), FlagFieldNames, string(o.FieldNames), "how errors name the inputs: flags, or crd (the Build resource's fields; the default with --build-key)")
 	fs.StringVar(&o.APIVersion, FlagAPIVersion, o.APIVersion, "plugin API version expected (default: the plugin's own `var APIVersion = \"x.y.z\"`)")
 	fs.StringVar(&o.Repository, FlagRepository, o.Repository, "OCI repository to push the artifact to (registry/path/name); without it the plugin is only built")
 	fs.BoolVar(&o.Insecure, FlagInsecure, o.Insecure, "use plain HTTP for the registry")
@@ -109,8 +125,9 @@ func DefaultOptions() Options {
 }
 
 var (
-	symbolRE = regexp.MustCompile(`^[A-Z][A-Za-z0-9_]*$`)
-	tagRE    = regexp.MustCompile(`^[A-Za-z0-9_.]+$`)
+	symbolRE   = regexp.MustCompile(`^[A-Z][A-Za-z0-9_]*$`)
+	contractRE = regexp.MustCompile(`^[A-Za-z0-9_.~+-]+(/[A-Za-z0-9_.~+-]+)*\.[A-Z][A-Za-z0-9_]*$`)
+	tagRE      = regexp.MustCompile(`^[A-Za-z0-9_.]+$`)
 )
 
 // Validate checks the options before anything runs, and normalizes GoVersion ("go1.26.8" is
@@ -122,19 +139,18 @@ func (o *Options) Validate() error {
 		errs = append(errs, err)
 	}
 	o.GoVersion = strings.TrimPrefix(o.GoVersion, "go")
-	if !releaseRE.MatchString(o.GoVersion) {
-		bad("--%s %q must be an exact Go release such as 1.26.8", FlagGoVersion, o.GoVersion)
-	}
+	o.toolchainErrors(bad)
+	n := o.names()
 	if o.Package == "" {
-		bad("--%s is required: the plugin's main package directory, relative to the repository root", FlagPackage)
+		bad("%s is required: the plugin's main package directory, relative to the repository root", n.name(fieldPackage))
 	} else if p := path.Clean(strings.ReplaceAll(o.Package, `\`, "/")); path.IsAbs(p) || p == ".." || strings.HasPrefix(p, "../") {
-		bad("--%s %q must be a directory inside the repository, relative to its root", FlagPackage, o.Package)
+		bad("%s %q must be a directory inside the repository, relative to its root", n.name(fieldPackage), o.Package)
 	}
 	if !symbolRE.MatchString(o.Symbol) {
-		bad("--%s %q must be an exported Go identifier such as Plugin", FlagSymbol, o.Symbol)
+		bad("%s %q must be an exported Go identifier such as Plugin", n.name(fieldSymbol), o.Symbol)
 	}
 	if o.APIVersion != "" && !ValidAPIVersion(o.APIVersion) {
-		bad("--%s %q must be a semantic version such as 1.4.0, of at most %d bytes", FlagAPIVersion, o.APIVersion, control.MaxAPIVersionBytes)
+		bad("%s %q must be a semantic version such as 1.4.0, of at most %d bytes", n.name(fieldAPIVersion), o.APIVersion, control.MaxAPIVersionBytes)
 	}
 	for _, t := range o.Tags {
 		if !tagRE.MatchString(t) {
@@ -148,6 +164,23 @@ func (o *Options) Validate() error {
 		return &Error{Reason: ReasonInvalidInput, Err: errors.Join(errs...)}
 	}
 	return nil
+}
+
+// toolchainErrors reports what is wrong with the Go release, the contract and the naming.
+func (o *Options) toolchainErrors(bad func(format string, args ...any)) {
+	n := o.names()
+	switch {
+	case o.GoVersion == "" && n == FieldNamesCRD:
+		bad("%s is required: the exact Go release the hosts were built with, such as 1.26.8", n.name(fieldGoVersion))
+	case o.GoVersion != "" && !releaseRE.MatchString(o.GoVersion):
+		bad("%s %q must be an exact Go release such as 1.26.8", n.name(fieldGoVersion), o.GoVersion)
+	}
+	if o.FieldNames != "" && o.FieldNames != FieldNamesFlags && o.FieldNames != FieldNamesCRD {
+		bad("--%s %q must be %s or %s", FlagFieldNames, o.FieldNames, FieldNamesFlags, FieldNamesCRD)
+	}
+	if o.Contract != "" && !contractRE.MatchString(o.Contract) {
+		bad("%s %q must be an interface named by its package's import path and its name, such as github.com/acme/svc/api.Greeter", n.name(fieldContract), o.Contract)
+	}
 }
 
 // sourceError is what is wrong with the source flags: exactly one of a checkout and a clone,
@@ -178,5 +211,69 @@ func (o *Options) sourceDate(commitTime time.Time, now time.Time) time.Time {
 		return commitTime.UTC()
 	default:
 		return now.UTC()
+	}
+}
+
+// FieldNames says how errors name a build's inputs.
+type FieldNames string
+
+const (
+	// FieldNamesFlags names the builder's flags (--api-version): a person at a shell.
+	FieldNamesFlags FieldNames = "flags"
+	// FieldNamesCRD names the Build resource's fields (spec.plugin.apiVersion): what a user of
+	// the build controller edits.
+	FieldNamesCRD FieldNames = "crd"
+)
+
+// Inputs errors name, by their CRD field.
+const (
+	fieldPackage    = "package"
+	fieldSymbol     = "symbol"
+	fieldAPIVersion = "apiVersion"
+	fieldGoVersion  = "goVersion"
+	fieldContract   = "contract"
+	fieldGitSecret  = "gitSecret"
+	fieldPushSecret = "pushSecret"
+)
+
+var fieldFlags = map[string]string{
+	fieldPackage: "--" + FlagPackage, fieldSymbol: "--" + FlagSymbol, fieldAPIVersion: "--" + FlagAPIVersion,
+	fieldGoVersion: "--" + FlagGoVersion, fieldContract: "--" + FlagContract,
+	fieldGitSecret:  "--" + FlagGitCredentials,
+	fieldPushSecret: "the registry login (docker login, or DOCKER_CONFIG)",
+}
+
+var fieldCRD = map[string]string{
+	fieldPackage: "spec.plugin.package", fieldSymbol: "spec.plugin.symbol", fieldAPIVersion: "spec.plugin.apiVersion",
+	fieldGoVersion: "spec.goVersion", fieldContract: "--" + FlagContract, // no Build field sets it
+	fieldGitSecret:  "spec.plugin.source.git.secretRef",
+	fieldPushSecret: "spec.plugin.pushSecretRef",
+}
+
+// name is how n names field.
+func (n FieldNames) name(field string) string {
+	if n == FieldNamesCRD {
+		return fieldCRD[field]
+	}
+	return fieldFlags[field]
+}
+
+// set is how n tells the user to give field: "set spec.plugin.symbol", "pass --symbol".
+func (n FieldNames) set(field string) string {
+	if n == FieldNamesCRD {
+		return "set " + n.name(field)
+	}
+	return "pass " + n.name(field)
+}
+
+// names is the naming o's errors use.
+func (o *Options) names() FieldNames {
+	switch {
+	case o.FieldNames != "":
+		return o.FieldNames
+	case o.BuildKey != "":
+		return FieldNamesCRD
+	default:
+		return FieldNamesFlags
 	}
 }

@@ -70,6 +70,10 @@ const (
 	ReasonCompileFailed = "CompileFailed"
 	// ReasonSymbolNotFound: the plugin does not export the symbol hosts look up.
 	ReasonSymbolNotFound = "SymbolNotFound"
+	// ReasonSymbolTypeMismatch: the symbol is not the constructor hosts can use: not a
+	// function, with parameters, not returning an interface, or (with a contract) not
+	// exactly func() Contract.
+	ReasonSymbolTypeMismatch = "SymbolTypeMismatch"
 	// ReasonAPIVersionMismatch: the API version asked for differs from the one the plugin
 	// declares, or the plugin declares none.
 	ReasonAPIVersionMismatch = "APIVersionMismatch"
@@ -82,7 +86,7 @@ const (
 // KnownReasons are the reasons a Failure may carry.
 var KnownReasons = map[string]bool{
 	ReasonInvalidInput: true, ReasonToolchainMismatch: true, ReasonSourceUnavailable: true,
-	ReasonPackageInvalid: true, ReasonCompileFailed: true, ReasonSymbolNotFound: true,
+	ReasonPackageInvalid: true, ReasonCompileFailed: true, ReasonSymbolNotFound: true, ReasonSymbolTypeMismatch: true,
 	ReasonAPIVersionMismatch: true, ReasonPushFailed: true, ReasonInternal: true,
 }
 

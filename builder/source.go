@@ -51,7 +51,7 @@ func clone(ctx context.Context, o *Options, dir, tmp string, p *progress) (*chec
 	} else {
 		p.note("shallow fetch of %s refused (%s); fetching the whole history", o.Revision, lastLine(err.Error()))
 		if err := git("fetch", "--quiet", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"); err != nil {
-			return nil, failf(ReasonSourceUnavailable, "fetch %s: %v; check the URL, the credentials (spec.plugin.source.git.secretRef) and the network", redactURL(o.GitURL), err)
+			return nil, failf(ReasonSourceUnavailable, "fetch %s: %v; check the URL, the credentials (%s) and the network", redactURL(o.GitURL), err, o.names().name(fieldGitSecret))
 		}
 		for _, cand := range []string{o.Revision, "origin/" + o.Revision} {
 			if _, err := r.output(ctx, dir, "git", "rev-parse", "--verify", "--quiet", cand+"^{commit}"); err == nil {

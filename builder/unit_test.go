@@ -242,7 +242,7 @@ func TestResolveAPIVersion(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\n"+tt.src+"\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, err := resolveAPIVersion(tt.want, dir, []string{"main.go"})
+			got, err := resolveAPIVersion(FieldNamesFlags, tt.want, dir, []string{"main.go"})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || ReasonOf(err) != ReasonAPIVersionMismatch {
 					t.Fatalf("err = %v; want APIVersionMismatch containing %q", err, tt.wantErr)
@@ -351,5 +351,67 @@ func TestWriteTermination(t *testing.T) {
 	b, err := os.ReadFile(missing)
 	if err != nil || string(b) != `{"reason":"Internal","error":"x"}` {
 		t.Fatalf("termination message %q, %v", b, err)
+	}
+}
+
+// TestFieldNamesFollowTheCaller: errors name the builder's flags on the command line and the
+// Build's CRD fields when the build controller runs it (it always passes --build-key).
+func TestFieldNamesFollowTheCaller(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nvar APIVersion = \"1.2.3\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	none := t.TempDir()
+	if err := os.WriteFile(filepath.Join(none, "main.go"), []byte("package main\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cli, crd := Options{}, Options{BuildKey: "k"}
+	if cli.names() != FieldNamesFlags || crd.names() != FieldNamesCRD || (&Options{FieldNames: FieldNamesCRD}).names() != FieldNamesCRD {
+		t.Fatalf("names: cli %s, controller %s", cli.names(), crd.names())
+	}
+	for _, tt := range []struct {
+		o          Options
+		dir, want  string
+		apiVersion string
+		not        string
+	}{
+		{cli, dir, "--api-version is 1.3.0", "1.3.0", "spec."},
+		{crd, dir, "spec.plugin.apiVersion is 1.3.0", "1.3.0", "--api-version"},
+		{cli, none, "or pass --api-version", "", "spec."},
+		{crd, none, "or set spec.plugin.apiVersion", "", "--api-version"},
+	} {
+		_, err := resolveAPIVersion(tt.o.names(), tt.apiVersion, tt.dir, []string{"main.go"})
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), tt.not) {
+			t.Errorf("%s: %v; want %q and no %q", tt.o.names(), err, tt.want, tt.not)
+		}
+	}
+	for _, tt := range []struct {
+		field, flags, crd string
+	}{
+		{fieldPackage, "--package", "spec.plugin.package"},
+		{fieldSymbol, "--symbol", "spec.plugin.symbol"},
+		{fieldAPIVersion, "--api-version", "spec.plugin.apiVersion"},
+		{fieldGoVersion, "--go-version", "spec.goVersion"},
+		{fieldContract, "--contract", "--contract"}, // no Build field sets it
+	} {
+		if got := FieldNamesFlags.name(tt.field); got != tt.flags {
+			t.Errorf("flags name of %s = %q, want %q", tt.field, got, tt.flags)
+		}
+		if got := FieldNamesCRD.name(tt.field); got != tt.crd {
+			t.Errorf("CRD name of %s = %q, want %q", tt.field, got, tt.crd)
+		}
+	}
+}
+
+// TestGoVersionDefaultsLocally: without --go-version a local build takes the go on PATH; the
+// controller's always names one.
+func TestGoVersionDefaultsLocally(t *testing.T) {
+	o := Options{Source: ".", Package: "./p", Symbol: "Plugin"}
+	if err := o.Validate(); err != nil {
+		t.Errorf("local build without --go-version: %v; want it accepted", err)
+	}
+	o = Options{Source: ".", Package: "./p", Symbol: "Plugin", BuildKey: "k"}
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "spec.goVersion") {
+		t.Errorf("controller build without a Go version: %v; want an error naming spec.goVersion", err)
 	}
 }

@@ -24,6 +24,17 @@
 // current one serves all the same; the log and Status().LastSwap.Reason say so, and Rollback
 // answers ErrNoPrevious. See Handoff for the sequence.
 //
+// Digests name builds. A version is named by the digest it was loaded under: a plugin file
+// loaded by hand (an image starting its plugin with -plugin) is named by its file's sha256,
+// "sha256:<hex>" as control.FileDigest computes it, unless the caller names it by its
+// artifact's manifest digest (-digest, or a PluginDigest option); the agent names what it
+// pulls by the artifact's manifest digest. An artifact's manifest digest and its layer's
+// sha256 name the same build, so when Load is given a file holding exactly the bytes of a
+// version already loaded (equal sha256), it opens nothing: the new digest becomes an alias of
+// that version (VersionStatus.Aliases; every request accepts it) and Load succeeds, so rolling
+// out the artifact a host already runs is a no-op swap rather than a DuplicatePluginPath
+// refusal. A digest names one build: naming another file by an alias is ErrDigestInUse.
+//
 // NewControlHandler serves the control endpoint (HTTP+JSON on a 0600 unix socket in the
 // directory shared with the agent sidecar); package host/control holds its wire types and a
 // client.

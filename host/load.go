@@ -17,6 +17,9 @@ import (
 
 // Load opens a plugin file and verifies it, without routing any call to it. In order:
 //   - the path is resolved (symlinks, cleaned) and must name a regular file;
+//   - a file holding exactly the bytes of a loaded version (the same sha256) is that build:
+//     digest is recorded as an alias of the version — unless it names another version — and
+//     Load succeeds without opening anything (see the package doc on digests);
 //   - a path presented before in this process is refused (ErrPathTried), whatever happened
 //     to it: reopening a failed path can hang forever and a loaded one returns the old plugin;
 //   - the digest must not name another version already (ErrDigestInUse);
@@ -46,7 +49,14 @@ func (s *Slot[T]) Load(ctx context.Context, path, digest string) (control.Versio
 		}
 	}()
 
+	fileDigest, _ := control.FileDigest(real) // an unreadable file fails in open, as before
 	s.mu.Lock()
+	if v := s.sameBuild(fileDigest, digest); v != nil {
+		vs := s.alias(v, digest)
+		s.mu.Unlock()
+		s.log.Info("plugin already loaded: the digest names the same build", "digest", digest, "loadedAs", v.digest, "fileDigest", fileDigest, "path", real)
+		return vs, nil
+	}
 	if d, ok := s.tried[real]; ok {
 		s.mu.Unlock()
 		return control.VersionStatus{}, fmt.Errorf("load %s: %w (under digest %s); write every version to a file of its own", real, ErrPathTried, d)
@@ -57,6 +67,7 @@ func (s *Slot[T]) Load(ctx context.Context, path, digest string) (control.Versio
 	}
 	s.tried[real] = digest
 	v := newVersion(digest, real)
+	v.fileDigest = fileDigest
 	s.versions = append(s.versions, v)
 	s.byDigest[digest] = v
 	opened := slices.Clone(s.opened)
@@ -89,6 +100,34 @@ func (s *Slot[T]) Load(ctx context.Context, path, digest string) (control.Versio
 	return vs, nil
 }
 
+// sameBuild returns the loaded version whose file held exactly the bytes of fileDigest, when
+// digest may name it: digest is new, or names it already. s.mu held.
+func (s *Slot[T]) sameBuild(fileDigest, digest string) *Version {
+	if fileDigest == "" {
+		return nil
+	}
+	for _, v := range s.versions {
+		if v.fileDigest != fileDigest || s.entries[v.digest] == nil {
+			continue
+		}
+		if other := s.byDigest[digest]; other != nil && other != v {
+			return nil
+		}
+		return v
+	}
+	return nil
+}
+
+// alias makes digest name the loaded version v too, and returns v's status. s.mu held.
+func (s *Slot[T]) alias(v *Version, digest string) control.VersionStatus {
+	if s.byDigest[digest] == nil {
+		s.byDigest[digest] = v
+		s.entries[digest] = s.entries[v.digest]
+		v.aliases = append(v.aliases, digest)
+	}
+	return v.status()
+}
+
 // lockLoad takes loadMu unless ctx ends first.
 func (s *Slot[T]) lockLoad(ctx context.Context) error {
 	if s.loadMu.TryLock() {
@@ -114,11 +153,13 @@ func (s *Slot[T]) lockLoad(ctx context.Context) error {
 // open runs preflight, plugin.Open and the symbol checks for v. stuck reports that Open did
 // not return within the timeout; loadMu then stays held until it does.
 func (s *Slot[T]) open(ctx context.Context, v *Version, opened []*preflight.Facts) (impl T, stuck bool, err error) {
-	fd, err := control.FileDigest(v.path)
-	if err != nil {
-		return impl, false, withReason(ReasonLoadFailed, fmt.Errorf("%w: %v", ErrLoad, err))
+	if v.fileDigest == "" {
+		fd, err := control.FileDigest(v.path)
+		if err != nil {
+			return impl, false, withReason(ReasonLoadFailed, fmt.Errorf("%w: %v", ErrLoad, err))
+		}
+		v.fileDigest = fd
 	}
-	v.fileDigest = fd
 	facts, err := preflight.ReadFacts(v.path)
 	if err != nil {
 		return impl, false, withReason(ReasonPreflightRefused, fmt.Errorf("%w: read build facts of %s (is it a Go plugin built with -buildmode=plugin?): %v", ErrPreflight, v.path, err))

@@ -24,8 +24,9 @@ type Options struct {
 	// Name keys the slot's state in a re-exec hand-off; two slots sharing a Handoff need
 	// different names. Default "default".
 	Name string
-	// Logger receives structured logs (loads, swaps, rollbacks at V(0); per-call panics at
-	// V(1)). Default: discard.
+	// Logger receives structured logs at V(0): loads, swaps, rollbacks, and a plugin's
+	// panics with their value and first stack frames (the first 5 per version, then one per
+	// 10 s with the count suppressed meanwhile). Default: discard.
 	Logger logr.Logger
 	// FactsFile is a preflight facts file (JSON) recorded when the host was built. Required
 	// for hosts stripped with -s -w, which carry no package hashes; otherwise the facts are
@@ -127,6 +128,9 @@ type Slot[T any] struct {
 
 	tbl atomic.Pointer[table[T]]
 
+	// now is the clock of the panic log's rate limit.
+	now func() time.Time
+
 	// loadMu serializes loads: plugin.Open is never run concurrently with itself, and the
 	// preflight of one load must see every file opened before it.
 	loadMu sync.Mutex
@@ -200,6 +204,7 @@ func New[T any](opts Options) (*Slot[T], error) {
 		byDigest:    map[string]*Version{},
 		entries:     map[string]*entry[T]{},
 		tried:       map[string]string{},
+		now:         time.Now,
 		limits:      control.Limits{MaxVersions: opts.MaxVersions, MaxExtraRSSBytes: opts.MaxExtraRSSBytes},
 	}
 	s.tbl.Store(&table[T]{})
@@ -299,7 +304,7 @@ func (s *Slot[T]) done(e *entry[T], stripe int, errp *error) {
 func (s *Slot[T]) panicked(v *Version, r any) error {
 	n := v.panics.Add(1)
 	perr := &PanicError{Digest: v.digest, Value: r, Stack: debug.Stack()}
-	s.log.V(1).Info("plugin call panicked", "digest", v.digest, "panic", fmt.Sprint(r))
+	s.logPanic(v, r, n)
 	if th := s.opts.PanicThreshold; th > 0 && n-v.panicBase.Load() >= uint64(th) && v.rollbackFired.CompareAndSwap(false, true) {
 		// Not on the caller's goroutine: the rollback takes the slot's lock, and the caller
 		// is serving a request.

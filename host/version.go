@@ -1,6 +1,7 @@
 package host
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +23,10 @@ type Version struct {
 	loadDur  time.Duration
 
 	// Guarded by the slot's mu.
-	state control.VersionState
-	err   string
+	// aliases are the other digests naming this build (see Slot.Load).
+	aliases []string
+	state   control.VersionState
+	err     string
 	// errCode and errReason are err's control code and reason.
 	errCode   control.Code
 	errReason string
@@ -39,6 +42,8 @@ type Version struct {
 
 	drainMu sync.Mutex
 	drained chan struct{} // closed when retired and the count reached zero
+
+	panicLog panicLimiter
 }
 
 // Digest is the artifact digest the version was loaded under.
@@ -121,6 +126,7 @@ func (v *Version) status() control.VersionStatus {
 		Digest:      v.digest,
 		Path:        v.path,
 		FileDigest:  v.fileDigest,
+		Aliases:     slices.Clone(v.aliases),
 		PluginPath:  v.pluginPath,
 		APIVersion:  v.apiVersion,
 		State:       v.state,

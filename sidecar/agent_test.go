@@ -32,8 +32,8 @@ import (
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/host/control"
-	"github.com/splice-dev/splice/internal/testio"
 	"github.com/splice-dev/splice/host/preflight"
+	"github.com/splice-dev/splice/internal/testio"
 	"github.com/splice-dev/splice/sidecar"
 )
 
@@ -734,6 +734,27 @@ var _ = Describe("The agent", func() {
 		Expect(bad.State).To(Equal(splicev1.SwapFailed))
 		Expect(bad.Reason).To(Equal(sidecar.ReasonInvalidDesiredArtifact))
 		Expect(bad.Retry).To(BeFalse())
+	})
+
+	It("recognises the artifact of the plugin its host was started with as that build, opening nothing", func(ctx SpecContext) {
+		// An image's cold-start plugin, named by its file's sha256 (no -digest), and the
+		// artifact of the same bytes the rollout names by its manifest digest.
+		h := startHostNamed(ctx, "")
+		v1 := arts["v1"]
+		before := h.status(ctx)
+		Expect(before.Current).NotTo(Equal(v1.digest), "the host names its cold-start plugin by the file's sha256")
+		sw, err := sidecar.NewSwapper(sidecar.SwapperOptions{SharedDir: h.shared, Host: h.client})
+		Expect(err).NotTo(HaveOccurred())
+
+		out := sw.Swap(ctx, v1.ref)
+		Expect(out.Err).NotTo(HaveOccurred())
+		Expect(out.State).To(Equal(splicev1.SwapReady))
+		st := h.status(ctx)
+		Expect(st.Versions).To(HaveLen(1), "nothing opened a second time")
+		Expect(st.Current).To(Equal(before.Current))
+		Expect(st.IsCurrent(v1.digest)).To(BeTrue(), "the artifact's digest names the version serving")
+		Expect(sidecar.Satisfied(sidecar.Target{Digest: v1.digest, Percent: 100}, st)).To(BeTrue())
+		Expect(h.greet("ada", "").Version).To(Equal("v1"))
 	})
 
 	It("runs as the agent binary with the flags the webhook injects, and exits cleanly on SIGTERM", func(ctx SpecContext) {

@@ -172,12 +172,19 @@ func agentUser(ctx context.Context, admin *rest.Config) *envtest.AuthenticatedUs
 type hostProc struct {
 	*greeterproc.Host
 	shared string
+	digest string // names the cold-start v1 ("": the host names it by the file's sha256)
 	out    *testio.SyncBuffer
 	client *control.Client
 	args   []string // the extra flags it was started with
 }
 
 func startHost(ctx context.Context, extra ...string) *hostProc {
+	GinkgoHelper()
+	return startHostNamed(ctx, arts["v1"].digest, extra...)
+}
+
+// startHostNamed is startHost with the cold-start v1 named by digest, as -digest names it.
+func startHostNamed(ctx context.Context, digest string, extra ...string) *hostProc {
 	GinkgoHelper()
 	// Not GinkgoT().TempDir(): a unix socket path must stay under 108 bytes.
 	shared, err := os.MkdirTemp("", "splice-shared-")
@@ -189,7 +196,7 @@ func startHost(ctx context.Context, extra ...string) *hostProc {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(os.WriteFile(initial, data, 0o644)).To(Succeed())
 
-	h := &hostProc{shared: shared, out: &testio.SyncBuffer{}, args: extra}
+	h := &hostProc{shared: shared, digest: digest, out: &testio.SyncBuffer{}, args: extra}
 	h.start(ctx)
 	DeferCleanup(func() {
 		h.Stop()
@@ -211,7 +218,7 @@ func (h *hostProc) start(ctx context.Context) {
 	defer cancel()
 	var err error
 	h.Host, err = greeterproc.Start(startCtx, greeterproc.Options{
-		Bin: hostBin, Shared: h.shared, Plugin: filepath.Join(h.shared, strings.TrimPrefix(v1.digest, "sha256:")+".so"), Digest: v1.digest,
+		Bin: hostBin, Shared: h.shared, Plugin: filepath.Join(h.shared, strings.TrimPrefix(v1.digest, "sha256:")+".so"), Digest: h.digest,
 		Args: h.args, Output: h.out,
 	})
 	Expect(err).NotTo(HaveOccurred(), "host log:\n%s", h.out.String())

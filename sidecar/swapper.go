@@ -419,6 +419,12 @@ func (s *Swapper) pull(ctx context.Context, out *Outcome, ref string) (*artifact
 // tried; it reports false, with the refusal as Incompatible, when plugin.Open would fail or
 // load an unsupported build. Nothing reaches the host before it passes.
 func (s *Swapper) preflight(ctx context.Context, out *Outcome, st *control.Status, p *artifact.Pulled, ref string) bool {
+	if v := st.SameBuild(p.LayerDigest); v != nil {
+		// The host already runs these bytes (a cold-start plugin named by its file's sha256,
+		// say): the load makes the artifact's digest an alias of that version, opening nothing.
+		logr.FromContextOrDiscard(ctx).Info("the host already runs this build; its digest becomes an alias", "ref", ref, "version", v.Digest)
+		return true
+	}
 	start := s.clock.Now()
 	hostFacts, err := call(ctx, s, s.opts.HostTimeout, false, s.opts.Host.Facts)
 	if err != nil {
@@ -571,14 +577,14 @@ func call[T any](ctx context.Context, s *Swapper, timeout time.Duration, track b
 // Satisfied reports whether the host serves the target already.
 func Satisfied(t Target, st *control.Status) bool {
 	if !t.Canary() {
-		return st.Current == t.Digest && st.Canary == ""
+		return st.IsCurrent(t.Digest) && st.Canary == ""
 	}
-	if st.Current != t.StableDigest {
+	if !st.IsCurrent(t.StableDigest) {
 		return false
 	}
 	if t.Percent == 0 {
 		v := st.Version(t.Digest)
 		return st.Canary == "" && v != nil && v.State != control.StateFailed && !v.LoadedAt.IsZero()
 	}
-	return st.Canary == t.Digest && st.CanaryPercent == t.Percent
+	return st.IsCanary(t.Digest) && st.CanaryPercent == t.Percent
 }

@@ -67,10 +67,13 @@ var errReported = errors.New("build failed")
 func newBuildCommand() *cobra.Command {
 	o := builder.DefaultOptions()
 	cmd := &cobra.Command{
-		Use:   "build (--source DIR | --git-url URL --revision REV) --package PKG --go-version 1.x.y [--repository REPO]",
+		Use:   "build (--source DIR | --git-url URL --revision REV) --package PKG [--go-version 1.x.y] [--contract PKG.Iface] [--repository REPO]",
 		Short: "Build a plugin with a unique plugin path, record its build facts and push it",
 		Long: `Build a Go plugin with -buildmode=plugin -trimpath and cgo, after checking that the
-go command is exactly --go-version. The package is copied into a directory named
+go command is exactly --go-version (default: whatever release the go on PATH is;
+the hosts must be built with the same one). The constructor --symbol is then
+type-checked: a function without parameters returning an interface, exactly
+func() of --contract when given. The package is copied into a directory named
 after a hash of every build input, so the plugin path is the same for the same
 inputs and new for any change. The build facts are read back from the .so (the
 format 'splice preflight' reads) and, with --repository, the plugin is pushed as a

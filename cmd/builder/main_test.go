@@ -82,6 +82,32 @@ func TestBuildCommand(t *testing.T) {
 	}
 }
 
+// TestLocalBuildDefaultsAndNamesFlags: on the command line --go-version defaults to the go on
+// PATH, and errors name the builder's flags, not the Build resource's fields.
+func TestLocalBuildDefaultsAndNamesFlags(t *testing.T) {
+	root, err := greeterbuild.FindModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	goVersion := strings.TrimSpace(runtimeGoVersion(t))
+	code, stdout, stderr := runCmd(t, "build", "--source", root, "--package", "./examples/greeter/plugins/v1", "--output", t.TempDir())
+	if code != exitOK {
+		t.Fatalf("build without --go-version: exit %d\n%s", code, stderr)
+	}
+	var res builder.Result
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || res.GoVersion != goVersion {
+		t.Fatalf("result %+v (%v); want it built by %s", res, err, goVersion)
+	}
+	if !strings.Contains(stderr, "the go on PATH") {
+		t.Errorf("progress does not say the toolchain is the go on PATH:\n%s", stderr)
+	}
+
+	code, _, stderr = runCmd(t, "build", "--source", root, "--package", "./examples/greeter/plugins/v1", "--api-version", "2.0.0")
+	if code != exitFailed || !strings.Contains(stderr, "--api-version is 2.0.0") || strings.Contains(stderr, "spec.") {
+		t.Fatalf("exit %d, stderr:\n%s\nwant exit %d naming --api-version and no spec field", code, stderr, exitFailed)
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"build", "--package", "./p", "--go-version", "1.26.8"},

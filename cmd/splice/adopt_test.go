@@ -7,12 +7,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -75,6 +77,23 @@ func TestAdoptionPath(t *testing.T) {
 	mustSplice(t, 0, nil, "rollback", "--socket", socket)
 	if got := call(addr); got.version != "v1" {
 		t.Errorf("after splice rollback: %+v, want v1", got)
+	}
+
+	// Through a registry, as a cluster would: the artifact of the build the host already
+	// holds as a file is that build (an alias of it), not a second plugin of the same path.
+	reg, _ := startRegistry(t)
+	ref := strings.TrimSpace(mustSplice(t, 0, nil, "push", filepath.Join(dir, "bin", "plugin-v2.so"), reg+"/pricing", "--insecure"))
+	mustSplice(t, 0, nil, "swap", "--socket", socket, "--insecure", ref)
+	if got := call(addr); got.version != "v2" {
+		t.Errorf("after splice swap of the pushed v2: %+v, want v2", got)
+	}
+	var st control.Status
+	if err := json.Unmarshal([]byte(mustSplice(t, 0, nil, "status", "--socket", socket, "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	manifest := ref[strings.LastIndex(ref, "@")+1:]
+	if !st.IsCurrent(manifest) || st.Current != v2 || len(st.Versions) != 2 {
+		t.Errorf("after swapping to %s: current %s, %d versions; want %s current under its alias %s, 2 versions", ref, st.Current, len(st.Versions), v2, manifest)
 	}
 }
 

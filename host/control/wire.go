@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -100,6 +101,10 @@ type VersionStatus struct {
 	Path string `json:"path"`
 	// fileDigest is the sha256 of the plugin file as the host read it before opening it.
 	FileDigest string `json:"fileDigest,omitempty"`
+	// aliases are the other digests that name this same build: an artifact's manifest
+	// digest recorded when its file held the same bytes (the same fileDigest) as this
+	// already-loaded version. Every request accepts them in place of digest.
+	Aliases []string `json:"aliases,omitempty"`
 	// pluginPath is the Go plugin path (the identity plugin.Open caches by).
 	PluginPath string `json:"pluginPath,omitempty"`
 	// apiVersion is the semantic version the plugin declares for the interface it implements.
@@ -215,14 +220,43 @@ type Status struct {
 	Handoff *HandoffStatus `json:"handoff,omitempty"`
 }
 
-// Version returns the status of the version with the given digest, or nil.
+// Version returns the status of the version with the given digest (or alias), or nil.
 func (s *Status) Version(digest string) *VersionStatus {
 	for i := range s.Versions {
-		if s.Versions[i].Digest == digest {
+		if s.Versions[i].Named(digest) {
 			return &s.Versions[i]
 		}
 	}
 	return nil
+}
+
+// IsCurrent reports whether digest names the current version (by its digest or an alias).
+func (s *Status) IsCurrent(digest string) bool {
+	v := s.Version(digest)
+	return v != nil && s.Current != "" && v.Digest == s.Current
+}
+
+// IsCanary reports whether digest names the canary (by its digest or an alias).
+func (s *Status) IsCanary(digest string) bool {
+	v := s.Version(digest)
+	return v != nil && s.Canary != "" && v.Digest == s.Canary
+}
+
+// SameBuild returns the loaded (not failed) version whose file had the given sha256
+// (FileDigest), or nil. A load of a file with those bytes, under any new digest, makes that
+// digest an alias of this version instead of opening anything.
+func (s *Status) SameBuild(fileDigest string) *VersionStatus {
+	for i := range s.Versions {
+		if v := &s.Versions[i]; fileDigest != "" && v.FileDigest == fileDigest && v.State != StateFailed {
+			return v
+		}
+	}
+	return nil
+}
+
+// Named reports whether digest names the version: its digest or one of its aliases.
+func (v *VersionStatus) Named(digest string) bool {
+	return digest != "" && (v.Digest == digest || slices.Contains(v.Aliases, digest))
 }
 
 // LoadRequest asks the host to open and verify a plugin file.

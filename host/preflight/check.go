@@ -45,6 +45,10 @@ const (
 	PackageHashMismatch = "PackageHashMismatch"
 )
 
+// Reasons lists every reason constant of this package, in the order Check reports them.
+var Reasons = []string{MissingFacts, NotAHost, NotAPlugin, GoVersionMismatch, PlatformMismatch, GOAMD64Mismatch,
+	CgoDisabled, DuplicatePluginPath, PackageHashMismatch}
+
 // Verdict is Check's answer. OK is true only when plugin.Open would
 // succeed and the result is a build Go supports.
 type Verdict struct {
@@ -52,27 +56,40 @@ type Verdict struct {
 	Problems []Problem `json:"problems,omitempty"`
 }
 
-// Problem is one reason a plugin is refused.
+// Problem is one reason a plugin is refused: one cause, however many packages
+// it makes differ. No text of a Problem holds a line break.
 type Problem struct {
 	// Reason is one of the reason constants of this package.
 	Reason string `json:"reason"`
-	// Package is the offending package, for PackageHashMismatch.
+	// Package is the offending package: for PackageHashMismatch the first (in
+	// import path order) of Packages; for DuplicatePluginPath the plugin path.
 	Package string `json:"package,omitempty"`
+	// Packages are, for PackageHashMismatch, every package that differs for
+	// this Problem's cause, sorted.
+	Packages []string `json:"packages,omitempty"`
+	// Cause is, for PackageHashMismatch, what makes Packages differ: one of
+	// the Cause constants, or several recorded settings comma-separated
+	// ("race,tags").
+	Cause string `json:"cause,omitempty"`
+	// Rebuild is, for PackageHashMismatch, the side to rebuild: RebuildPlugin
+	// or RebuildHost.
+	Rebuild string `json:"rebuild,omitempty"`
 	// Want is the value in the process (host or loaded plugin), Got the
-	// plugin's.
+	// plugin's; for PackageHashMismatch the fingerprints of Package.
 	Want string `json:"want,omitempty"`
 	Got  string `json:"got,omitempty"`
-	// Message says what differs and how to fix it.
+	// Message says what differs, which side to rebuild and how, on one line.
 	Message string `json:"message"`
 }
 
-// Error returns one line per problem, or "" for a passing verdict.
+// Error returns every problem as "Reason: message", joined by "; " on one
+// line, or "" for a passing verdict.
 func (v Verdict) Error() string {
-	lines := make([]string, 0, len(v.Problems))
+	parts := make([]string, 0, len(v.Problems))
 	for _, p := range v.Problems {
-		lines = append(lines, p.Reason+": "+p.Message)
+		parts = append(parts, p.Reason+": "+p.Message)
 	}
-	return strings.Join(lines, "\n")
+	return strings.Join(parts, "; ")
 }
 
 // Err returns nil for a passing verdict and the verdict itself otherwise,
@@ -114,6 +131,9 @@ func Check(host *Facts, plugin *Facts, loaded []*Facts) Verdict {
 	v.Problems = append(v.Problems, duplicate...)
 	if host.GoVersion == plugin.GoVersion && samePlatform(host, plugin) && host.Kind == KindHost && plugin.Kind == KindPlugin {
 		v.Problems = append(v.Problems, packageProblems(host, plugin, loaded, len(duplicate) > 0)...)
+	}
+	for i, p := range v.Problems {
+		v.Problems[i] = oneLineProblem(p)
 	}
 	v.OK = len(v.Problems) == 0
 	return v
@@ -180,19 +200,39 @@ func cgoProblems(host, plugin *Facts) []Problem {
 func duplicateProblems(plugin *Facts, loaded []*Facts) []Problem {
 	for _, l := range loaded {
 		if l != nil && plugin.PluginPath != "" && l.PluginPath == plugin.PluginPath {
-			return []Problem{{Reason: DuplicatePluginPath, Package: plugin.PluginPath, Want: "a plugin path not loaded yet", Got: plugin.PluginPath,
-				Message: fmt.Sprintf("plugin path %s is already loaded in the process, from %s; a process can hold only one plugin per path: build every version under its own plugin path (for example a versioned package import path)",
-					plugin.PluginPath, orUnknown(l.Path))}}
+			msg := fmt.Sprintf("plugin path %s is already loaded in the process, from %s; a process can hold only one plugin per path: build every version under its own plugin path (for example a versioned package import path)",
+				plugin.PluginPath, orUnknown(l.Path))
+			if sameFingerprints(l, plugin) {
+				msg = fmt.Sprintf("plugin path %s is already loaded in the process, from %s, and every package fingerprint is the same: this is that build again (a file started by hand and its artifact, under two digests?); nothing needs loading: name the loaded version, or give the host the same bytes so it records the digest as an alias",
+					plugin.PluginPath, orUnknown(l.Path))
+			}
+			return []Problem{{Reason: DuplicatePluginPath, Package: plugin.PluginPath, Want: "a plugin path not loaded yet", Got: plugin.PluginPath, Message: msg}}
 		}
 	}
 	return nil
 }
 
+// sameFingerprints reports whether two plugins link the same packages with the same
+// fingerprints: the same build, whatever their files are called.
+func sameFingerprints(a, b *Facts) bool {
+	if len(a.Packages) != len(b.Packages) || a.GoVersion != b.GoVersion {
+		return false
+	}
+	for pkg, h := range a.Packages {
+		if b.Packages[pkg] != h {
+			return false
+		}
+	}
+	return true
+}
+
 // packageProblems compares each package the plugin links with its first definition in the
-// process. With duplicate, the plugin's own package is skipped: it differs for the reason
-// DuplicatePluginPath reports already.
+// process, and reports the differing ones grouped by cause: one Problem per module at another
+// version, per set of differing build settings, and for the rest (their source differs), per
+// process copy compared with. With duplicate, the plugin's own package is skipped: it differs
+// for the reason DuplicatePluginPath reports already.
 func packageProblems(host, plugin *Facts, loaded []*Facts, duplicate bool) []Problem {
-	var ps []Problem
+	var ms []mismatch
 	for _, pkg := range sortedKeys(plugin.Packages) {
 		if duplicate && pkg == plugin.PluginPath {
 			continue
@@ -202,8 +242,11 @@ func packageProblems(host, plugin *Facts, loaded []*Facts, duplicate bool) []Pro
 		if owner == nil || want == got {
 			continue
 		}
-		ps = append(ps, Problem{Reason: PackageHashMismatch, Package: pkg, Want: want, Got: got,
-			Message: fmt.Sprintf("package %s differs from its copy in %s: %s", pkg, ownerName(owner, host), mismatchHint(pkg, owner, plugin))})
+		ms = append(ms, mismatch{pkg: pkg, want: want, got: got, owner: owner})
+	}
+	var ps []Problem
+	for _, g := range groupMismatches(plugin, ms) {
+		ps = append(ps, g.problem(host, plugin))
 	}
 	return ps
 }
@@ -223,37 +266,6 @@ func firstDefinition(pkg string, host *Facts, loaded []*Facts) (string, *Facts) 
 		}
 	}
 	return "", nil
-}
-
-// mismatchHint names the recorded differences between two builds that
-// explain a differing package, or the ones that cannot be recorded.
-func mismatchHint(pkg string, owner, plugin *Facts) string {
-	var causes []string
-	if om, ok := moduleOf(owner, pkg); ok {
-		if pm, ok := moduleOf(plugin, pkg); ok && !sameModule(om, pm) {
-			causes = append(causes, fmt.Sprintf("module %s is %s there and %s in the plugin: build the plugin against the host's go.mod and go.sum",
-				om.Path, moduleVersion(om), moduleVersion(pm)))
-		}
-	}
-	if owner.Trimpath != plugin.Trimpath {
-		causes = append(causes, fmt.Sprintf("-trimpath is %t there and %t in the plugin", owner.Trimpath, plugin.Trimpath))
-	}
-	if owner.Race != plugin.Race {
-		causes = append(causes, fmt.Sprintf("-race is %t there and %t in the plugin", owner.Race, plugin.Race))
-	}
-	if owner.GCFlags != plugin.GCFlags {
-		causes = append(causes, fmt.Sprintf("-gcflags is %q there and %q in the plugin", owner.GCFlags, plugin.GCFlags))
-	}
-	if t1, t2 := strings.Join(sortedCopy(owner.Tags), ","), strings.Join(sortedCopy(plugin.Tags), ","); t1 != t2 {
-		causes = append(causes, fmt.Sprintf("-tags is %q there and %q in the plugin", t1, t2))
-	}
-	if len(causes) > 0 {
-		return strings.Join(causes, "; ") + "; rebuild the plugin with the same settings"
-	}
-	if !owner.Trimpath && !plugin.Trimpath {
-		return "no recorded setting differs, so its source differs: build the plugin from the same module versions and the same checkout directory (without -trimpath the directory is part of every package)"
-	}
-	return "no recorded setting differs, so its source differs: build the plugin from the same module versions"
 }
 
 // moduleOf returns the module of f that provides pkg (longest path prefix).

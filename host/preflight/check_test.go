@@ -155,8 +155,7 @@ func TestCheck(t *testing.T) {
 				return p
 			},
 			want: []want{
-				{reason: preflight.PackageHashMismatch, pkg: "example.com/lib", message: "module example.com/lib is v1.0.0 there and v1.1.0 in the plugin"},
-				{reason: preflight.PackageHashMismatch, pkg: "example.com/lib/internal", message: "module example.com/lib is v1.0.0 there and v1.1.0 in the plugin"},
+				{reason: preflight.PackageHashMismatch, pkg: "example.com/lib", message: "module example.com/lib is v1.0.0 in the host /app/server and v1.1.0 in the plugin (2 packages differ: example.com/lib, example.com/lib/internal)"},
 			},
 		},
 		{
@@ -175,7 +174,7 @@ func TestCheck(t *testing.T) {
 				p.Packages["runtime"] = "1000000000000001"
 				return p
 			},
-			want: []want{{reason: preflight.PackageHashMismatch, pkg: "runtime", message: "-trimpath is false there and true in the plugin"}},
+			want: []want{{reason: preflight.PackageHashMismatch, pkg: "runtime", message: "the host /app/server was built without -trimpath and the plugin with it"}},
 		},
 		{
 			name: "-race, -gcflags and -tags differences are named",
@@ -184,7 +183,7 @@ func TestCheck(t *testing.T) {
 				p.Packages["runtime"] = "1000000000000001"
 				return p
 			},
-			want: []want{{reason: preflight.PackageHashMismatch, pkg: "runtime", message: `-race is false there and true in the plugin; -gcflags is "" there and "all=-N -l" in the plugin; -tags is "" there and "a,b" in the plugin`}},
+			want: []want{{reason: preflight.PackageHashMismatch, pkg: "runtime", message: `-race is off in the host /app/server and on in the plugin; -gcflags is "" in the host /app/server and "all=-N -l" in the plugin; -tags is "" in the host /app/server and "a,b" in the plugin`}},
 		},
 		{
 			name: "no recorded difference points at the checkout directory",
@@ -304,14 +303,14 @@ func TestVerdictError(t *testing.T) {
 	p.Packages["runtime"] = "1000000000000001"
 	p.Packages["example.com/lib"] = "1000000000000004"
 	refused := preflight.Check(hostFacts(), p, nil)
-	lines := strings.Split(refused.Error(), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("Error() has %d lines, want one per problem (3):\n%s", len(lines), refused.Error())
+	// One line: the problems joined by "; ", each "Reason: message"; the two differing
+	// packages, for one cause, are one problem.
+	msg := refused.Error()
+	if strings.ContainsAny(msg, "\r\n") || len(refused.Problems) != 2 {
+		t.Fatalf("Error() = %q with %d problems, want one line and 2 problems", msg, len(refused.Problems))
 	}
-	for i, want := range []string{"GOAMD64Mismatch: ", "PackageHashMismatch: package example.com/lib ", "PackageHashMismatch: package runtime "} {
-		if !strings.HasPrefix(lines[i], want) {
-			t.Errorf("line %d = %q, want prefix %q", i, lines[i], want)
-		}
+	if want := "GOAMD64Mismatch: " + refused.Problems[0].Message + "; PackageHashMismatch: " + refused.Problems[1].Message; msg != want {
+		t.Errorf("Error() = %q, want %q", msg, want)
 	}
 	var v preflight.Verdict
 	if err := refused.Err(); !errors.As(err, &v) || v.OK {
@@ -328,7 +327,7 @@ func TestVerdictError(t *testing.T) {
 		t.Fatal(err)
 	}
 	problems, _ := decoded["problems"].([]any)
-	if decoded["ok"] != false || len(problems) != 3 {
+	if decoded["ok"] != false || len(problems) != 2 {
 		t.Fatalf("JSON = %s", data)
 	}
 	first, _ := problems[1].(map[string]any)
@@ -337,7 +336,7 @@ func TestVerdictError(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"got", "message", "package", "reason", "want"}; !slices.Equal(keys, want) {
+	if want := []string{"cause", "got", "message", "package", "packages", "reason", "rebuild", "want"}; !slices.Equal(keys, want) {
 		t.Errorf("problem JSON keys = %v, want %v", keys, want)
 	}
 }

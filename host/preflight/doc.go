@@ -10,6 +10,12 @@
 // before every plugin.Open, the agent runs it before asking the host to load,
 // and `splice preflight` runs it from a shell.
 //
+// A Verdict holds one Problem per cause, not per package: the packages a -trimpath, -race,
+// -gcflags or -tags difference, a module at another version, or a source difference makes
+// differ are one PackageHashMismatch, whose message says which side to rebuild and how, and
+// whose Packages, Cause and Rebuild fields give the detail to machines. No text of a Verdict
+// holds a line break, whatever the facts contain: a verdict is one log record and one line.
+//
 // What it may not touch:
 //   - Only the standard library. Applications link this package through the
 //     host library; every dependency added here becomes theirs, and any

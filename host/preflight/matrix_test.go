@@ -265,7 +265,7 @@ func differingPackage(msg string) string {
 
 func namesPackage(v preflight.Verdict, pkg string) bool {
 	for _, p := range v.Problems {
-		if p.Reason == preflight.PackageHashMismatch && p.Package == pkg {
+		if p.Reason == preflight.PackageHashMismatch && (p.Package == pkg || slices.Contains(p.Packages, pkg)) {
 			return true
 		}
 	}

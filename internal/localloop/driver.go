@@ -218,7 +218,7 @@ func (d *Driver) reuse(ctx context.Context, st *control.Status, arg string, v co
 		return nil, fmt.Errorf("the host already tried %s (%s) and it failed; a version is tried once per host process (restart the host to try it again): %s", arg, v.Digest, v.Error)
 	case v.LoadedAt.IsZero():
 		return nil, fmt.Errorf("the host is still loading %s; try again when it has", v.Digest)
-	case !swap || (st.Current == v.Digest && st.Canary == ""):
+	case !swap || (st.IsCurrent(v.Digest) && st.Canary == ""):
 		res.Unchanged = true
 		return res, nil
 	}

@@ -28,6 +28,9 @@ type Source struct {
 	Digest string
 	// Path is the file in the shared directory: <hex of Digest>.so.
 	Path string
+	// FileDigest is the sha256 of the file (for an artifact, its layer's digest): a host that
+	// already runs a file with these bytes recognises it as the same build.
+	FileDigest string
 	// Facts are the build facts read from Path.
 	Facts *preflight.Facts
 	// APIVersion is the plugin API version it declares ("" when unknown).
@@ -50,7 +53,7 @@ func (d *Driver) fetch(ctx context.Context, arg string) (*Source, error) {
 		return nil, fmt.Errorf("pull %s: %w", arg, err)
 	}
 	d.o.Progress("pulled %s (%d bytes%s) in %.3fs", filepath.Base(p.Path), p.LayerSize, reusedNote(p.Reused), time.Since(start).Seconds())
-	return &Source{Arg: arg, Ref: p.Ref, Digest: p.Digest, Path: p.Path, Facts: p.Facts, APIVersion: p.Config.APIVersion, Reused: p.Reused}, nil
+	return &Source{Arg: arg, Ref: p.Ref, Digest: p.Digest, Path: p.Path, FileDigest: p.LayerDigest, Facts: p.Facts, APIVersion: p.Config.APIVersion, Reused: p.Reused}, nil
 }
 
 func reusedNote(reused bool) string {
@@ -94,7 +97,7 @@ func (d *Driver) copyIn(path string) (*Source, error) {
 		d.o.Progress("%v: the plugin API step is left to the host", err)
 		api = ""
 	}
-	return &Source{Arg: path, Digest: "sha256:" + sum, Path: final, Facts: facts, APIVersion: api, Reused: reused}, nil
+	return &Source{Arg: path, Digest: "sha256:" + sum, FileDigest: "sha256:" + sum, Path: final, Facts: facts, APIVersion: api, Reused: reused}, nil
 }
 
 // copyTemp copies path to a temporary file in dir and returns its name and the hex sha256 of
@@ -128,6 +131,12 @@ func copyTemp(path, dir string) (string, string, error) {
 // to plugin.Open; it returns a *Refusal when plugin.Open would fail or load an unsupported
 // build.
 func (d *Driver) preflight(ctx context.Context, st *control.Status, src *Source) (*preflight.Verdict, error) {
+	if v := st.SameBuild(src.FileDigest); v != nil {
+		// The host runs these bytes already (a cold-start plugin named by its file's sha256,
+		// say): loading makes src.Digest an alias of that version and opens nothing.
+		d.o.Progress("the host already runs this build as %s; %s becomes its alias", v.Digest, src.Digest)
+		return &preflight.Verdict{OK: true}, nil
+	}
 	d.o.Progress("preflight of %s against the host's build and %d plugin(s) it tried", src.Digest, len(st.Versions))
 	hostFacts, err := callHost(ctx, d.o.HostTimeout, d.host.Facts)
 	if err != nil {
