@@ -10,8 +10,9 @@ import (
 	"strings"
 )
 
-// declaredAPIVersion finds the plugin's `var APIVersion = "x.y.z"` (or const) among the
-// package's Go files. The host library reads that variable at load time to decide whether a
+// declaredAPIVersion finds the plugin's `var APIVersion = "x.y.z"` among the package's Go
+// files; a const of that name is refused, since a constant is no symbol in a plugin and every
+// host's lookup of it would fail. The host library reads that variable at load time to decide whether a
 // swap is a patch, minor or major change, so the artifact must record the same value.
 // It returns "" when the package declares none.
 func declaredAPIVersion(dir string, goFiles []string) (string, error) {
@@ -31,6 +32,9 @@ func declaredAPIVersion(dir string, goFiles []string) (string, error) {
 				for i, id := range vs.Names {
 					if id.Name != "APIVersion" {
 						continue
+					}
+					if gd.Tok == token.CONST {
+						return "", fmt.Errorf("%s declares APIVersion as a constant, which is no symbol in a plugin: hosts look it up as a string variable; write `var APIVersion = \"1.0.0\"`", name)
 					}
 					if i >= len(vs.Values) {
 						return "", fmt.Errorf("%s declares APIVersion without a value; write `var APIVersion = \"1.0.0\"`", name)

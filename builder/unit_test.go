@@ -228,7 +228,9 @@ func TestResolveAPIVersion(t *testing.T) {
 		name, src, want, expect, wantErr string
 	}{
 		{"declared var", `var APIVersion = "1.2.3"`, "", "1.2.3", ""},
-		{"declared const, asked with v prefix", `const APIVersion = "1.2.3"`, "v1.2.3", "1.2.3", ""},
+		{"declared var, asked with v prefix", `var APIVersion = "1.2.3"`, "v1.2.3", "1.2.3", ""},
+		// A constant is no symbol in a plugin: every host would fail to load it.
+		{"declared const", `const APIVersion = "1.2.3"`, "", "", "a constant, which is no symbol in a plugin"},
 		{"grouped", "var (\n\tA = 1\n\tAPIVersion = \"2.0.0\"\n)", "", "2.0.0", ""},
 		{"not declared, asked", `var X = 1`, "1.0.0", "1.0.0", ""},
 		{"not declared, not asked", `var X = 1`, "", "", "declares no API version"},
