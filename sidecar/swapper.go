@@ -508,19 +508,11 @@ func (s *Swapper) triedFacts(st *control.Status) ([]*preflight.Facts, error) {
 			out = append(out, f.(*preflight.Facts))
 			continue
 		}
-		var errs []error
-		var f *preflight.Facts
 		// The host reports its own path; the agent may mount the volume elsewhere.
-		for _, p := range []string{v.Path, filepath.Join(s.opts.SharedDir, filepath.Base(v.Path))} {
-			var err error
-			if f, err = preflight.ReadFacts(p); err == nil {
-				break
-			}
-			errs = append(errs, err)
-		}
-		if f == nil {
+		f, err := preflight.ReadFactsFirst(v.Path, filepath.Join(s.opts.SharedDir, filepath.Base(v.Path)))
+		if err != nil {
 			return nil, fmt.Errorf("read the build facts of %s, which the host already opened, for the preflight: %w (plugin files must stay in the shared directory for the life of the pod)",
-				v.Digest, errors.Join(errs...))
+				v.Digest, err)
 		}
 		if v.Digest != "" {
 			s.facts.Store(v.Digest, f)

@@ -78,6 +78,21 @@ const maxFactsFileSize = 16 << 20
 // pkghashBytesPrefix names the symbols holding each package's fingerprint.
 const pkghashBytesPrefix = "go:link.pkghashbytes."
 
+// ReadFactsFirst reads the build facts of the first of paths that holds them, or returns every
+// path's error: the same file as its owner names it and as this process sees it (a host
+// reports a plugin's path in its own mount namespace; an agent may see the volume elsewhere).
+func ReadFactsFirst(paths ...string) (*Facts, error) {
+	var errs []error
+	for _, p := range paths {
+		f, err := ReadFacts(p)
+		if err == nil {
+			return f, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
 // ReadFacts reads the build facts of a Go host binary or plugin (an ELF file:
 // build information plus the package hashes in its dynamic symbol table), or
 // a facts file written by Facts.WriteFile. Which one is decided by content.

@@ -163,19 +163,11 @@ func (d *Driver) triedFacts(st *control.Status) ([]*preflight.Facts, error) {
 		if v.State == control.StateFailed && (v.ErrorCode == control.CodePreflight || strings.Contains(v.Error, "preflight refused the plugin")) {
 			continue // refused before plugin.Open: nothing of it is in the process
 		}
-		var errs []error
-		var f *preflight.Facts
 		// The host reports its own path; this process may see the directory elsewhere.
-		for _, p := range []string{v.Path, filepath.Join(d.o.SharedDir, filepath.Base(v.Path))} {
-			var err error
-			if f, err = preflight.ReadFacts(p); err == nil {
-				break
-			}
-			errs = append(errs, err)
-		}
-		if f == nil {
+		f, err := preflight.ReadFactsFirst(v.Path, filepath.Join(d.o.SharedDir, filepath.Base(v.Path)))
+		if err != nil {
 			return nil, fmt.Errorf("read the build facts of %s, which the host already opened, for the preflight: %w (plugin files must stay in the shared directory while the host runs; if this process sees it elsewhere, give --shared)",
-				v.Digest, errors.Join(errs...))
+				v.Digest, err)
 		}
 		out = append(out, f)
 	}
