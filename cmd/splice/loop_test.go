@@ -321,7 +321,7 @@ func TestLocalLoopThroughRegistry(t *testing.T) {
 
 	// A build with other flags than the host's is refused by the preflight, with the reason.
 	other := plugins["v1-no-trimpath"].Path
-	mustSplice(t, 1, []string{"refused: the host on " + h.socket + " cannot load " + other, "PackageHashMismatch", "-trimpath is true there and false in the plugin"},
+	mustSplice(t, 1, []string{"refused: the host on " + h.socket + " cannot load " + other, "PackageHashMismatch", "the plugin was built without -trimpath and the host", "rebuild the plugin with -trimpath", "(1 problem)"},
 		append([]string{"swap"}, append(sock, other)...)...)
 	if a := h.greet(t); a.Version != "v1" {
 		t.Errorf("after the refusal the host answers %+v; want v1 still", a)

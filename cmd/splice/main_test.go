@@ -118,7 +118,7 @@ func TestExitStatus(t *testing.T) {
 		{name: "loadable plugin", args: []string{"preflight", host, good}, wantStatus: 0,
 			wantStdout: []string{"ok: " + host + " can load " + good}},
 		{name: "mismatched package", args: []string{"preflight", host, bad}, wantStatus: 1,
-			wantStdout: []string{"refused:", "PackageHashMismatch: package example.test/matrix/shared differs", `-tags is "" there and "splicetag" in the plugin`}},
+			wantStdout: []string{"refused:", "PackageHashMismatch: -tags is \"\" in the host", `and "splicetag" in the plugin (1 package differs: example.test/matrix/shared); rebuild the plugin without -tags`}},
 		{name: "already loaded", args: []string{"preflight", host, good, good}, wantStatus: 1,
 			wantStdout: []string{"DuplicatePluginPath: plugin path example.test/matrix/plugins/a is already loaded"}},
 		{name: "a plugin as the host", args: []string{"preflight", good, good}, wantStatus: 1,
