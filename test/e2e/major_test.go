@@ -14,7 +14,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -44,10 +43,7 @@ var _ = Describe("Strict and a major API change", Ordered, func() {
 	It("recreates the pods from their template's new image, one at a time under its disruption budget, and completes", func(ctx SpecContext) {
 		cli, err := client.New(restConfig, client.Options{Scheme: scheme()})
 		Expect(err).NotTo(HaveOccurred())
-		_, err = kube.CoreV1().ServiceAccounts(testNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: strictServiceAccount}}, metav1.CreateOptions{})
-		if !apierrors.IsAlreadyExists(err) {
-			Expect(err).NotTo(HaveOccurred())
-		}
+		ensureServiceAccount(ctx, strictServiceAccount)
 		ensureInfra(ctx)
 
 		By("building and pushing the major drill plugin (API 2.0.0)")

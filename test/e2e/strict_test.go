@@ -39,8 +39,7 @@ var _ = Describe("Strict and an incompatible pod", Ordered, func() {
 	It("evicts the pod whose host cannot load the plugin; it is recreated from its fixed template and the rollout completes", func(ctx SpecContext) {
 		cli, err := client.New(restConfig, client.Options{Scheme: scheme()})
 		Expect(err).NotTo(HaveOccurred())
-		_, err = kube.CoreV1().ServiceAccounts(testNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: strictServiceAccount}}, metav1.CreateOptions{})
-		Expect(err).NotTo(HaveOccurred())
+		ensureServiceAccount(ctx, strictServiceAccount)
 		ensureInfra(ctx)
 
 		By("building and pushing plugin v2 the usual way")

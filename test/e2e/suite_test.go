@@ -228,3 +228,13 @@ func dumpState(ctx context.Context) {
 		}
 	}
 }
+
+// ensureServiceAccount creates the ServiceAccount in the test namespace unless a spec that ran
+// before made it: specs that share one of the chart's agent bindings share its account.
+func ensureServiceAccount(ctx context.Context, name string) {
+	GinkgoHelper()
+	_, err := kube.CoreV1().ServiceAccounts(testNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if !apierrors.IsAlreadyExists(err) {
+		Expect(err).NotTo(HaveOccurred())
+	}
+}
