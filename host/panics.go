@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/splice-dev/splice/host/preflight"
 )
 
 // A plugin's panics are logged at V(0) — the value and the first stack frames, the plugin's
@@ -48,7 +50,7 @@ func (s *Slot[T]) logPanic(v *Version, r any, n uint64) {
 	if !ok {
 		return
 	}
-	kv := []any{"digest", v.digest, "pluginPath", v.pluginPath, "panic", oneLine(fmt.Sprint(r)), "panicType", fmt.Sprintf("%T", r),
+	kv := []any{"digest", v.digest, "pluginPath", v.pluginPath, "panic", preflight.OneLine(fmt.Sprint(r)), "panicType", fmt.Sprintf("%T", r),
 		"stack", panicFrames(v.pluginPath, panicLogFrames), "panics", n}
 	if suppressed > 0 {
 		kv = append(kv, "suppressed", suppressed)
@@ -74,9 +76,9 @@ func panicFrames(pluginPath string, max int) []string {
 		case belowPanic && strings.HasPrefix(f.Function, "runtime.") && len(mine)+len(other) == 0:
 			// runtime.panicdivide, sigpanic...: how the panic was raised, not where.
 		case pluginPath != "" && strings.HasPrefix(f.Function, pluginPath+"."):
-			mine = append(mine, oneLine(fmt.Sprintf("%s (%s:%d)", f.Function, f.File, f.Line)))
+			mine = append(mine, preflight.OneLine(fmt.Sprintf("%s (%s:%d)", f.Function, f.File, f.Line)))
 		default:
-			other = append(other, oneLine(fmt.Sprintf("%s (%s:%d)", f.Function, f.File, f.Line)))
+			other = append(other, preflight.OneLine(fmt.Sprintf("%s (%s:%d)", f.Function, f.File, f.Line)))
 		}
 		if !more {
 			break
@@ -84,25 +86,4 @@ func panicFrames(pluginPath string, max int) []string {
 	}
 	out := append(mine, other...)
 	return out[:min(len(out), max)]
-}
-
-// oneLine escapes line breaks and other control characters, so that a value from a plugin
-// stays one line in a log record.
-func oneLine(s string) string {
-	if !strings.ContainsFunc(s, isControl) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if isControl(r) {
-			fmt.Fprintf(&b, `\x%02x`, r)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-func isControl(r rune) bool {
-	return r < 0x20 || r == 0x7f || r == '\u0085' || r == '\u2028' || r == '\u2029'
 }

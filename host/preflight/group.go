@@ -209,9 +209,10 @@ func withValue(flag, v string) string {
 	return fmt.Sprintf("with %s=%q", flag, v)
 }
 
-// oneLine escapes line breaks and other control characters, so that a message or value
-// taken from a file (a path, a version, a flag) stays on one line in logs and JSON.
-func oneLine(s string) string {
+// OneLine escapes line breaks and other control characters as \xNN, so that a message or
+// value taken from another party (a path, a version or a flag from a file, a plugin's panic
+// value) stays on one line in logs and JSON.
+func OneLine(s string) string {
 	if !strings.ContainsFunc(s, isControl) {
 		return s
 	}
@@ -232,9 +233,9 @@ func isControl(r rune) bool {
 
 // oneLineProblem applies oneLine to every text of p.
 func oneLineProblem(p Problem) Problem {
-	p.Reason, p.Package, p.Want, p.Got, p.Message = oneLine(p.Reason), oneLine(p.Package), oneLine(p.Want), oneLine(p.Got), oneLine(p.Message)
+	p.Reason, p.Package, p.Want, p.Got, p.Message = OneLine(p.Reason), OneLine(p.Package), OneLine(p.Want), OneLine(p.Got), OneLine(p.Message)
 	for i, s := range p.Packages {
-		p.Packages[i] = oneLine(s)
+		p.Packages[i] = OneLine(s)
 	}
 	return p
 }
