@@ -232,14 +232,20 @@ func (s *Status) Version(digest string) *VersionStatus {
 
 // IsCurrent reports whether digest names the current version (by its digest or an alias).
 func (s *Status) IsCurrent(digest string) bool {
+	if digest == "" || s.Current == "" {
+		return false
+	}
 	v := s.Version(digest)
-	return v != nil && s.Current != "" && v.Digest == s.Current
+	return s.Current == digest || (v != nil && v.Digest == s.Current)
 }
 
 // IsCanary reports whether digest names the canary (by its digest or an alias).
 func (s *Status) IsCanary(digest string) bool {
+	if digest == "" || s.Canary == "" {
+		return false
+	}
 	v := s.Version(digest)
-	return v != nil && s.Canary != "" && v.Digest == s.Canary
+	return s.Canary == digest || (v != nil && v.Digest == s.Canary)
 }
 
 // SameBuild returns the loaded (not failed) version whose file had the given sha256
