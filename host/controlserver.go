@@ -8,8 +8,10 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/go-logr/logr"
 
@@ -21,8 +23,8 @@ import (
 type ControlTarget interface {
 	Facts() *preflight.Facts
 	Status() control.Status
-	Load(ctx context.Context, path, digest string) (control.VersionStatus, error)
-	LoadAndSwap(ctx context.Context, path, digest string, opts SwapOptions) (control.VersionStatus, control.SwapResult, error)
+	LoadSource(ctx context.Context, src Source, digest string) (control.VersionStatus, error)
+	LoadSourceAndSwap(ctx context.Context, src Source, digest string, opts SwapOptions) (control.VersionStatus, control.SwapResult, error)
 	Swap(ctx context.Context, digest string, opts SwapOptions) (control.SwapResult, error)
 	Rollback(ctx context.Context) (control.SwapResult, error)
 	Route(ctx context.Context, canary string, percent int, opts SwapOptions) (control.SwapResult, error)
@@ -132,18 +134,18 @@ func (c *controlHandler) load(r *http.Request) (any, int, error) {
 	if err := control.Decode(r.Body, &req); err != nil {
 		return nil, 0, err
 	}
-	path, err := c.resolve(req.Path)
+	src, err := c.open(req)
 	if err != nil {
 		return nil, 0, err
 	}
 	if req.Swap {
-		vs, res, err := c.t.LoadAndSwap(r.Context(), path, req.Digest, SwapOptions{AllowMinor: req.AllowMinor})
+		vs, res, err := c.t.LoadSourceAndSwap(r.Context(), src, req.Digest, SwapOptions{AllowMinor: req.AllowMinor})
 		if err != nil {
 			return nil, 0, err
 		}
 		return control.LoadResponse{Version: vs, Swap: &res}, http.StatusOK, nil
 	}
-	vs, err := c.t.Load(r.Context(), path, req.Digest)
+	vs, err := c.t.LoadSource(r.Context(), src, req.Digest)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -242,6 +244,34 @@ func (c *controlHandler) resolve(p string) (string, error) {
 	return real, nil
 }
 
+// open opens the request's plugin file once, confined to the shared directory: resolve names
+// it, then it is opened through an os.Root of the directory with its last element not
+// followed, so that a directory or link swapped in between cannot lead outside (the host
+// loads a private copy of what this reads; see LoadSource).
+func (c *controlHandler) open(req control.LoadRequest) (Source, error) {
+	path, err := c.resolve(req.Path)
+	if err != nil {
+		return Source{}, err
+	}
+	rel, err := filepath.Rel(c.realDir, path)
+	if err != nil {
+		return Source{}, fmt.Errorf("%w: %s: %v", ErrPathOutside, path, err)
+	}
+	root, err := os.OpenRoot(c.realDir)
+	if err != nil {
+		return Source{}, fmt.Errorf("%w: open the shared directory %s: %v", ErrPathNotFound, c.realDir, err)
+	}
+	defer root.Close()
+	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		if strings.Contains(err.Error(), "escapes") || errors.Is(err, syscall.ELOOP) {
+			return Source{}, fmt.Errorf("%w: %s changed while it was opened (a symlink now leads out of %s): %v", ErrPathOutside, req.Path, c.dir, err)
+		}
+		return Source{}, fmt.Errorf("%w: %v", ErrPathNotFound, err)
+	}
+	return Source{Path: path, File: f, FileDigest: req.FileDigest}, nil
+}
+
 func within(dir, p string) bool {
 	return strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
 }
@@ -265,6 +295,7 @@ func toControlError(err error) *control.Error {
 		{ErrPathNotFound, control.CodePathNotFound},
 		{ErrPathTried, control.CodePathTried},
 		{ErrDigestInUse, control.CodeDigestInUse},
+		{ErrFileDigestMismatch, control.CodeFileDigestMismatch},
 		{ErrUnknownDigest, control.CodeUnknownDigest},
 		{ErrPreflight, control.CodePreflight},
 		{ErrAPIMajor, control.CodeAPIMajor},

@@ -35,6 +35,13 @@
 // out the artifact a host already runs is a no-op swap rather than a DuplicatePluginPath
 // refusal. A digest names one build: naming another file by an alias is ErrDigestInUse.
 //
+// A plugin file is read once: Load opens it a single time (through the control endpoint,
+// confined to the shared directory by an os.Root, its last element never followed), copies it
+// into Options.PrivateDir while hashing it, refuses bytes other than the request's fileDigest
+// (ErrFileDigestMismatch), and reads build facts from and plugin.Open opens only that copy.
+// A directory swapped for a symlink, or the shared file overwritten in place, after the
+// request cannot reach what the host loads.
+//
 // NewControlHandler serves the control endpoint (HTTP+JSON on a 0600 unix socket in the
 // directory shared with the agent sidecar); package host/control holds its wire types and a
 // client.

@@ -32,12 +32,59 @@ import (
 //
 // Loads are serialized. A failed load is listed in Status with its error.
 func (s *Slot[T]) Load(ctx context.Context, path, digest string) (control.VersionStatus, error) {
+	return s.LoadSource(ctx, Source{Path: path}, digest)
+}
+
+// Source is a plugin file to load.
+type Source struct {
+	// Path names the file: in status and errors, and as the path a load is tried once by.
+	Path string
+	// File, when set, is the file already opened (the control endpoint opens it confined to
+	// the shared directory); LoadSource reads it once and closes it. Else Path is opened, its
+	// symlinks resolved but for the last element.
+	File *os.File
+	// FileDigest, when set, is the sha256 the file must hold ("sha256:<hex>", an artifact's
+	// layer digest): other bytes are refused with ErrFileDigestMismatch before anything is
+	// opened. Splice's agent always names it.
+	FileDigest string
+}
+
+// open checks the digests and returns the path the file is known by and the file, opening
+// Path when no File was given.
+func (src Source) open(digest string) (string, *os.File, error) {
 	if !control.ValidDigest(digest) {
-		return control.VersionStatus{}, fmt.Errorf("load %s: digest %q must match %s", path, digest, control.DigestPattern)
+		return "", nil, fmt.Errorf("load %s: digest %q must match %s", src.Path, digest, control.DigestPattern)
 	}
-	real, err := regularFile(path)
+	if src.FileDigest != "" && !control.ValidDigest(src.FileDigest) {
+		return "", nil, fmt.Errorf("load %s: file digest %q must match %s", src.Path, src.FileDigest, control.DigestPattern)
+	}
+	if src.File != nil {
+		return src.Path, src.File, nil
+	}
+	real, err := regularFile(src.Path)
 	if err != nil {
-		return control.VersionStatus{}, fmt.Errorf("load %s: %w", path, err)
+		return "", nil, fmt.Errorf("load %s: %w", src.Path, err)
+	}
+	f, err := openSource(real)
+	if err != nil {
+		return "", nil, fmt.Errorf("load %s: %w", real, err)
+	}
+	return real, f, nil
+}
+
+// LoadSource is Load of a Source: the file is read once, into a private copy that the build
+// facts are read from and plugin.Open opens (see stage.go), so that nothing done to the file
+// after the request reaches the process.
+func (s *Slot[T]) LoadSource(ctx context.Context, src Source, digest string) (control.VersionStatus, error) {
+	if src.File != nil {
+		defer src.File.Close()
+	}
+	real, f, err := src.open(digest)
+	if err != nil {
+		return control.VersionStatus{}, err
+	}
+	if src.File == nil {
+		defer f.Close()
 	}
 	if err := s.lockLoad(ctx); err != nil {
 		return control.VersionStatus{}, fmt.Errorf("load %s: waiting for an earlier load: %w", real, err)
@@ -49,7 +96,10 @@ func (s *Slot[T]) Load(ctx context.Context, path, digest string) (control.Versio
 		}
 	}()
 
-	fileDigest, _ := control.FileDigest(real) // an unreadable file fails in open, as before
+	copyPath, fileDigest, err := s.stage(f, src.FileDigest)
+	if err != nil {
+		return control.VersionStatus{}, fmt.Errorf("load %s: %w", real, err)
+	}
 	s.mu.Lock()
 	if v := s.sameBuild(fileDigest, digest); v != nil {
 		vs := s.alias(v, digest)
@@ -67,7 +117,7 @@ func (s *Slot[T]) Load(ctx context.Context, path, digest string) (control.Versio
 	}
 	s.tried[real] = digest
 	v := newVersion(digest, real)
-	v.fileDigest = fileDigest
+	v.fileDigest, v.openPath = fileDigest, copyPath
 	s.versions = append(s.versions, v)
 	s.byDigest[digest] = v
 	opened := slices.Clone(s.opened)
@@ -153,14 +203,7 @@ func (s *Slot[T]) lockLoad(ctx context.Context) error {
 // open runs preflight, plugin.Open and the symbol checks for v. stuck reports that Open did
 // not return within the timeout; loadMu then stays held until it does.
 func (s *Slot[T]) open(ctx context.Context, v *Version, opened []*preflight.Facts) (impl T, stuck bool, err error) {
-	if v.fileDigest == "" {
-		fd, err := control.FileDigest(v.path)
-		if err != nil {
-			return impl, false, withReason(ReasonLoadFailed, fmt.Errorf("%w: %v", ErrLoad, err))
-		}
-		v.fileDigest = fd
-	}
-	facts, err := preflight.ReadFacts(v.path)
+	facts, err := preflight.ReadFacts(v.openPath)
 	if err != nil {
 		return impl, false, withReason(ReasonPreflightRefused, fmt.Errorf("%w: read build facts of %s (is it a Go plugin built with -buildmode=plugin?): %v", ErrPreflight, v.path, err))
 	}
@@ -182,7 +225,7 @@ func (s *Slot[T]) open(ctx context.Context, v *Version, opened []*preflight.Fact
 	}
 	done := make(chan result, 1)
 	go func() {
-		p, err := openPlugin(v.path)
+		p, err := openPlugin(v.openPath)
 		done <- result{p, err}
 	}()
 	timer := time.NewTimer(s.opts.OpenTimeout)

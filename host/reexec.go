@@ -35,8 +35,11 @@ type slotState struct {
 }
 
 type stateRef struct {
-	Path       string `json:"path"`
-	Digest     string `json:"digest"`
+	Path   string `json:"path"`
+	Digest string `json:"digest"`
+	// FileDigest is the sha256 the file held when it was loaded: the new image loads it only
+	// if it still does.
+	FileDigest string `json:"fileDigest,omitempty"`
 	AllowMinor bool   `json:"allowMinor,omitempty"`
 }
 
@@ -109,7 +112,7 @@ func (s *Slot[T]) handoffState(target *ReexecTarget) slotState {
 		if e == nil {
 			return nil
 		}
-		return &stateRef{Path: e.v.path, Digest: e.v.digest, AllowMinor: true}
+		return &stateRef{Path: e.v.path, Digest: e.v.digest, FileDigest: e.v.fileDigest, AllowMinor: true}
 	}
 	if target != nil && target.Path != "" && target.Digest != digestOf(t.current) {
 		st.Current = &stateRef{Path: target.Path, Digest: target.Digest, AllowMinor: target.AllowMinor}
@@ -162,7 +165,7 @@ func (s *Slot[T]) restorePrevious(ctx context.Context, prev *stateRef) string {
 	if prev == nil {
 		return ""
 	}
-	if _, err := s.Load(ctx, prev.Path, prev.Digest); err != nil {
+	if _, err := s.LoadSource(ctx, Source{Path: prev.Path, FileDigest: prev.FileDigest}, prev.Digest); err != nil {
 		s.log.Error(err, "the version to roll back to failed to load after re-exec; the current version serves, and Rollback has nothing to return to until another version has served",
 			"digest", prev.Digest, "path", prev.Path)
 		return fmt.Sprintf("the version to roll back to, %s, was not restored (%v): Rollback has nothing to return to until another version has served", prev.Digest, err)
@@ -179,7 +182,7 @@ func (s *Slot[T]) restorePrevious(ctx context.Context, prev *stateRef) string {
 func (s *Slot[T]) restoreCurrent(ctx context.Context, st slotState, note string) bool {
 	start, before := time.Now(), TakeSnapshot()
 	cur := st.Current
-	_, err := s.Load(ctx, cur.Path, cur.Digest)
+	_, err := s.LoadSource(ctx, Source{Path: cur.Path, FileDigest: cur.FileDigest}, cur.Digest)
 	if err == nil {
 		_, err = s.swap(control.OpRestore, note, cur.Digest, SwapOptions{AllowMinor: cur.AllowMinor}, start, before)
 		if err == nil {
@@ -211,7 +214,7 @@ func (s *Slot[T]) restoreCanary(ctx context.Context, canary *stateRef, percent i
 	loaded := s.entries[canary.Digest] != nil
 	s.mu.Unlock()
 	if !loaded {
-		if _, err := s.Load(ctx, canary.Path, canary.Digest); err != nil {
+		if _, err := s.LoadSource(ctx, Source{Path: canary.Path, FileDigest: canary.FileDigest}, canary.Digest); err != nil {
 			s.log.Error(err, "restoring the canary after re-exec failed; all calls go to the current version", "digest", canary.Digest)
 			return
 		}

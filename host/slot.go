@@ -66,6 +66,10 @@ type Options struct {
 	// a half-initialised plugin leaves the process in a state nothing should be loaded on
 	// top of. Default 2 minutes.
 	OpenTimeout time.Duration
+	// PrivateDir is where the host copies every plugin file it loads before opening the copy
+	// (see LoadSource): a directory only the host can write, mode 0700. Default
+	// $TMPDIR/splice-host-<instance>, kept across re-execs.
+	PrivateDir string
 }
 
 // SwapOptions qualify a swap or route change.
@@ -563,8 +567,13 @@ func (s *Slot[T]) swap(op control.Operation, reason, digest string, opts SwapOpt
 // LoadAndSwap loads a plugin file and makes it current. The result's snapshots and time span
 // the load too. The version status is returned even when only the swap failed.
 func (s *Slot[T]) LoadAndSwap(ctx context.Context, path, digest string, opts SwapOptions) (control.VersionStatus, control.SwapResult, error) {
+	return s.LoadSourceAndSwap(ctx, Source{Path: path}, digest, opts)
+}
+
+// LoadSourceAndSwap is LoadAndSwap of a Source (see LoadSource).
+func (s *Slot[T]) LoadSourceAndSwap(ctx context.Context, src Source, digest string, opts SwapOptions) (control.VersionStatus, control.SwapResult, error) {
 	start, before := time.Now(), TakeSnapshot()
-	vs, err := s.Load(ctx, path, digest)
+	vs, err := s.LoadSource(ctx, src, digest)
 	if err != nil {
 		res := control.SwapResult{Op: control.OpSwap, StartedAt: start, Before: &before, Error: err.Error(), From: digestOf(s.tbl.Load().current)}
 		res.To = res.From

@@ -12,8 +12,10 @@ import (
 
 // Version is one plugin version the slot has tried. Its identity is its digest.
 type Version struct {
-	digest     string
-	path       string
+	digest string
+	path   string
+	// openPath is the host's private copy of the file, which facts and plugin.Open read.
+	openPath   string
 	fileDigest string
 	pluginPath string
 	apiVersion string

@@ -472,7 +472,7 @@ func (s *Swapper) countRefusals(verdict preflight.Verdict) {
 func (s *Swapper) load(ctx context.Context, out *Outcome, t Target, pulled *artifact.Pulled, p step) bool {
 	// The path is relative to the shared directory: the host resolves it against its own
 	// mount of the volume, which may sit elsewhere in its container.
-	req := control.LoadRequest{Path: filepath.Base(pulled.Path), Digest: p.digest, Swap: p.swap, AllowMinor: p.swap && t.AllowMinor}
+	req := control.LoadRequest{Path: filepath.Base(pulled.Path), Digest: p.digest, FileDigest: pulled.LayerDigest, Swap: p.swap, AllowMinor: p.swap && t.AllowMinor}
 	start := s.clock.Now()
 	resp, err := call(ctx, s, s.opts.LoadTimeout, true, func(ctx context.Context) (*control.LoadResponse, error) { return s.opts.Host.Load(ctx, req) })
 	if err != nil {

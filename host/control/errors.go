@@ -11,23 +11,24 @@ type Code string
 
 // Error codes. Each comes with an HTTP status (CodeStatus) and a message saying what to fix.
 const (
-	CodeBadRequest       Code = "BadRequest"       // body is not one well-formed request object
-	CodeTooLarge         Code = "TooLarge"         // body over MaxRequestBytes
-	CodeMethodNotAllowed Code = "MethodNotAllowed" // wrong HTTP method for the endpoint
-	CodeNotFound         Code = "NotFound"         // no such endpoint
-	CodePathOutside      Code = "PathOutsideSharedDir"
-	CodePathNotFound     Code = "PathNotFound"
-	CodePathTried        Code = "PathAlreadyTried"    // this process already tried the file
-	CodeDigestInUse      Code = "DigestAlreadyLoaded" // another file was loaded under the digest
-	CodeUnknownDigest    Code = "UnknownDigest"       // no loaded version has the digest
-	CodePreflight        Code = "PreflightRefused"    // the plugin cannot or must not be opened
-	CodeLoadFailed       Code = "LoadFailed"          // open, init, symbol or type check failed
-	CodeAPIMajor         Code = "APIMajorChange"      // plugin API major version differs
-	CodeAPIMinor         Code = "APIMinorChangeNeedsConsent"
-	CodeNoPrevious       Code = "NoPreviousVersion" // nothing to roll back to
-	CodeNotServable      Code = "NotServable"       // the version failed or is already current
-	CodeHandoff          Code = "HandoffUnavailable"
-	CodeInternal         Code = "Internal"
+	CodeBadRequest         Code = "BadRequest"       // body is not one well-formed request object
+	CodeTooLarge           Code = "TooLarge"         // body over MaxRequestBytes
+	CodeMethodNotAllowed   Code = "MethodNotAllowed" // wrong HTTP method for the endpoint
+	CodeNotFound           Code = "NotFound"         // no such endpoint
+	CodePathOutside        Code = "PathOutsideSharedDir"
+	CodePathNotFound       Code = "PathNotFound"
+	CodePathTried          Code = "PathAlreadyTried"    // this process already tried the file
+	CodeDigestInUse        Code = "DigestAlreadyLoaded" // another file was loaded under the digest
+	CodeUnknownDigest      Code = "UnknownDigest"       // no loaded version has the digest
+	CodeFileDigestMismatch Code = "FileDigestMismatch"  // the file's bytes are not the fileDigest named
+	CodePreflight          Code = "PreflightRefused"    // the plugin cannot or must not be opened
+	CodeLoadFailed         Code = "LoadFailed"          // open, init, symbol or type check failed
+	CodeAPIMajor           Code = "APIMajorChange"      // plugin API major version differs
+	CodeAPIMinor           Code = "APIMinorChangeNeedsConsent"
+	CodeNoPrevious         Code = "NoPreviousVersion" // nothing to roll back to
+	CodeNotServable        Code = "NotServable"       // the version failed or is already current
+	CodeHandoff            Code = "HandoffUnavailable"
+	CodeInternal           Code = "Internal"
 )
 
 // CodeStatus is the HTTP status the server answers a code with.
@@ -43,7 +44,7 @@ func CodeStatus(c Code) int {
 		return http.StatusNotFound
 	case CodePathTried, CodeDigestInUse, CodeNotServable, CodeNoPrevious, CodeHandoff:
 		return http.StatusConflict
-	case CodePreflight, CodeLoadFailed, CodeAPIMajor, CodeAPIMinor:
+	case CodePreflight, CodeLoadFailed, CodeAPIMajor, CodeAPIMinor, CodeFileDigestMismatch:
 		return http.StatusUnprocessableEntity
 	}
 	return http.StatusInternalServerError

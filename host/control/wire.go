@@ -273,6 +273,10 @@ type LoadRequest struct {
 	Path string `json:"path"`
 	// digest is the artifact digest that names this version from now on.
 	Digest string `json:"digest"`
+	// fileDigest, when set, is the sha256 the file must hold (an artifact's layer digest):
+	// the host reads the file once into a private copy and refuses other bytes
+	// (CodeFileDigestMismatch) before opening anything. Splice's agent always sets it.
+	FileDigest string `json:"fileDigest,omitempty"`
 	// swap makes the version current once it is loaded (the load-and-swap convenience).
 	Swap bool `json:"swap,omitempty"`
 	// allowMinor consents to a minor API version change (only with swap).
@@ -345,6 +349,11 @@ func (r *LoadRequest) Validate() error {
 	}
 	if err := validateDigest("digest", r.Digest); err != nil {
 		return err
+	}
+	if r.FileDigest != "" {
+		if err := validateDigest("fileDigest", r.FileDigest); err != nil {
+			return err
+		}
 	}
 	if r.AllowMinor && !r.Swap {
 		return fmt.Errorf("allowMinor is only meaningful with swap: true (a load alone changes nothing that needs consent)")

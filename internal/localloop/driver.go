@@ -241,7 +241,7 @@ func (d *Driver) load(ctx context.Context, res *Result, swap bool) error {
 	src := res.Source
 	// Relative to the shared directory: the host resolves it against its own view of the
 	// directory, which may sit elsewhere (a container's mount).
-	req := control.LoadRequest{Path: filepath.Base(src.Path), Digest: src.Digest, Swap: swap, AllowMinor: swap && d.o.AllowMinor}
+	req := control.LoadRequest{Path: filepath.Base(src.Path), Digest: src.Digest, FileDigest: src.FileDigest, Swap: swap, AllowMinor: swap && d.o.AllowMinor}
 	what := "load"
 	if swap {
 		what = "load and swap to"
