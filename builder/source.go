@@ -30,7 +30,7 @@ var gitEnv = []string{"GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_ASK
 // revision when the server allows it, and falls back to a full fetch (a server that refuses
 // to serve an arbitrary commit SHA).
 func clone(ctx context.Context, o *Options, dir, tmp string, p *progress) (*checkout, error) {
-	env, err := credentialEnv(o.GitCredentials, tmp)
+	env, err := credentialEnv(o.GitCredentials, o.GitURL, tmp, o.names())
 	if err != nil {
 		return nil, err
 	}
@@ -88,9 +88,13 @@ func clone(ctx context.Context, o *Options, dir, tmp string, p *progress) (*chec
 
 // credentialEnv turns a mounted git credentials Secret into environment variables for git.
 // HTTPS credentials travel in an Authorization header set through GIT_CONFIG_* variables, so
-// they appear neither on a command line nor in a file; an SSH key is copied to a private file
-// because ssh refuses keys other users may read (Secret volumes are group-readable).
-func credentialEnv(dir, tmp string) ([]string, error) {
+// they appear neither on a command line nor in a file, and the header is scoped to the clone
+// URL (http.<url>.extraHeader): a submodule on another server, or another path, never receives
+// it. Credentials go only over https:// or SSH, never http:// or git://. An SSH key needs the
+// server's key in the Secret's known_hosts (no first key is trusted blindly), and is copied to
+// a private file because ssh refuses keys other users may read (Secret volumes are
+// group-readable).
+func credentialEnv(dir, url, tmp string, names FieldNames) ([]string, error) {
 	if dir == "" {
 		return nil, nil
 	}
@@ -104,23 +108,16 @@ func credentialEnv(dir, tmp string) ([]string, error) {
 		}
 		return string(b), true, nil
 	}
+	if scheme, _, ok := strings.Cut(url, "://"); ok && (scheme == "http" || scheme == "git") {
+		return nil, failf(ReasonInvalidInput, "%s names git credentials, which are never sent over %s:// (%s): use an https:// or ssh:// URL for a repository that needs them",
+			names.name(fieldGitSecret), scheme, redactURL(url))
+	}
 	key, hasKey, err := read("ssh-privatekey")
 	if err != nil {
 		return nil, err
 	}
 	if hasKey {
-		keyFile := filepath.Join(tmp, "git-ssh-key")
-		if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
-			return nil, failf(ReasonInternal, "write the SSH key to a private file: %v", err)
-		}
-		sshCmd := "ssh -i " + shellQuote(keyFile) + " -o IdentitiesOnly=yes -o BatchMode=yes"
-		if _, err := os.Stat(filepath.Join(dir, "known_hosts")); err == nil {
-			sshCmd += " -o StrictHostKeyChecking=yes -o UserKnownHostsFile=" + shellQuote(filepath.Join(dir, "known_hosts"))
-		} else {
-			// Without known_hosts the first key seen is trusted: say so, the user can pin it.
-			sshCmd += " -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=" + shellQuote(filepath.Join(tmp, "known_hosts"))
-		}
-		return []string{"GIT_SSH_COMMAND=" + sshCmd}, nil
+		return sshEnv(dir, tmp, key, names)
 	}
 	user, hasUser, err := read("username")
 	if err != nil {
@@ -136,9 +133,24 @@ func credentialEnv(dir, tmp string) ([]string, error) {
 	auth := base64.StdEncoding.EncodeToString([]byte(strings.TrimSpace(user) + ":" + strings.TrimSpace(pass)))
 	return []string{
 		"GIT_CONFIG_COUNT=1",
-		"GIT_CONFIG_KEY_0=http.extraHeader",
+		"GIT_CONFIG_KEY_0=http." + url + ".extraHeader",
 		"GIT_CONFIG_VALUE_0=Authorization: Basic " + auth,
 	}, nil
+}
+
+// sshEnv is the GIT_SSH_COMMAND for an SSH key, with the Secret's known_hosts required.
+func sshEnv(dir, tmp, key string, names FieldNames) ([]string, error) {
+	knownHosts := filepath.Join(dir, "known_hosts")
+	if _, err := os.Stat(knownHosts); err != nil {
+		return nil, failf(ReasonInvalidInput, "the git credentials (%s) hold an ssh-privatekey but no known_hosts: add the server's host key under known_hosts (from ssh-keyscan, checked against the server's published fingerprint); no first key is trusted blindly",
+			names.name(fieldGitSecret))
+	}
+	keyFile := filepath.Join(tmp, "git-ssh-key")
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+		return nil, failf(ReasonInternal, "write the SSH key to a private file: %v", err)
+	}
+	sshCmd := "ssh -i " + shellQuote(keyFile) + " -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=" + shellQuote(knownHosts)
+	return []string{"GIT_SSH_COMMAND=" + sshCmd}, nil
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

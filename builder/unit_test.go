@@ -304,20 +304,26 @@ func TestCredentialEnv(t *testing.T) {
 		dir := t.TempDir()
 		write(dir, "username", "bot\n")
 		write(dir, "password", "tok")
-		env, err := credentialEnv(dir, tmp)
+		env, err := credentialEnv(dir, "https://git.example/team/p.git", tmp, FieldNamesFlags)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// base64("bot:tok"); the trailing newline a Secret often carries is dropped.
-		if strings.Join(env, "|") != "GIT_CONFIG_COUNT=1|GIT_CONFIG_KEY_0=http.extraHeader|GIT_CONFIG_VALUE_0=Authorization: Basic Ym90OnRvaw==" {
+		// base64("bot:tok"); the trailing newline a Secret often carries is dropped. The
+		// header is scoped to the clone URL.
+		if strings.Join(env, "|") != "GIT_CONFIG_COUNT=1|GIT_CONFIG_KEY_0=http.https://git.example/team/p.git.extraHeader|GIT_CONFIG_VALUE_0=Authorization: Basic Ym90OnRvaw==" {
 			t.Fatalf("env %q", env)
+		}
+		for _, url := range []string{"http://git.example/p.git", "git://git.example/p.git"} {
+			if _, err := credentialEnv(dir, url, tmp, FieldNamesFlags); ReasonOf(err) != ReasonInvalidInput || !strings.Contains(err.Error(), "never sent over") {
+				t.Errorf("credentials for %s: %v; want InvalidInput, never sent in the clear", url, err)
+			}
 		}
 	})
 	t.Run("ssh with known_hosts", func(t *testing.T) {
 		dir := t.TempDir()
 		write(dir, "ssh-privatekey", "KEY")
 		write(dir, "known_hosts", "host ssh-ed25519 AAAA")
-		env, err := credentialEnv(dir, tmp)
+		env, err := credentialEnv(dir, "ssh://git@git.example/p.git", tmp, FieldNamesFlags)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,8 +336,16 @@ func TestCredentialEnv(t *testing.T) {
 			t.Fatalf("key copy: %v, %v; want mode 0600", fi, err)
 		}
 	})
+	t.Run("ssh without known_hosts", func(t *testing.T) {
+		dir := t.TempDir()
+		write(dir, "ssh-privatekey", "KEY")
+		if _, err := credentialEnv(dir, "git@git.example:p.git", tmp, FieldNamesCRD); ReasonOf(err) != ReasonInvalidInput ||
+			!strings.Contains(err.Error(), "no known_hosts") || !strings.Contains(err.Error(), "spec.plugin.source.git.secretRef") {
+			t.Fatalf("err = %v; want InvalidInput naming known_hosts and the field", err)
+		}
+	})
 	t.Run("empty secret", func(t *testing.T) {
-		_, err := credentialEnv(t.TempDir(), tmp)
+		_, err := credentialEnv(t.TempDir(), "https://git.example/p.git", tmp, FieldNamesFlags)
 		if ReasonOf(err) != ReasonInvalidInput {
 			t.Fatalf("err = %v; want InvalidInput", err)
 		}
