@@ -16,7 +16,7 @@ STATICCHECK ?= $(LOCALBIN)/staticcheck-$(STATICCHECK_VERSION)
 K8S_BIN ?= $(LOCALBIN)/k8s
 # Packages controller-gen reads for the manager: the API and the packages whose RBAC and webhook
 # markers describe the manager. (The agent's much smaller Role is kept apart, under config/rbac.)
-GEN_PATHS := paths=./api/... paths=./controllers/... paths=./webhooks/...
+GEN_PATHS := paths=./api/... paths=./controllers/... paths=./webhooks/... paths=./internal/manager/...
 
 export KUBEBUILDER_ASSETS := $(K8S_BIN)
 

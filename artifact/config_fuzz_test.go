@@ -77,6 +77,9 @@ func FuzzConfigBlob(f *testing.F) {
 	variant(func(m map[string]any) { m["unknown"] = 1 })
 	f.Add(append(bytes.Repeat([]byte(" "), 600), config...))
 	f.Add(append(config, '}'))
+	// Characters after the object that JSON does not count as whitespace.
+	f.Add(append(config, 0))
+	f.Add(append(config, "\u00a0"...))
 	for _, s := range []string{`{}`, `null`, `[]`, `{"kind":"plugin","goVersion":"go1.26.8","pluginPath":"p","apiVersion":"1.0.0"}`} {
 		f.Add([]byte(s))
 	}
@@ -132,6 +135,8 @@ func FuzzManifest(f *testing.F) {
 	f.Add(manifest, int64(DefaultMaxLayerBytes))
 	f.Add(manifest, int64(1))
 	f.Add(append(manifest, ']'), int64(DefaultMaxLayerBytes))
+	f.Add(append(manifest, 0), int64(DefaultMaxLayerBytes))
+	f.Add(append(manifest, "\u2028"...), int64(DefaultMaxLayerBytes))
 	for _, r := range []struct{ old, new string }{
 		{`"schemaVersion":2`, `"schemaVersion":1`},
 		{`"mediaType":"` + ManifestMediaType + `",`, ``},

@@ -54,6 +54,7 @@ func FuzzParseResult(f *testing.F) {
 	good := seeds[0]
 	for _, s := range []string{
 		good + "}", good + "]", good + "\n", good + " ]", good + good, good + "x",
+		good + "\x00", good + "\u00a0", good + "\u2028", good + "\r\n",
 		strings.Replace(good, `"apiVersion":"1.4.0"`, `"apiVersion":"1.4.0-`+strings.Repeat("a", 64)+`"`, 1),
 		strings.Replace(good, `"goVersion":"go1.26.8"`, `"goVersion":"go1.26.8","GoVersion":"go1.27.0"`, 1),
 		strings.Replace(good, `"builtAt":"2026-11-01T10:00:00Z"`, `"builtAt":"2026-11-01T10:00:00.123456789-07:00"`, 1),
@@ -118,6 +119,7 @@ func FuzzParseFailure(f *testing.F) {
 	good := seeds[0]
 	for _, s := range []string{
 		good + "}", good + "]", good + " \n}", good + "{}", good + "\n",
+		good + "\x00", good + "\u00a0", good + "\u2028",
 		`{"reason":"CompileFailed","error":"x","Reason":"Whatever"}`, `{"reason":"CompileFailed","error":""}`,
 		`{"reason":"Whatever","error":"x"}`, `null`, `exit status 2`, "",
 	} {

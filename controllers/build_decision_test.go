@@ -309,3 +309,20 @@ func TestFailureMessage(t *testing.T) {
 		t.Errorf("long message is %d bytes, ends %q", len(long), long[len(long)-10:])
 	}
 }
+
+// The build record is an annotation on a Job, which whoever may edit Jobs in the namespace can
+// rewrite: only exactly one JSON object is a record.
+func TestDecodeRecordRefusesTrailingData(t *testing.T) {
+	const valid = `{"reason":"CompileFailed","message":"m"}`
+	if _, err := decodeRecord(valid); err != nil {
+		t.Fatalf("%s: %v", valid, err)
+	}
+	if _, err := decodeRecord(valid + "\n"); err != nil {
+		t.Errorf("trailing whitespace: %v", err)
+	}
+	for _, bad := range []string{valid + "}", valid + "]", valid + valid, valid + " x", valid + "{}", valid + "\n]"} {
+		if _, err := decodeRecord(bad); err == nil {
+			t.Errorf("%q: decoded, want a refusal of the data after the object", bad)
+		}
+	}
+}

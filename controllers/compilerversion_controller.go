@@ -40,6 +40,10 @@ type CompilerVersionReconciler struct {
 	// one CompilerVersion is never reconciled twice at the same time.
 	MaxConcurrentReconciles int
 
+	// PrometheusAllowlist is where canary analyses may send their Prometheus queries; the zero
+	// value allows none (the manager's --prometheus-allowed-addresses).
+	PrometheusAllowlist PrometheusAllowlist
+
 	swaps swapCounter
 	// core calls what the controller-runtime client cannot tune (the Eviction API, once).
 	core kubernetes.Interface

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -42,7 +43,7 @@ func expandQuery(q string, cv *splicev1.CompilerVersion, digest string) string {
 // queryPrometheus runs an instant query and returns its single number: a scalar, or a vector
 // of exactly one sample. Anything else is an error that says what the query returned.
 func queryPrometheus(ctx context.Context, address, query string, at time.Time) (float64, error) {
-	c, err := promapi.NewClient(promapi.Config{Address: address})
+	c, err := promapi.NewClient(promapi.Config{Address: address, Client: noRedirects})
 	if err != nil {
 		return 0, fmt.Errorf("prometheus client for %s: %w", address, err)
 	}
@@ -50,7 +51,7 @@ func queryPrometheus(ctx context.Context, address, query string, at time.Time) (
 	defer cancel()
 	v, _, _, err := promv1.NewAPI(c).Query(ctx, query, at)
 	if err != nil {
-		return 0, fmt.Errorf("query %s: %w", address, err)
+		return 0, fmt.Errorf("query %s: %s", address, promErrorSummary(err))
 	}
 	switch r := v.(type) {
 	case *model.Scalar:
@@ -94,11 +95,15 @@ func queriesPrometheus(st splicev1.RolloutStrategy) bool {
 
 // runPrometheus runs the query the plan of in consults (prometheusDue), if any; the result is
 // in.prom for plan to judge. A query that cannot run is a result too: the plan waits and the
-// query runs again after promRetry.
+// query runs again after promRetry. A query to an address outside r.PrometheusAllowlist is
+// never sent: its result fails the step (PrometheusAddressNotAllowed).
 func (r *CompilerVersionReconciler) runPrometheus(ctx context.Context, cv *splicev1.CompilerVersion, in *rolloutInput) *promResult {
 	q := prometheusDue(in)
 	if q == nil {
 		return nil
+	}
+	if !r.PrometheusAllowlist.Allows(q.analysis.Address) {
+		return &promResult{step: q.step, err: &errPromAddressNotAllowed{address: q.analysis.Address}}
 	}
 	v, err := queryPrometheus(ctx, q.analysis.Address, expandQuery(q.analysis.Query, cv, in.artifact.Digest), in.now)
 	return &promResult{step: q.step, value: v, err: err}
@@ -116,6 +121,10 @@ func promVerdict(a *splicev1.PrometheusAnalysis, res *promResult) *verdict {
 	}
 	if res == nil {
 		return wait("waiting for the Prometheus analysis")
+	}
+	var notAllowed *errPromAddressNotAllowed
+	if errors.As(res.err, &notAllowed) {
+		return &verdict{kind: verdictFail, reason: splicev1.ReasonPrometheusAddressNotAllowed, msg: notAllowed.Error()}
 	}
 	if res.err != nil {
 		return wait(fmt.Sprintf("the Prometheus analysis could not run (retrying): %v", res.err))

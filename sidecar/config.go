@@ -4,8 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/splice-dev/splice/artifact"
@@ -25,6 +27,9 @@ const (
 	// $POD_NAMESPACE, which the webhook sets from the downward API.
 	FlagPodName      = "pod-name"
 	FlagPodNamespace = "pod-namespace"
+	// FlagPodIP: the pod's IP, which an --http-address without a host binds to; default
+	// $POD_IP, which the webhook sets from the downward API (status.podIP).
+	FlagPodIP = "pod-ip"
 	// FlagRegistryInsecure: talk plain HTTP to the registry (in-cluster registries without
 	// TLS). Loopback and RFC 1918 addresses use HTTP regardless (go-containerregistry's rule).
 	FlagRegistryInsecure = "registry-insecure"
@@ -47,10 +52,13 @@ const (
 	// EnvPodName and EnvPodNamespace are the downward-API variables the pod flags default to.
 	EnvPodName      = "POD_NAME"
 	EnvPodNamespace = "POD_NAMESPACE"
+	// EnvPodIP is the downward-API variable --pod-ip defaults to.
+	EnvPodIP = "POD_IP"
 
 	// DefaultSharedDir is where the webhook mounts the shared volume in both containers.
 	DefaultSharedDir = "/var/run/splice"
-	// DefaultHTTPAddress is the probes' and metrics' address.
+	// DefaultHTTPAddress is the probes' and metrics' address: no host, so the pod IP
+	// (Config.ListenAddress).
 	DefaultHTTPAddress = ":9440"
 	// PathReadyz, PathLivez and PathMetrics are the HTTP endpoints.
 	PathReadyz  = "/readyz"
@@ -67,6 +75,7 @@ type Config struct {
 	HTTPAddress      string
 	PodName          string
 	PodNamespace     string
+	PodIP            string
 	RegistryInsecure bool
 	MaxPluginBytes   int64
 	PollInterval     time.Duration
@@ -82,7 +91,9 @@ type Config struct {
 func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.SharedDir, FlagSharedDir, DefaultSharedDir, "directory shared with the app container: the host's control socket and the plugin files")
 	fs.StringVar(&c.Socket, FlagSocket, "", "the host's control socket (default <shared-dir>/"+control.SocketName+")")
-	fs.StringVar(&c.HTTPAddress, FlagHTTPAddress, DefaultHTTPAddress, "address serving "+PathReadyz+", "+PathLivez+" and "+PathMetrics)
+	fs.StringVar(&c.HTTPAddress, FlagHTTPAddress, DefaultHTTPAddress, "address serving "+PathReadyz+", "+PathLivez+" and "+PathMetrics+
+		" (without a host: the --"+FlagPodIP+", or every interface when it is unset)")
+	fs.StringVar(&c.PodIP, FlagPodIP, os.Getenv(EnvPodIP), "this pod's IP, which --"+FlagHTTPAddress+" binds to when it names no host (default $"+EnvPodIP+", from the downward API)")
 	fs.StringVar(&c.PodName, FlagPodName, os.Getenv(EnvPodName), "this pod's name (default $"+EnvPodName+", from the downward API)")
 	fs.StringVar(&c.PodNamespace, FlagPodNamespace, os.Getenv(EnvPodNamespace), "this pod's namespace (default $"+EnvPodNamespace+", from the downward API)")
 	fs.BoolVar(&c.RegistryInsecure, FlagRegistryInsecure, false, "pull over plain HTTP (registries without TLS; loopback and private addresses use HTTP anyway)")
@@ -123,6 +134,23 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ListenAddress is where the agent serves HTTPAddress: an address without a host binds to the
+// pod IP, where the kubelet's probes (and scrapes of the pod) arrive, rather than to every
+// interface of the pod's network namespace. Without a usable pod IP it keeps HTTPAddress as it
+// is, every interface, and warning says why, for the log. An address with a host is kept.
+func (c *Config) ListenAddress() (addr, warning string) {
+	host, port, err := net.SplitHostPort(c.HTTPAddress)
+	if err != nil || host != "" {
+		return c.HTTPAddress, "" // net.Listen reports a malformed address
+	}
+	ip := net.ParseIP(strings.TrimSpace(c.PodIP))
+	if ip == nil {
+		return c.HTTPAddress, fmt.Sprintf("no usable pod IP (--%s or $%s is %q): serving --%s %s on every interface; "+
+			"inject $%s from the downward API (status.podIP) to bind the pod IP only", FlagPodIP, EnvPodIP, c.PodIP, FlagHTTPAddress, c.HTTPAddress, EnvPodIP)
+	}
+	return net.JoinHostPort(ip.String(), port), ""
 }
 
 // PullOptions are the registry options the configuration implies.

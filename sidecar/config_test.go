@@ -89,3 +89,38 @@ func TestNoBlanketConsent(t *testing.T) {
 		t.Fatal("the agent accepts --allow-minor-api-change: consent would be blanket again")
 	}
 }
+
+// The agent binds its probes' and metrics' port to the pod IP when --http-address names no
+// host: the kubelet's probes arrive there, and nothing else in the pod's network needs it on
+// other interfaces. Without a usable pod IP it keeps every interface, and says so.
+func TestListenAddress(t *testing.T) {
+	for _, tt := range []struct {
+		addr, podIP, want string
+		warns             bool
+	}{
+		{addr: ":9440", podIP: "10.1.2.3", want: "10.1.2.3:9440"},
+		{addr: ":9440", podIP: " 10.1.2.3 ", want: "10.1.2.3:9440"},
+		{addr: ":7001", podIP: "fd00::17", want: "[fd00::17]:7001"},
+		{addr: ":9440", podIP: "", want: ":9440", warns: true},
+		{addr: ":9440", podIP: "not-an-ip", want: ":9440", warns: true},
+		// An address with a host is the operator's choice.
+		{addr: "127.0.0.1:9440", podIP: "10.1.2.3", want: "127.0.0.1:9440"},
+		{addr: "0.0.0.0:9440", podIP: "10.1.2.3", want: "0.0.0.0:9440"},
+	} {
+		c := Config{HTTPAddress: tt.addr, PodIP: tt.podIP}
+		got, warning := c.ListenAddress()
+		if got != tt.want || (warning != "") != tt.warns {
+			t.Errorf("--%s=%q, pod IP %q: listen on %q (warning %q); want %q, warning %v", FlagHTTPAddress, tt.addr, tt.podIP, got, warning, tt.want, tt.warns)
+		}
+		if tt.warns && !strings.Contains(warning, EnvPodIP) {
+			t.Errorf("warning %q does not name $%s", warning, EnvPodIP)
+		}
+	}
+	t.Setenv(EnvPodIP, "10.9.8.7")
+	var c Config
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	c.BindFlags(fs)
+	if err := fs.Parse(nil); err != nil || c.PodIP != "10.9.8.7" {
+		t.Errorf("--%s defaults to %q (%v), want $%s", FlagPodIP, c.PodIP, err, EnvPodIP)
+	}
+}

@@ -22,6 +22,7 @@ func TestAgentArgsParseWithAgentFlags(t *testing.T) {
 	// to them.
 	t.Setenv(sidecar.EnvPodName, "web-0")
 	t.Setenv(sidecar.EnvPodNamespace, "shop")
+	t.Setenv(sidecar.EnvPodIP, "10.1.2.3")
 	cfg := AgentConfig{SharedDir: t.TempDir(), HTTPPort: 7001, ProbeTimeout: 3 * time.Second}.WithDefaults()
 
 	pod := basePod()
@@ -62,10 +63,19 @@ func TestAgentArgsParseWithAgentFlags(t *testing.T) {
 		}
 	}
 
-	// The probes and the declared port must be where the agent listens.
-	_, port, err := net.SplitHostPort(got.HTTPAddress)
+	// The probes and the declared port must be where the agent listens: the pod IP, where the
+	// kubelet's probes arrive, not every interface.
+	listen, warning := got.ListenAddress()
+	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
-		t.Fatalf("agent http address %q: %v", got.HTTPAddress, err)
+		t.Fatalf("agent http address %q: %v", listen, err)
+	}
+	if host != "10.1.2.3" || warning != "" {
+		t.Errorf("agent listens on %q (%s), want the pod IP 10.1.2.3 from the downward API", listen, warning)
+	}
+	if env := agentEnv(agent, sidecar.EnvPodIP); env == nil || env.ValueFrom == nil || env.ValueFrom.FieldRef == nil ||
+		env.ValueFrom.FieldRef.FieldPath != "status.podIP" {
+		t.Errorf("the agent's $%s is %+v, want the downward API's status.podIP", sidecar.EnvPodIP, env)
 	}
 	if port != strconv.Itoa(int(cfg.HTTPPort)) || agent.Ports[0].ContainerPort != cfg.HTTPPort {
 		t.Errorf("agent listens on %q, container port %d, want %d", got.HTTPAddress, agent.Ports[0].ContainerPort, cfg.HTTPPort)
@@ -83,4 +93,13 @@ func TestAgentDefaultPortMatchesAgent(t *testing.T) {
 	if want := ":" + strconv.Itoa(int(DefaultAgentHTTPPort)); want != sidecar.DefaultHTTPAddress {
 		t.Errorf("DefaultAgentHTTPPort gives %q, cmd/agent's default is %q", want, sidecar.DefaultHTTPAddress)
 	}
+}
+
+func agentEnv(c corev1.Container, name string) *corev1.EnvVar {
+	for i := range c.Env {
+		if c.Env[i].Name == name {
+			return &c.Env[i]
+		}
+	}
+	return nil
 }

@@ -217,6 +217,9 @@ func agentContainer(in *injection) corev1.Container {
 		Env: []corev1.EnvVar{
 			{Name: sidecar.EnvPodName, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
 			{Name: sidecar.EnvPodNamespace, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
+			// The agent binds its port to the pod IP (sidecar.Config.ListenAddress), where the
+			// kubelet's probes arrive, instead of every interface.
+			{Name: sidecar.EnvPodIP, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"}}},
 		},
 		Ports:        []corev1.ContainerPort{{Name: AgentHTTPPortName, ContainerPort: c.HTTPPort, Protocol: corev1.ProtocolTCP}},
 		Resources:    *c.Resources.DeepCopy(),

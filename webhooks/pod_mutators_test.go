@@ -55,6 +55,8 @@ func wantAgent(uid int64, gid *int64) corev1.Container {
 		Env: []corev1.EnvVar{
 			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
 			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
+			// The agent binds its port to the pod IP, where the kubelet's probes arrive.
+			{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"}}},
 		},
 		Ports: []corev1.ContainerPort{{Name: "splice-http", ContainerPort: 7001, Protocol: corev1.ProtocolTCP}},
 		Resources: corev1.ResourceRequirements{

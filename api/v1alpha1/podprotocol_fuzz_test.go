@@ -60,6 +60,8 @@ func FuzzReportAnnotation(f *testing.F) {
 	for _, tricky := range []string{
 		// Trailing data: json.Decoder.More does not see a stray '}' or ']' at the top level.
 		valid + "}", valid + "]", valid + " \n]", valid + "}}", valid + "{}", valid + " x", valid + "\n",
+		// Characters after the value that JSON does not count as whitespace.
+		valid + "\x00", valid + "\u00a0", valid + "\u2028", valid + "\ufeff", valid + "\r\n",
 		" \t" + valid,
 		// Spellings the encoder never writes.
 		strings.Replace(valid, `"state"`, `"State"`, 1),

@@ -61,6 +61,10 @@ const (
 	// waits for its analysis — fewer plugin calls reported than minCalls, or a Prometheus query
 	// without an answer yet; it does not advance past its pause until judged.
 	ReasonAnalysisPending = "AnalysisPending"
+	// ReasonPrometheusAddressNotAllowed (Progressing False, Degraded True; the rollout rolls
+	// back, or with onFailure: Pause holds): a canary step's prometheus.address is not in the
+	// manager's --prometheus-allowed-addresses, so the manager sent no query.
+	ReasonPrometheusAddressNotAllowed = "PrometheusAddressNotAllowed"
 	// ReasonSwapFailed (Degraded True, and Progressing False when the rollout stops): pods
 	// failed to swap to the artifact, rolled it back or crashed their host running it — more
 	// of them than a canary step's maxFailedSwaps, any under Strict (which rolls back) or

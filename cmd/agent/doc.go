@@ -7,8 +7,11 @@
 //
 //	--shared-dir=/var/run/splice      volume shared with the app container
 //	--socket=<shared-dir>/splice-host.sock  the host's control socket
-//	--http-address=:9440              /readyz, /livez, /metrics
+//	--http-address=:9440              /readyz, /livez, /metrics; without a host, on the pod IP
 //	--pod-name, --pod-namespace       default $POD_NAME, $POD_NAMESPACE (downward API)
+//	--pod-ip                          default $POD_IP (downward API status.podIP); when unset or
+//	                                  not an IP, a host-less --http-address binds every interface
+//	                                  (logged)
 //	--registry-insecure=false         plain HTTP to the registry
 //	--max-plugin-bytes=268435456      largest plugin layer pulled
 //	--host-poll-interval=10s          host status reads between pod events

@@ -74,9 +74,13 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	ln, err := net.Listen("tcp", cfg.HTTPAddress)
+	listen, warning := cfg.ListenAddress()
+	if warning != "" {
+		log.Info("serving probes and metrics on every interface", "reason", warning, "httpAddress", cfg.HTTPAddress, "podIP", cfg.PodIP)
+	}
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return fmt.Errorf("listen on --%s %s: %w", sidecar.FlagHTTPAddress, cfg.HTTPAddress, err)
+		return fmt.Errorf("listen on --%s %s (%s): %w", sidecar.FlagHTTPAddress, cfg.HTTPAddress, listen, err)
 	}
 	srv := &http.Server{Handler: agent.Handler(reg), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

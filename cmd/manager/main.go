@@ -5,6 +5,7 @@ package main
 import (
 	"flag"
 	"os"
+	"strings"
 
 	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -15,7 +16,13 @@ import (
 
 func main() {
 	o := manager.DefaultOptions()
-	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, `Address the Prometheus metrics endpoint binds to; "0" disables it.`)
+	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, `Address the Prometheus metrics endpoint binds to; "0" disables it. `+
+		`The default is loopback only; to expose metrics on another interface (":8080"), set --metrics-secure too.`)
+	flag.BoolVar(&o.MetricsSecure, "metrics-secure", false, "Serve metrics over HTTPS, only to bearer tokens the API server authenticates and authorizes for GET /metrics "+
+		"(the manager needs create on tokenreviews and subjectaccessreviews).")
+	flag.TextVar((*listFlag)(&o.PrometheusAllowedAddresses), "prometheus-allowed-addresses", listFlag(nil),
+		"Prometheus base URLs (comma-separated, or the flag repeated) that canary analyses may query, such as http://prometheus.monitoring:9090; "+
+			"an address is allowed when its scheme, host and port are an entry's and its path is under the entry's path. Default: none.")
 	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "Address the /healthz and /readyz endpoints bind to.")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "Elect a leader so that only one manager replica acts at a time.")
 	flag.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
@@ -41,4 +48,18 @@ func main() {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
+}
+
+// listFlag is a flag of comma-separated values that may also be repeated: each use appends.
+type listFlag []string
+
+func (l listFlag) MarshalText() ([]byte, error) { return []byte(strings.Join(l, ",")), nil }
+
+func (l *listFlag) UnmarshalText(b []byte) error {
+	for _, e := range strings.Split(string(b), ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			*l = append(*l, e)
+		}
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
@@ -23,8 +24,16 @@ import (
 
 // Options are the manager's settings, one per command-line flag.
 type Options struct {
-	// MetricsAddr is where Prometheus metrics are served ("0" disables).
+	// MetricsAddr is where Prometheus metrics are served ("0" disables). The default is
+	// loopback only: metrics on another interface should be MetricsSecure.
 	MetricsAddr string
+	// MetricsSecure serves metrics over HTTPS (a self-signed certificate) and only to clients
+	// whose bearer token the API server authenticates (TokenReview) and authorizes for GET on
+	// the non-resource URL /metrics (SubjectAccessReview).
+	MetricsSecure bool
+	// PrometheusAllowedAddresses are the Prometheus base URLs canary analyses may query
+	// (controllers.ParsePrometheusAllowlist); empty allows none.
+	PrometheusAllowedAddresses []string
 	// ProbeAddr is where /healthz and /readyz are served.
 	ProbeAddr string
 	// LeaderElection makes only one replica act at a time.
@@ -44,10 +53,14 @@ type Options struct {
 	OnStarted func(ctx context.Context)
 }
 
+// DefaultMetricsAddr is where metrics are served unless told otherwise: loopback only, as they
+// are served without authentication unless MetricsSecure.
+const DefaultMetricsAddr = "127.0.0.1:8080"
+
 // DefaultOptions are the defaults the flags show.
 func DefaultOptions() Options {
 	return Options{
-		MetricsAddr: ":8080", ProbeAddr: ":8081",
+		MetricsAddr: DefaultMetricsAddr, ProbeAddr: ":8081",
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
 		Webhooks: DefaultWebhookOptions(),
 	}
@@ -75,9 +88,13 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("webhook options: %w", err)
 	}
+	promAllowed, err := controllers.ParsePrometheusAllowlist(o.PrometheusAllowedAddresses)
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                 metricsOptions(o),
 		HealthProbeBindAddress:  o.ProbeAddr,
 		LeaderElection:          o.LeaderElection,
 		LeaderElectionID:        "splice-manager.splice.dev",
@@ -96,6 +113,8 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err := (&controllers.CompilerVersionReconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("splice-manager"),
+
+		PrometheusAllowlist: promAllowed,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up CompilerVersion controller: %w", err)
 	}
@@ -122,6 +141,23 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			}
 		}()
 	}
-	ctrl.LoggerFrom(ctx).Info("starting manager", "metricsAddr", o.MetricsAddr, "probeAddr", o.ProbeAddr, "leaderElection", o.LeaderElection)
+	ctrl.LoggerFrom(ctx).Info("starting manager", "metricsAddr", o.MetricsAddr, "metricsSecure", o.MetricsSecure, "probeAddr", o.ProbeAddr,
+		"leaderElection", o.LeaderElection, "prometheusAllowedAddresses", promAllowed.String())
 	return mgr.Start(ctx)
+}
+
+// The metrics filter (MetricsSecure) asks the API server who a scraper is and whether it may
+// GET /metrics.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// metricsOptions are the metrics server's options: plain HTTP at o.MetricsAddr, or HTTPS with
+// authentication and authorization when o.MetricsSecure.
+func metricsOptions(o Options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if o.MetricsSecure {
+		m.SecureServing = true
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return m
 }

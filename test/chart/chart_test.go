@@ -446,3 +446,58 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		}
 	}
 }
+
+// managerArgs are the manager container's arguments in objs.
+func managerArgs(t *testing.T, objs []object) []string {
+	t.Helper()
+	dep := mustFind(t, "the chart", objs, "Deployment", "splice-manager")
+	containers, _ := get(dep, "spec", "template", "spec", "containers").([]any)
+	raw, _ := get(containers[0], "args").([]any)
+	var args []string
+	for _, a := range raw {
+		args = append(args, fmt.Sprint(a))
+	}
+	return args
+}
+
+// TestManagerEndpoints: by default the chart serves metrics over HTTPS behind authentication
+// and authorization, with a ClusterRole for scrapers; without metrics.secure they are on
+// loopback only, with no Service; the Prometheus allowlist is empty unless listed.
+func TestManagerEndpoints(t *testing.T) {
+	c := newChart(t)
+	for _, tt := range []struct {
+		set            []string
+		want, wantNot  []string
+		service, roles bool
+	}{
+		{want: []string{"--metrics-bind-address=:8080", "--metrics-secure=true"}, wantNot: []string{"--prometheus-allowed-addresses"},
+			service: true, roles: true},
+		{set: []string{"metrics.secure=false"}, want: []string{"--metrics-bind-address=127.0.0.1:8080"}, wantNot: []string{"--metrics-secure"}},
+		{set: []string{"metrics.enabled=false"}, want: []string{"--metrics-bind-address=0"}, wantNot: []string{"--metrics-secure"}},
+		{set: []string{"manager.prometheus.allowedAddresses={http://prometheus.monitoring:9090,https://thanos.example.com/prom}"},
+			want:    []string{"--prometheus-allowed-addresses=http://prometheus.monitoring:9090", "--prometheus-allowed-addresses=https://thanos.example.com/prom"},
+			service: true, roles: true},
+	} {
+		objs := c.mustRender(t, "splice-system", tt.set...)
+		args := strings.Join(managerArgs(t, objs), " ")
+		for _, w := range tt.want {
+			if !strings.Contains(args, w) {
+				t.Errorf("--set %v: the manager's args %s lack %s", tt.set, args, w)
+			}
+		}
+		for _, w := range tt.wantNot {
+			if strings.Contains(args, w) {
+				t.Errorf("--set %v: the manager's args %s hold %s", tt.set, args, w)
+			}
+		}
+		if got := find(objs, "Service", "splice-manager-metrics") != nil; got != tt.service {
+			t.Errorf("--set %v: metrics Service rendered %v, want %v", tt.set, got, tt.service)
+		}
+		if got := find(objs, "ClusterRole", "splice-metrics-reader") != nil; got != tt.roles {
+			t.Errorf("--set %v: ClusterRole splice-metrics-reader rendered %v, want %v", tt.set, got, tt.roles)
+		}
+	}
+	if _, err := c.render("splice-system", "manager.prometheus.allowedAddresses={prometheus:9090}"); err == nil {
+		t.Error("an allowed address that is not an http(s) URL renders; want a schema error")
+	}
+}
