@@ -259,13 +259,20 @@ var _ = Describe("Nothing Splice delivers takes the Service down", Ordered, func
 				r, err := splicev1.DecodeReport(pods.Items[i].Annotations[splicev1.AnnotationReport])
 				g.Expect(err).NotTo(HaveOccurred())
 				g.Expect(r.Running).To(Equal(digests["v2"]), "pod %s serves v2 again: %+v", pods.Items[i].Name, r)
+				// A pod the rollout reached just before it rolled back may still be swapping
+				// to callpanic while its report says it runs v2: wait until its agent has
+				// settled on what it is told now (v2 after a rollback, callpanic when Degraded),
+				// so that every host has left callpanic before the load is judged.
+				desired := pods.Items[i].Annotations[splicev1.AnnotationDesiredArtifact]
+				g.Expect(desired).To(HaveSuffix("@"+r.Digest), "pod %s reports on what it is told (%s): %+v", pods.Items[i].Name, desired, r)
+				g.Expect(r.State).NotTo(BeElementOf(splicev1.SwapPending, splicev1.SwapPulling, splicev1.SwapSwapping), "pod %s has settled: %+v", pods.Items[i].Name, r)
 				g.Expect(podCondition(&pods.Items[i], corev1.PodReady)).To(Equal(corev1.ConditionTrue), "pod %s Ready", pods.Items[i].Name)
 			}
 		}).WithContext(ctx).WithTimeout(time.Minute).Should(Succeed())
 		Expect(answers(greetPath, 20)).To(Equal(map[string]int{"v2": 20}))
 		requests, failed := s.more(3 * time.Second)
-		Expect(failed).To(BeZero(), "requests failed on v2 after the rollback (%d sent)", requests)
 		res, summary, _ := s.finish()
+		Expect(failed).To(BeZero(), "requests failed on v2 after the rollback (%d sent): %s", requests, summary)
 		fmt.Printf("FAULT panicking version past the memory bound: requests %d, failed %d (the panicking calls before the host's rollback)\n", res.Requests, res.Failures)
 		Expect(res.TransportErrors).To(BeZero(), "requests without an answer: %s", summary)
 		Expect(res.Failures).To(BeNumerically("<", 50), "the host must roll back after its panic threshold, not keep serving the bad version: %s", summary)
