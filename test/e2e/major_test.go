@@ -4,25 +4,20 @@ package e2e
 
 import (
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
-	"github.com/splice-dev/splice/artifact"
-	"github.com/splice-dev/splice/examples/greeter/greeterbuild"
 )
 
 const (
@@ -47,30 +42,10 @@ var _ = Describe("Strict and a major API change", Ordered, func() {
 		ensureInfra(ctx)
 
 		By("building and pushing the major drill plugin (API 2.0.0)")
-		gb := &greeterbuild.Builder{Root: repoRoot, Out: filepath.Join(repoRoot, ".local", "e2e", "plugins")}
-		built, err := gb.Plugin(ctx, "major", fmt.Sprintf("e2e-major-%d", time.Now().UnixNano()))
-		Expect(err).NotTo(HaveOccurred())
-		ref, digest, err := artifact.Push(ctx, registryAddr+"/greeter-major", built.Path, artifact.Config{APIVersion: "2.0.0"})
-		Expect(err).NotTo(HaveOccurred())
+		ref, digest := pushGreeterPlugin(ctx, "major", "greeter-major", "2.0.0")
 
 		By("running 2 pods of a StatefulSet (OnDelete updates) on the usual image, with a disruption budget of one")
-		tmpl := greeterDeployment(testNamespace, 2).Spec.Template
-		tmpl.Labels = map[string]string{"app": majorApp, splicev1.LabelInject: "true"}
-		tmpl.Spec.ServiceAccountName = strictServiceAccount
-		tmpl.Spec.Containers[0].Image = greeterImage
-		sts := &appsv1.StatefulSet{
-			ObjectMeta: metav1.ObjectMeta{Name: majorApp, Namespace: testNamespace},
-			Spec: appsv1.StatefulSetSpec{
-				Replicas:            ptr.To[int32](2),
-				ServiceName:         majorApp,
-				Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{"app": majorApp}},
-				PodManagementPolicy: appsv1.ParallelPodManagement,
-				UpdateStrategy:      appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType},
-				Template:            tmpl,
-			},
-		}
-		_, err = kube.AppsV1().StatefulSets(testNamespace).Create(ctx, sts, metav1.CreateOptions{})
-		Expect(err).NotTo(HaveOccurred())
+		startOnDeleteFleet(ctx, majorApp, greeterImage)
 		pdb := &policyv1.PodDisruptionBudget{
 			ObjectMeta: metav1.ObjectMeta{Name: majorApp, Namespace: testNamespace},
 			Spec: policyv1.PodDisruptionBudgetSpec{MaxUnavailable: ptr.To(intstr.FromInt32(1)),
@@ -78,51 +53,21 @@ var _ = Describe("Strict and a major API change", Ordered, func() {
 		}
 		_, err = kube.PolicyV1().PodDisruptionBudgets(testNamespace).Create(ctx, pdb, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
-		readyPods := func(g Gomega, want int) map[string]*corev1.Pod {
-			pods, err := kube.CoreV1().Pods(testNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + majorApp})
-			g.Expect(err).NotTo(HaveOccurred())
-			out := map[string]*corev1.Pod{}
-			for i := range pods.Items {
-				p := &pods.Items[i]
-				if p.DeletionTimestamp == nil && podCondition(p, corev1.PodReady) == corev1.ConditionTrue {
-					out[p.Name] = p
-				}
-			}
-			g.Expect(out).To(HaveLen(want), "Ready pods of %s", majorApp)
-			return out
-		}
+		readyPods := func(g Gomega, want int) map[string]*corev1.Pod { return readyPodsOf(ctx, g, majorApp, want) }
 		var before map[string]*corev1.Pod
 		Eventually(func(g Gomega) { before = readyPods(g, 2) }).WithContext(ctx).WithTimeout(3 * time.Minute).Should(Succeed())
 
 		By("changing the template's image to a host built against API 2.x (OnDelete: no pod moves)")
-		patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"greeter","image":%q}]}}}}`, api2Image)
-		_, err = kube.AppsV1().StatefulSets(testNamespace).Patch(ctx, majorApp, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
-		Expect(err).NotTo(HaveOccurred())
+		setTemplateImage(ctx, majorApp, api2Image)
 
 		By("rolling the 2.0.0 plugin out with Strict and recreateIncompatible")
 		start := time.Now()
-		cv := &splicev1.CompilerVersion{
-			ObjectMeta: metav1.ObjectMeta{Name: majorApp, Namespace: testNamespace},
-			Spec: splicev1.CompilerVersionSpec{
-				GoVersion: "1.26.8",
-				Plugin:    splicev1.PluginSpec{Source: splicev1.PluginSource{Artifact: ref}, APIVersion: "2.0.0"},
-				Selector:  metav1.LabelSelector{MatchLabels: map[string]string{"app": majorApp}},
-				Strategy:  splicev1.RolloutStrategy{Type: splicev1.StrategyStrict, Strict: &splicev1.StrictStrategy{RecreateIncompatible: true}},
-			},
-		}
+		cv := strictRecreating(majorApp, ref, "2.0.0")
 		Expect(cli.Create(ctx, cv)).To(Succeed())
 		leastReady := 2
 		var got *splicev1.CompilerVersion
 		Eventually(func(g Gomega) {
-			pods, err := kube.CoreV1().Pods(testNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + majorApp})
-			g.Expect(err).NotTo(HaveOccurred())
-			ready := 0
-			for i := range pods.Items {
-				if pods.Items[i].DeletionTimestamp == nil && podCondition(&pods.Items[i], corev1.PodReady) == corev1.ConditionTrue {
-					ready++
-				}
-			}
-			leastReady = min(leastReady, ready)
+			leastReady = min(leastReady, len(liveReadyPods(ctx, g, majorApp)))
 			got = &splicev1.CompilerVersion{}
 			g.Expect(cli.Get(ctx, client.ObjectKeyFromObject(cv), got)).To(Succeed())
 			g.Expect(got.Status.Phase).To(Equal(splicev1.PhaseCompleted), "%s", got.Status.Progress)

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -43,49 +44,15 @@ var _ = Describe("Strict and an incompatible pod", Ordered, func() {
 		ensureInfra(ctx)
 
 		By("building and pushing plugin v2 the usual way")
-		gb := &greeterbuild.Builder{Root: repoRoot, Out: filepath.Join(repoRoot, ".local", "e2e", "plugins")}
-		built, err := gb.Plugin(ctx, "v2", fmt.Sprintf("e2e-strict-%d", time.Now().UnixNano()))
-		Expect(err).NotTo(HaveOccurred())
-		ref, digest, err := artifact.Push(ctx, registryAddr+"/greeter-strict", built.Path, artifact.Config{APIVersion: "1.0.1"})
-		Expect(err).NotTo(HaveOccurred())
+		ref, digest := pushGreeterPlugin(ctx, "v2", "greeter-strict", "1.0.1")
 
 		By("running 2 pods of a StatefulSet (OnDelete updates) from the variant build")
-		tmpl := greeterDeployment(testNamespace, 2).Spec.Template
-		tmpl.Labels = map[string]string{"app": strictApp, splicev1.LabelInject: "true"}
-		tmpl.Spec.ServiceAccountName = strictServiceAccount
-		tmpl.Spec.Containers[0].Image = variantImage
-		sts := &appsv1.StatefulSet{
-			ObjectMeta: metav1.ObjectMeta{Name: strictApp, Namespace: testNamespace},
-			Spec: appsv1.StatefulSetSpec{
-				Replicas:            ptr.To[int32](2),
-				ServiceName:         strictApp,
-				Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{"app": strictApp}},
-				PodManagementPolicy: appsv1.ParallelPodManagement,
-				UpdateStrategy:      appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType},
-				Template:            tmpl,
-			},
-		}
-		_, err = kube.AppsV1().StatefulSets(testNamespace).Create(ctx, sts, metav1.CreateOptions{})
-		Expect(err).NotTo(HaveOccurred())
-		readyPods := func(g Gomega, want int) map[string]*corev1.Pod {
-			pods, err := kube.CoreV1().Pods(testNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + strictApp})
-			g.Expect(err).NotTo(HaveOccurred())
-			out := map[string]*corev1.Pod{}
-			for i := range pods.Items {
-				p := &pods.Items[i]
-				if p.DeletionTimestamp == nil && podCondition(p, corev1.PodReady) == corev1.ConditionTrue {
-					out[p.Name] = p
-				}
-			}
-			g.Expect(out).To(HaveLen(want), "Ready pods of %s", strictApp)
-			return out
-		}
+		startOnDeleteFleet(ctx, strictApp, variantImage)
+		readyPods := func(g Gomega, want int) map[string]*corev1.Pod { return readyPodsOf(ctx, g, strictApp, want) }
 		Eventually(func(g Gomega) { readyPods(g, 2) }).WithContext(ctx).WithTimeout(3 * time.Minute).Should(Succeed())
 
 		By("fixing the template (the usual image) and replacing pod 0 only")
-		patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"greeter","image":%q}]}}}}`, greeterImage)
-		_, err = kube.AppsV1().StatefulSets(testNamespace).Patch(ctx, strictApp, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
-		Expect(err).NotTo(HaveOccurred())
+		setTemplateImage(ctx, strictApp, greeterImage)
 		Expect(kube.CoreV1().Pods(testNamespace).Delete(ctx, strictApp+"-0", metav1.DeleteOptions{})).To(Succeed())
 		var stale *corev1.Pod
 		Eventually(func(g Gomega) {
@@ -97,15 +64,7 @@ var _ = Describe("Strict and an incompatible pod", Ordered, func() {
 
 		By("rolling v2 out with Strict and recreateIncompatible")
 		start := time.Now()
-		cv := &splicev1.CompilerVersion{
-			ObjectMeta: metav1.ObjectMeta{Name: strictApp, Namespace: testNamespace},
-			Spec: splicev1.CompilerVersionSpec{
-				GoVersion: "1.26.8",
-				Plugin:    splicev1.PluginSpec{Source: splicev1.PluginSource{Artifact: ref}, APIVersion: "1.0.1"},
-				Selector:  metav1.LabelSelector{MatchLabels: map[string]string{"app": strictApp}},
-				Strategy:  splicev1.RolloutStrategy{Type: splicev1.StrategyStrict, Strict: &splicev1.StrictStrategy{RecreateIncompatible: true}},
-			},
-		}
+		cv := strictRecreating(strictApp, ref, "1.0.1")
 		Expect(cli.Create(ctx, cv)).To(Succeed())
 		got := waitPhase(ctx, cli, client.ObjectKeyFromObject(cv), digest, cv.Generation, splicev1.PhaseCompleted, splicev1.PhaseBuildFailed, splicev1.PhaseRolledBack)
 		took := time.Since(start)
@@ -134,3 +93,83 @@ var _ = Describe("Strict and an incompatible pod", Ordered, func() {
 		fmt.Println(line) // on stdout whatever the verbosity: these are the suite's numbers
 	}, SpecTimeout(10*time.Minute))
 })
+
+// The Strict specs' fleet: a StatefulSet of opted-in greeter pods whose image changes under them.
+
+// pushGreeterPlugin builds the greeter plugin variant with a plugin path of its own and pushes
+// it to the in-cluster registry as repo, declaring apiVersion.
+func pushGreeterPlugin(ctx context.Context, variant, repo, apiVersion string) (ref, digest string) {
+	GinkgoHelper()
+	gb := &greeterbuild.Builder{Root: repoRoot, Out: filepath.Join(repoRoot, ".local", "e2e", "plugins")}
+	built, err := gb.Plugin(ctx, variant, fmt.Sprintf("e2e-%s-%d", repo, time.Now().UnixNano()))
+	Expect(err).NotTo(HaveOccurred())
+	ref, digest, err = artifact.Push(ctx, registryAddr+"/"+repo, built.Path, artifact.Config{APIVersion: apiVersion})
+	Expect(err).NotTo(HaveOccurred())
+	return ref, digest
+}
+
+// startOnDeleteFleet creates a StatefulSet app of 2 opted-in greeter pods on image, with
+// OnDelete updates (a template change moves no pod) and the agent binding's ServiceAccount.
+func startOnDeleteFleet(ctx context.Context, app, image string) {
+	GinkgoHelper()
+	tmpl := greeterDeployment(testNamespace, 2).Spec.Template
+	tmpl.Labels = map[string]string{"app": app, splicev1.LabelInject: "true"}
+	tmpl.Spec.ServiceAccountName = strictServiceAccount
+	tmpl.Spec.Containers[0].Image = image
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: testNamespace},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:            ptr.To[int32](2),
+			ServiceName:         app,
+			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}},
+			PodManagementPolicy: appsv1.ParallelPodManagement,
+			UpdateStrategy:      appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType},
+			Template:            tmpl,
+		},
+	}
+	_, err := kube.AppsV1().StatefulSets(testNamespace).Create(ctx, sts, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+}
+
+// readyPodsOf returns app's live Ready pods by name, requiring want of them.
+func readyPodsOf(ctx context.Context, g Gomega, app string, want int) map[string]*corev1.Pod {
+	out := liveReadyPods(ctx, g, app)
+	g.Expect(out).To(HaveLen(want), "Ready pods of %s", app)
+	return out
+}
+
+// liveReadyPods returns app's Ready pods that are not being deleted, by name.
+func liveReadyPods(ctx context.Context, g Gomega, app string) map[string]*corev1.Pod {
+	pods, err := kube.CoreV1().Pods(testNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+	g.Expect(err).NotTo(HaveOccurred())
+	out := map[string]*corev1.Pod{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.DeletionTimestamp == nil && podCondition(p, corev1.PodReady) == corev1.ConditionTrue {
+			out[p.Name] = p
+		}
+	}
+	return out
+}
+
+// setTemplateImage changes the image of app's StatefulSet template (OnDelete: no pod moves).
+func setTemplateImage(ctx context.Context, app, image string) {
+	GinkgoHelper()
+	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"greeter","image":%q}]}}}}`, image)
+	_, err := kube.AppsV1().StatefulSets(testNamespace).Patch(ctx, app, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
+	Expect(err).NotTo(HaveOccurred())
+}
+
+// strictRecreating is a Strict CompilerVersion with recreateIncompatible for app's pods,
+// rolling out ref, which declares apiVersion.
+func strictRecreating(app, ref, apiVersion string) *splicev1.CompilerVersion {
+	return &splicev1.CompilerVersion{
+		ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: testNamespace},
+		Spec: splicev1.CompilerVersionSpec{
+			GoVersion: "1.26.8",
+			Plugin:    splicev1.PluginSpec{Source: splicev1.PluginSource{Artifact: ref}, APIVersion: apiVersion},
+			Selector:  metav1.LabelSelector{MatchLabels: map[string]string{"app": app}},
+			Strategy:  splicev1.RolloutStrategy{Type: splicev1.StrategyStrict, Strict: &splicev1.StrictStrategy{RecreateIncompatible: true}},
+		},
+	}
+}
