@@ -17,12 +17,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/splice-dev/splice/host/control"
-	"github.com/splice-dev/splice/internal/testio"
 )
 
 func TestAdoptionPath(t *testing.T) {
@@ -47,18 +45,21 @@ func TestAdoptionPath(t *testing.T) {
 	}
 	v1 := filepath.Join(shared, "plugin-v1.so")
 	copyFile(t, filepath.Join(dir, "bin", "plugin-v1.so"), v1)
-	addrFile := filepath.Join(shared, "addr")
-	addr := startService(t, addrFile, filepath.Join(dir, "bin", "pricing"), "-addr", "127.0.0.1:0",
-		"-addr-file", addrFile, "-shared", shared, "-plugin", v1)
+	svc := startHostIn(t, filepath.Join(dir, "bin", "pricing"), shared, "-plugin", v1)
+	addr, socket := svc.addr, svc.socket
 	if got := call(addr); got.err != nil || got.version != "v1" {
 		t.Fatalf("the new service after start: %+v, want v1 answering", got)
 	}
 
-	socket := filepath.Join(shared, control.SocketName)
-	stop := boundedLoad(addr, 4, 5*time.Millisecond)
+	load := boundedLoad(addr, 4, 5*time.Millisecond)
 	mustSplice(t, 0, nil, "swap", "--socket", socket, filepath.Join(dir, "bin", "plugin-v2.so"))
-	time.Sleep(200 * time.Millisecond) // calls after the swap
-	calls, failed, versions := stop()
+	// Calls after the swap: until the new version has answered 20 of them.
+	for deadline := time.Now().Add(30 * time.Second); load.answered("v2") < 20; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("v2 answered %d calls in 30 s after the swap", load.answered("v2"))
+		}
+	}
+	calls, failed, versions := load.stop()
 	t.Logf("swap v1 -> v2 under load: %d calls, %d failed, answered by %v", calls, failed, versions)
 	if failed != 0 || calls < 20 {
 		t.Errorf("swap under load: %d of %d calls failed, want 0 of at least 20", failed, calls)
@@ -108,47 +109,6 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-// startService starts the new service's host and returns its address once written to
-// addrFile; the test's end stops it with SIGTERM, as Kubernetes would.
-func startService(t *testing.T, addrFile, bin string, args ...string) string {
-	t.Helper()
-	log := &testio.SyncBuffer{}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("the service did not exit cleanly on SIGTERM: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			t.Errorf("the service did not exit within 30 s of SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("service log:\n%s", log.String())
-		}
-	})
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-exited:
-			t.Fatalf("the service exited during start-up: %v\n%s", err, log.String())
-		default:
-		}
-		if b, err := os.ReadFile(addrFile); err == nil && len(b) > 0 {
-			return string(b)
-		}
-	}
-	t.Fatalf("the service wrote no address to %s within 60 s:\n%s", addrFile, log.String())
-	return ""
-}
-
 type answer struct {
 	status  int
 	version string
@@ -173,37 +133,56 @@ func call(addr string) answer {
 	return answer{status: resp.StatusCode, version: resp.Header.Get("X-Plugin-Version")}
 }
 
-// boundedLoad calls from workers goroutines, each pausing between calls, until stop, which
-// returns the calls made, those that failed and the versions that answered.
-func boundedLoad(addr string, workers int, pause time.Duration) (stop func() (int64, int64, map[string]bool)) {
-	var calls, failed atomic.Int64
-	var mu sync.Mutex
-	versions := map[string]bool{}
-	quit := make(chan struct{})
-	var wg sync.WaitGroup
+// load is a bounded load on the service: workers each calling, pausing between calls.
+type load struct {
+	calls, failed atomic.Int64
+	mu            sync.Mutex
+	versions      map[string]int64 // calls answered, by version
+	quit          chan struct{}
+	wg            sync.WaitGroup
+}
+
+// boundedLoad starts workers goroutines calling addr, each pausing pause between calls.
+func boundedLoad(addr string, workers int, pause time.Duration) *load {
+	l := &load{versions: map[string]int64{}, quit: make(chan struct{})}
 	for range workers {
-		wg.Go(func() {
+		l.wg.Go(func() {
 			for {
 				select {
-				case <-quit:
+				case <-l.quit:
 					return
 				case <-time.After(pause):
 				}
 				a := call(addr)
-				calls.Add(1)
+				l.calls.Add(1)
 				if a.err != nil {
-					failed.Add(1)
+					l.failed.Add(1)
 					continue
 				}
-				mu.Lock()
-				versions[a.version] = true
-				mu.Unlock()
+				l.mu.Lock()
+				l.versions[a.version]++
+				l.mu.Unlock()
 			}
 		})
 	}
-	return func() (int64, int64, map[string]bool) {
-		close(quit)
-		wg.Wait()
-		return calls.Load(), failed.Load(), versions
+	return l
+}
+
+// answered is how many calls version has answered so far.
+func (l *load) answered(version string) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.versions[version]
+}
+
+// stop ends the load and returns the calls made, those that failed and the versions that
+// answered.
+func (l *load) stop() (calls, failed int64, versions map[string]bool) {
+	close(l.quit)
+	l.wg.Wait()
+	versions = map[string]bool{}
+	for v := range l.versions {
+		versions[v] = true
 	}
+	return l.calls.Load(), l.failed.Load(), versions
 }

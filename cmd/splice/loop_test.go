@@ -143,22 +143,36 @@ type loopHost struct {
 
 func startLoopHost(t *testing.T, bin string) *loopHost {
 	t.Helper()
-	shared := t.TempDir()
+	return startHostIn(t, bin, t.TempDir())
+}
+
+// startHostIn starts a host binary that takes host/serve's flags, with its control socket and
+// plugin files in shared and the extra flags (-plugin, ...), and returns it once it serves and
+// answers on its socket. The test's end stops it with SIGTERM, as Kubernetes would, and fails
+// the test unless it exits cleanly.
+func startHostIn(t *testing.T, bin, shared string, extra ...string) *loopHost {
+	t.Helper()
 	h := &loopHost{shared: shared, socket: filepath.Join(shared, control.SocketName), log: &testio.SyncBuffer{}}
-	h.cmd = exec.Command(bin, "-addr", "127.0.0.1:0", "-addr-file", filepath.Join(shared, "addr"), "-shared", shared)
+	args := append([]string{"-addr", "127.0.0.1:0", "-addr-file", filepath.Join(shared, "addr"), "-shared", shared}, extra...)
+	h.cmd = exec.Command(bin, args...)
 	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
 	if err := h.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
-	go func() { h.cmd.Wait(); close(exited) }()
+	var exitErr error
+	go func() { exitErr = h.cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		h.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
+			if exitErr != nil {
+				t.Errorf("the host did not exit cleanly on SIGTERM: %v", exitErr)
+			}
 		case <-time.After(greeterproc.StopTimeout):
 			h.cmd.Process.Kill()
 			<-exited
+			t.Errorf("the host did not exit within %s of SIGTERM", greeterproc.StopTimeout)
 		}
 		if t.Failed() {
 			t.Logf("host log:\n%s", h.log.String())
@@ -203,9 +217,19 @@ func (h *loopHost) status(t *testing.T) *control.Status {
 	return &st
 }
 
+// waitCalls waits until made reports at least n calls.
+func waitCalls(t *testing.T, made func() int64, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); made() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls in 30 s, want %d", made(), n)
+		}
+	}
+}
+
 // traffic greets the host in a loop until stop is called, which returns the failed requests
 // and the last version that answered.
-func (h *loopHost) traffic(t *testing.T) (stop func() (failed int64, calls int64, last string)) {
+func (h *loopHost) traffic(t *testing.T) (made func() int64, stop func() (failed int64, calls int64, last string)) {
 	var failed, calls atomic.Int64
 	var last atomic.Value
 	quit, done := make(chan struct{}), make(chan struct{})
@@ -227,7 +251,7 @@ func (h *loopHost) traffic(t *testing.T) (stop func() (failed int64, calls int64
 			last.Store(a.Version)
 		}
 	}()
-	return func() (int64, int64, string) {
+	return calls.Load, func() (int64, int64, string) {
 		close(quit)
 		<-done
 		v, _ := last.Load().(string)
@@ -276,11 +300,11 @@ func TestLocalLoopThroughRegistry(t *testing.T) {
 	}
 
 	// Swap to v2 (pull, preflight, load and swap in one step) under traffic.
-	stop := h.traffic(t)
-	time.Sleep(200 * time.Millisecond)
+	made, stop := h.traffic(t)
+	waitCalls(t, made, 10) // calls before the swap
 	mustSplice(t, 0, []string{"ok: the host can load", "loaded " + digest("v2"), "serving " + digest("v2") + " (was " + digest("v1") + ")"},
 		append([]string{"swap"}, append(sock, refs["v2"])...)...)
-	time.Sleep(200 * time.Millisecond)
+	waitCalls(t, made, made()+10) // and after it
 	failed, calls, last := stop()
 	t.Logf("under the swap: %d requests, %d failed, last answered by %s", calls, failed, last)
 	if failed != 0 || last != "v2" || calls < 10 {
