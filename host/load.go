@@ -100,6 +100,12 @@ func (s *Slot[T]) LoadSource(ctx context.Context, src Source, digest string) (co
 	if err != nil {
 		return control.VersionStatus{}, fmt.Errorf("load %s: %w", real, err)
 	}
+	kept := false
+	defer func() {
+		if !kept {
+			os.Remove(copyPath) // a load that opens nothing keeps no copy
+		}
+	}()
 	s.mu.Lock()
 	if v := s.sameBuild(fileDigest, digest); v != nil {
 		vs := s.alias(v, digest)
@@ -117,7 +123,7 @@ func (s *Slot[T]) LoadSource(ctx context.Context, src Source, digest string) (co
 	}
 	s.tried[real] = digest
 	v := newVersion(digest, real)
-	v.fileDigest, v.openPath = fileDigest, copyPath
+	v.fileDigest, v.openPath, kept = fileDigest, copyPath, true
 	s.versions = append(s.versions, v)
 	s.byDigest[digest] = v
 	opened := slices.Clone(s.opened)

@@ -119,7 +119,8 @@ func copyTestFile(t *testing.T, src string) string {
 func TestSameBuildUnderManifestDigestIsAnAlias(t *testing.T) {
 	so := buildRealPlugin(t, "example.test/alias", fmt.Sprintf(stringerPlugin, 5))
 	ctx := context.Background()
-	s := newStringerSlot(t, Options{})
+	private := filepath.Join(t.TempDir(), "private")
+	s := newStringerSlot(t, Options{PrivateDir: private})
 	fileDigest, err := control.FileDigest(so)
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +146,9 @@ func TestSameBuildUnderManifestDigestIsAnAlias(t *testing.T) {
 		t.Errorf("a retried load-and-swap of the same artifact: %v; want success", err)
 	}
 
+	if copies, _ := os.ReadDir(private); len(copies) != 1 {
+		t.Errorf("the private directory holds %d copies, want the one opened: the loads that only added an alias keep none", len(copies))
+	}
 	st := s.Status()
 	if len(st.Versions) != 1 || st.LoadedVersions != 1 {
 		t.Fatalf("status lists %d versions, %d opened; want one of each: %+v", len(st.Versions), st.LoadedVersions, st.Versions)
