@@ -1,10 +1,13 @@
 package artifact
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -111,6 +114,7 @@ type options struct {
 	keychain      authn.Keychain
 	auth          authn.Authenticator
 	insecure      bool
+	insecureHosts map[string]bool
 	transport     http.RoundTripper
 	maxLayerBytes int64
 	tags          []string
@@ -125,6 +129,7 @@ func makeOptions(opts []Option) *options {
 	if o.transport == nil {
 		o.transport = http.DefaultTransport
 	}
+	o.transport = &tlsUnlessInsecure{next: o.transport, o: o}
 	return o
 }
 
@@ -135,10 +140,42 @@ func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.keychai
 // WithAuth uses one authenticator for every registry, overriding the keychain.
 func WithAuth(a authn.Authenticator) Option { return func(o *options) { o.auth = a } }
 
-// WithInsecure talks plain HTTP to the registry. go-containerregistry already does so for
-// localhost, loopback and RFC 1918 addresses; this forces it for any other name, for
-// in-cluster registries without TLS. Off by default.
+// WithInsecure lets every registry of the call be reached over plain HTTP (after HTTPS is
+// tried). It is for commands where the person names the one registry on the command line
+// (`splice push --insecure`); long-running components name their registries with
+// WithInsecureRegistries instead. Off by default: see tlsUnlessInsecure.
 func WithInsecure(insecure bool) Option { return func(o *options) { o.insecure = insecure } }
+
+// WithInsecureRegistries lets the registries named (host or host:port, exactly as they appear in
+// references) be reached over plain HTTP; every other registry gets TLS, whatever its address.
+func WithInsecureRegistries(hosts ...string) Option {
+	return func(o *options) {
+		if o.insecureHosts == nil {
+			o.insecureHosts = map[string]bool{}
+		}
+		for _, h := range hosts {
+			o.insecureHosts[h] = true
+		}
+	}
+}
+
+// RegistryIn reports whether the registry of ref (a repository or reference) is one of hosts.
+func RegistryIn(ref string, hosts []string) bool {
+	r := registryOf(ref)
+	return r != "" && slices.Contains(hosts, r)
+}
+
+// ValidateRegistryHost checks one entry of an insecure-registries list: a host or host:port as
+// it appears in a reference, with no scheme, path or space.
+func ValidateRegistryHost(h string) error {
+	if h == "" || strings.ContainsAny(h, "/ @\t") || strings.Contains(h, "://") {
+		return fmt.Errorf("insecure registry %q: give a host or host:port as it appears in references (registry.example.com:5000), no scheme or path", h)
+	}
+	if _, err := name.NewRegistry(h, name.StrictValidation); err != nil {
+		return fmt.Errorf("insecure registry %q: %v", h, err)
+	}
+	return nil
+}
 
 // WithTransport sets the HTTP transport (proxies, custom CAs, test servers).
 func WithTransport(rt http.RoundTripper) Option { return func(o *options) { o.transport = rt } }
@@ -167,11 +204,51 @@ func withAnnotation(k, v string) Option {
 	}
 }
 
-func (o *options) nameOptions() []name.Option {
-	if o.insecure {
+// nameOptions are the options to parse ref (a repository or reference) with: name.Insecure
+// only where plain HTTP is allowed for its registry.
+func (o *options) nameOptions(ref string) []name.Option {
+	if o.allowsHTTP(registryOf(ref)) {
 		return []name.Option{name.Insecure}
 	}
 	return nil
+}
+
+// allowsHTTP reports whether the registry host may be reached over plain HTTP.
+func (o *options) allowsHTTP(host string) bool { return o.insecure || o.insecureHosts[host] }
+
+// registryOf is the registry part of a reference or repository as go-containerregistry reads
+// it ("index.docker.io" for names without one); "" when ref does not parse.
+func registryOf(ref string) string {
+	if r, err := name.ParseReference(ref); err == nil {
+		return r.Context().RegistryStr()
+	}
+	if r, err := name.NewRepository(ref); err == nil {
+		return r.RegistryStr()
+	}
+	return ""
+}
+
+// tlsUnlessInsecure sends every request over HTTPS unless its registry may use plain HTTP.
+// go-containerregistry talks plain HTTP by itself to localhost, loopback and RFC 1918 addresses
+// (an in-cluster registry's ClusterIP among them), push credentials included; here a plain-HTTP
+// request to any other registry, or a redirect to one, is upgraded to HTTPS, so such a
+// registry without TLS fails to connect instead of receiving credentials in the clear.
+type tlsUnlessInsecure struct {
+	next http.RoundTripper
+	o    *options
+}
+
+func (t *tlsUnlessInsecure) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "http" || t.o.allowsHTTP(req.URL.Host) {
+		return t.next.RoundTrip(req)
+	}
+	up := req.Clone(req.Context())
+	up.URL.Scheme = "https"
+	resp, err := t.next.RoundTrip(up)
+	if rh := (tls.RecordHeaderError{}); errors.As(err, &rh) && string(rh.RecordHeader[:]) == "HTTP/" {
+		err = fmt.Errorf("%w: registry %s has no TLS; registry traffic goes over TLS unless the registry is named insecure (--insecure-registries for the manager and the agent, --insecure for the splice command)", err, req.URL.Host)
+	}
+	return resp, err
 }
 
 // ParseRef parses a reference that must be pinned by a sha256 digest. It accepts
@@ -179,9 +256,9 @@ func (o *options) nameOptions() []name.Option {
 // (the tag is then ignored: the digest decides).
 func ParseRef(ref string, opts ...Option) (name.Digest, error) {
 	o := makeOptions(opts)
-	d, err := name.NewDigest(ref, o.nameOptions()...)
+	d, err := name.NewDigest(ref, o.nameOptions(ref)...)
 	if err != nil {
-		if _, terr := name.NewTag(ref, o.nameOptions()...); terr == nil {
+		if _, terr := name.NewTag(ref, o.nameOptions(ref)...); terr == nil {
 			return name.Digest{}, fmt.Errorf("%w: %q names a tag; give registry/repo@sha256:<64 hex> (the digest Push printed)", ErrNotPinned, ref)
 		}
 		return name.Digest{}, fmt.Errorf("%w: parse %q: %v; give registry/repo@sha256:<64 hex>", ErrNotPinned, ref, err)

@@ -64,6 +64,9 @@ type testRegistry struct {
 	blobStore *corruptible
 }
 
+// plainHTTP lets the tests' registries (httptest servers without TLS) be reached over HTTP.
+var plainHTTP = WithInsecure(true)
+
 func newRegistry(t *testing.T) *testRegistry {
 	t.Helper()
 	r := &testRegistry{blobStore: &corruptible{inner: registry.NewInMemoryBlobHandler()}}
@@ -122,7 +125,7 @@ func ctxFor(t *testing.T) context.Context {
 
 func push(t *testing.T, reg *testRegistry, repo, plugin string, opts ...Option) (string, string) {
 	t.Helper()
-	ref, digest, err := Push(ctxFor(t), reg.host+"/"+repo, plugins[plugin].Path, Config{APIVersion: "1.0.0"}, opts...)
+	ref, digest, err := Push(ctxFor(t), reg.host+"/"+repo, plugins[plugin].Path, Config{APIVersion: "1.0.0"}, append(opts, plainHTTP)...)
 	if err != nil {
 		t.Fatalf("push %s: %v", plugin, err)
 	}
@@ -134,7 +137,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 	ctx := ctxFor(t)
 	built := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	ref, digest, err := Push(ctx, reg.host+"/greeter/plugin", plugins["v1"].Path, Config{APIVersion: "1.0.0", BuiltAt: built},
-		WithSource("https://example.com/greeter"), WithRevision("abc123"), WithVersion("v1"), WithTag("v1"))
+		WithSource("https://example.com/greeter"), WithRevision("abc123"), WithVersion("v1"), WithTag("v1"), WithInsecureRegistries(reg.host))
 	if err != nil {
 		t.Fatalf("Push: %v", err)
 	}
@@ -171,7 +174,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	p, err := Pull(ctx, ref, dir)
+	p, err := Pull(ctx, ref, dir, plainHTTP)
 	if err != nil {
 		t.Fatalf("Pull: %v", err)
 	}
@@ -208,7 +211,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 		t.Fatalf("config blob read as a facts file: %v, %+v", err, asFacts)
 	}
 
-	info, err := FetchConfig(ctx, ref)
+	info, err := FetchConfig(ctx, ref, plainHTTP)
 	if err != nil {
 		t.Fatalf("FetchConfig: %v", err)
 	}
@@ -221,13 +224,13 @@ func TestPullReusesExistingFile(t *testing.T) {
 	reg := newRegistry(t)
 	ref, _ := push(t, reg, "greeter", "v1")
 	dir := t.TempDir()
-	first, err := Pull(ctxFor(t), ref, dir)
+	first, err := Pull(ctxFor(t), ref, dir, plainHTTP)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before, _ := os.Stat(first.Path)
 	gets := reg.blobGets.Load()
-	second, err := Pull(ctxFor(t), ref, dir)
+	second, err := Pull(ctxFor(t), ref, dir, plainHTTP)
 	if err != nil {
 		t.Fatalf("second pull: %v", err)
 	}
@@ -260,7 +263,7 @@ func TestPullNeverOverwritesAFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			before, _ := os.Stat(final)
-			_, err := Pull(ctxFor(t), ref, dir)
+			_, err := Pull(ctxFor(t), ref, dir, plainHTTP)
 			if !errors.Is(err, ErrFileConflict) {
 				t.Fatalf("Pull over a different file: %v; want ErrFileConflict", err)
 			}
@@ -296,11 +299,11 @@ func TestPullRefusesManifestDigestMismatch(t *testing.T) {
 		t.Fatalf("plant the wrong manifest: %v %v", err, resp)
 	}
 	dir := t.TempDir()
-	_, err = Pull(ctxFor(t), ref1, dir)
+	_, err = Pull(ctxFor(t), ref1, dir, plainHTTP)
 	if !errors.Is(err, ErrDigestMismatch) || Temporary(err) {
 		t.Fatalf("Pull: %v; want ErrDigestMismatch, not temporary", err)
 	}
-	if _, err := FetchConfig(ctxFor(t), ref1); !errors.Is(err, ErrDigestMismatch) {
+	if _, err := FetchConfig(ctxFor(t), ref1, plainHTTP); !errors.Is(err, ErrDigestMismatch) {
 		t.Fatalf("FetchConfig: %v; want ErrDigestMismatch", err)
 	}
 	assertEmpty(t, dir)
@@ -312,7 +315,7 @@ func TestPullRefusesTamperedLayer(t *testing.T) {
 	d, _ := fileDigest(plugins["v1"].Path)
 	reg.blobStore.corrupt(d)
 	dir := t.TempDir()
-	_, err := Pull(ctxFor(t), ref, dir)
+	_, err := Pull(ctxFor(t), ref, dir, plainHTTP)
 	if !errors.Is(err, ErrDigestMismatch) || Temporary(err) {
 		t.Fatalf("Pull of a corrupted layer: %v; want ErrDigestMismatch", err)
 	}
@@ -324,7 +327,7 @@ func TestPullRefusesOversizedLayerBeforeDownloading(t *testing.T) {
 	ref, _ := push(t, reg, "greeter", "v1")
 	gets := reg.blobGets.Load()
 	dir := t.TempDir()
-	_, err := Pull(ctxFor(t), ref, dir, WithMaxLayerBytes(1<<10))
+	_, err := Pull(ctxFor(t), ref, dir, WithMaxLayerBytes(1<<10), plainHTTP)
 	if !errors.Is(err, ErrTooLarge) || Temporary(err) {
 		t.Fatalf("Pull with a 1 KiB bound: %v; want ErrTooLarge", err)
 	}
@@ -332,7 +335,7 @@ func TestPullRefusesOversizedLayerBeforeDownloading(t *testing.T) {
 		t.Fatalf("%d blobs were downloaded; the bound must refuse before any", n)
 	}
 	assertEmpty(t, dir)
-	if _, _, err := Push(ctxFor(t), reg.host+"/greeter", plugins["v1"].Path, Config{APIVersion: "1.0.0"}, WithMaxLayerBytes(1<<10)); !errors.Is(err, ErrTooLarge) {
+	if _, _, err := Push(ctxFor(t), reg.host+"/greeter", plugins["v1"].Path, Config{APIVersion: "1.0.0"}, WithMaxLayerBytes(1<<10), plainHTTP); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Push over the bound: %v; want ErrTooLarge", err)
 	}
 }
@@ -343,11 +346,11 @@ func TestPushRefusesFactsOfAnotherFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = Push(ctxFor(t), reg.host+"/greeter", plugins["v1"].Path, Config{Facts: *f2, APIVersion: "1.0.0"})
+	_, _, err = Push(ctxFor(t), reg.host+"/greeter", plugins["v1"].Path, Config{Facts: *f2, APIVersion: "1.0.0"}, plainHTTP)
 	if !errors.Is(err, ErrInvalidArtifact) || !strings.Contains(err.Error(), "pluginPath") {
 		t.Fatalf("Push with v2's facts for v1's file: %v; want ErrInvalidArtifact naming the plugin path", err)
 	}
-	if _, _, err := Push(ctxFor(t), reg.host+"/greeter", plugins["v1"].Path, Config{}); !errors.Is(err, ErrInvalidArtifact) {
+	if _, _, err := Push(ctxFor(t), reg.host+"/greeter", plugins["v1"].Path, Config{}, plainHTTP); !errors.Is(err, ErrInvalidArtifact) {
 		t.Fatalf("Push without an API version: %v; want ErrInvalidArtifact", err)
 	}
 }
@@ -380,7 +383,7 @@ func TestPullRefusesConfigThatLies(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	_, err = Pull(ctx, repo.Digest(d).String(), dir)
+	_, err = Pull(ctx, repo.Digest(d).String(), dir, plainHTTP)
 	if !errors.Is(err, ErrInvalidArtifact) || !strings.Contains(err.Error(), "do not describe") {
 		t.Fatalf("Pull of a lying artifact: %v; want ErrInvalidArtifact", err)
 	}
@@ -408,7 +411,7 @@ func TestPullRefusesContainerImages(t *testing.T) {
 			if err := remote.Write(repo.Digest(d.String()), tt.img); err != nil {
 				t.Fatal(err)
 			}
-			_, err = Pull(ctxFor(t), repo.Digest(d.String()).String(), t.TempDir())
+			_, err = Pull(ctxFor(t), repo.Digest(d.String()).String(), t.TempDir(), plainHTTP)
 			if !errors.Is(err, ErrInvalidArtifact) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Pull of a container image: %v; want ErrInvalidArtifact saying %q", err, tt.want)
 			}
@@ -418,14 +421,14 @@ func TestPullRefusesContainerImages(t *testing.T) {
 
 func TestPullUnknownArtifactIsNotTemporary(t *testing.T) {
 	reg := newRegistry(t)
-	_, err := Pull(ctxFor(t), reg.host+"/greeter@sha256:"+strings.Repeat("0", 64), t.TempDir())
+	_, err := Pull(ctxFor(t), reg.host+"/greeter@sha256:"+strings.Repeat("0", 64), t.TempDir(), plainHTTP)
 	var te *transport.Error
 	if !errors.As(err, &te) || te.StatusCode != http.StatusNotFound || Temporary(err) {
 		t.Fatalf("Pull of an unknown digest: %v; want a 404, not temporary", err)
 	}
 	// A registry that is down is worth retrying.
 	reg.srv.Close()
-	_, err = Pull(ctxFor(t), reg.host+"/greeter@sha256:"+strings.Repeat("0", 64), t.TempDir())
+	_, err = Pull(ctxFor(t), reg.host+"/greeter@sha256:"+strings.Repeat("0", 64), t.TempDir(), plainHTTP)
 	if err == nil || !Temporary(err) {
 		t.Fatalf("Pull from a closed registry: %v; want a temporary error", err)
 	}

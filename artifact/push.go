@@ -30,7 +30,7 @@ import (
 // WithTag.
 func Push(ctx context.Context, repo string, soPath string, cfg Config, opts ...Option) (ref string, digest string, err error) {
 	o := makeOptions(opts)
-	r, err := name.NewRepository(repo, o.nameOptions()...)
+	r, err := name.NewRepository(repo, o.nameOptions(repo)...)
 	if err != nil {
 		return "", "", fmt.Errorf("push %s: repository %q: %w (want registry/path/name, no tag or digest)", soPath, repo, err)
 	}

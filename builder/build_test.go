@@ -216,6 +216,8 @@ func build(t *testing.T, o Options) (*Result, error) {
 		o.Symbol = "Plugin"
 	}
 	o.WorkDir = t.TempDir()
+	// The tests' registries are httptest servers without TLS.
+	o.Insecure = true
 	var log strings.Builder
 	start := time.Now()
 	res, err := Build(testContext(t), o, &log)
@@ -282,7 +284,7 @@ func TestBuildPushPullPreflight(t *testing.T) {
 	}
 
 	// Pull it back by digest, as an agent would: the file it gets is the plugin that was built.
-	pulled, err := artifact.Pull(ctx, res.Ref, t.TempDir())
+	pulled, err := artifact.Pull(ctx, res.Ref, t.TempDir(), artifact.WithInsecure(true))
 	if err != nil {
 		t.Fatalf("pull %s: %v", res.Ref, err)
 	}
@@ -378,11 +380,11 @@ func TestRebuildsAreReproducibleAndChangesGetNewPluginPaths(t *testing.T) {
 
 	// Both versions into one host. The preflight predicts it...
 	shared := t.TempDir()
-	pa, err := artifact.Pull(ctx, a1.Ref, shared)
+	pa, err := artifact.Pull(ctx, a1.Ref, shared, artifact.WithInsecure(true))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pb, err := artifact.Pull(ctx, b.Ref, shared)
+	pb, err := artifact.Pull(ctx, b.Ref, shared, artifact.WithInsecure(true))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,8 +50,8 @@ type Options struct {
 	APIVersion string
 	// Repository is where the artifact is pushed (registry/path/name); empty builds only.
 	Repository string
-	// Insecure talks plain HTTP to the registry (beyond the loopback and private addresses
-	// go-containerregistry already reaches over HTTP).
+	// Insecure allows plain HTTP to the registry; without it every request goes over TLS,
+	// loopback and private addresses included.
 	Insecure bool
 	// WorkDir holds the clone and the build output; empty uses a temporary directory that
 	// is removed afterwards.

@@ -35,6 +35,7 @@ import (
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/builder"
+	"github.com/splice-dev/splice/internal/trust"
 )
 
 // BuildReconciler gives each CompilerVersion an artifact for its current spec: it runs a
@@ -55,6 +56,15 @@ type BuildReconciler struct {
 	RegistryOptions []artifact.Option
 	// FetchTimeout bounds one registry read (default 30s).
 	FetchTimeout time.Duration
+	// Trust checks artifacts against the namespace's trust policy and signs builds.
+	Trust ArtifactTrust
+	// CredentialsRecheck is how soon a build refused for its Secrets' labels, or a prebuilt
+	// artifact refused for its signature, is looked at again (default
+	// DefaultCredentialsRecheck): neither Secrets nor signatures are watched.
+	CredentialsRecheck time.Duration
+	// APIReader reads what the manager does not cache (the labels of build Secrets); nil uses
+	// the manager's API reader.
+	APIReader client.Reader
 
 	logs *podLogs
 }
@@ -125,6 +135,14 @@ func (r *BuildReconciler) reconcileGit(ctx context.Context, s *buildScope) (ctrl
 	job := &batchv1.Job{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: cv.Namespace, Name: name}, job)
 	if apierrors.IsNotFound(err) {
+		if refusal, err := r.checkCredentials(ctx, cv); err != nil || refusal != "" {
+			if refusal != "" {
+				// Labelling the Secret is the fix, and Secrets are not watched: look again.
+				r.refuseBuild(s, ReasonCredentialsNotAllowed, refusal)
+				return ctrl.Result{RequeueAfter: r.CredentialsRecheck}, nil
+			}
+			return ctrl.Result{}, err
+		}
 		return r.startBuild(ctx, s, key)
 	}
 	if err != nil {
@@ -141,14 +159,7 @@ func (r *BuildReconciler) reconcileGit(ctx context.Context, s *buildScope) (ctrl
 	}
 
 	if raw := job.Annotations[AnnotationBuildRecord]; raw != "" {
-		rec, err := decodeRecord(raw)
-		if err != nil {
-			s.decision = decided(nil, metav1.ConditionFalse, ReasonInvalidBuildResult,
-				fmt.Sprintf("Job %s: %v; delete the Job to build again", name, err))
-			return ctrl.Result{}, nil
-		}
-		s.decision = decisionFromRecord(job, rec)
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.useRecord(ctx, s, job, raw, key)
 	}
 
 	pods, err := r.buildPods(ctx, job)
@@ -167,6 +178,11 @@ func (r *BuildReconciler) reconcileGit(ctx context.Context, s *buildScope) (ctrl
 		s.decision = building(cv, job, pods)
 		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
 	}
+	if rec.succeeded() {
+		if err := r.signBuild(ctx, cv, rec.Result, key); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	if err := r.record(ctx, job, rec); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -175,7 +191,23 @@ func (r *BuildReconciler) reconcileGit(ctx context.Context, s *buildScope) (ctrl
 	if rec.succeeded() {
 		r.pruneJobs(ctx, cv, job.Name)
 	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, r.checkTrust(ctx, s, "git", buildSignatureAnnotations(cv, key))
+}
+
+// useRecord decides from the record of a finished build: checked again (revalidateRecord) and,
+// under a trust policy, its artifact's signature with it.
+func (r *BuildReconciler) useRecord(ctx context.Context, s *buildScope, job *batchv1.Job, raw, key string) error {
+	rec, err := decodeRecord(raw)
+	if err == nil {
+		err = revalidateRecord(rec, s.cv, key)
+	}
+	if err != nil {
+		s.decision = decided(nil, metav1.ConditionFalse, ReasonInvalidBuildResult,
+			fmt.Sprintf("Job %s: the recorded build result cannot be used: %v; delete the Job to build again", job.Name, err))
+		return nil
+	}
+	s.decision = decisionFromRecord(job, rec)
+	return r.checkTrust(ctx, s, "git", buildSignatureAnnotations(s.cv, key))
 }
 
 // startBuild creates the build Job and stops builds of inputs that are no longer wanted.
@@ -400,6 +432,14 @@ func (r *BuildReconciler) reconcileArtifact(ctx context.Context, s *buildScope) 
 		buildResults.WithLabelValues("artifact", "resolved", ReasonArtifactResolved).Inc()
 		r.Recorder.Eventf(cv, nil, corev1.EventTypeNormal, ReasonArtifactResolved, "ResolveArtifact", "resolved %s (%s)", ref, art.GoVersion)
 	}
+	if err := r.checkTrust(ctx, s, "artifact", nil); err != nil {
+		return ctrl.Result{}, err
+	}
+	if s.decision.artifact == nil && s.decision.built.Reason != trust.ReasonRegistryNotAllowed {
+		// Refused for its signatures: signing it is the fix, and signatures are not watched.
+		// A repository outside the policy's registries needs a spec (or policy) change.
+		return ctrl.Result{RequeueAfter: r.CredentialsRecheck}, nil
+	}
 	return ctrl.Result{}, nil
 }
 
@@ -454,6 +494,9 @@ func (r *BuildReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.FetchTimeout == 0 {
 		r.FetchTimeout = 30 * time.Second
 	}
+	if r.CredentialsRecheck == 0 {
+		r.CredentialsRecheck = DefaultCredentialsRecheck
+	}
 	if r.Pods == nil {
 		cs, err := corev1client.NewForConfig(mgr.GetConfig())
 		if err != nil {
@@ -462,6 +505,9 @@ func (r *BuildReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Pods = cs
 	}
 	r.logs = &podLogs{pods: r.Pods}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	isBuildPod := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		_, ok := o.GetLabels()[LabelBuildKey]
 		return ok
@@ -503,12 +549,14 @@ func (r *BuildReconciler) compilerVersionOfPod(ctx context.Context, o client.Obj
 }
 
 // SetupBuildController registers the build reconciler with options from the environment
-// (BuildJobOptionsFromEnv).
-func SetupBuildController(mgr ctrl.Manager, registryOptions ...artifact.Option) error {
+// (BuildJobOptionsFromEnv); insecureRegistries may be reached over plain HTTP, by the
+// manager's reads and by the builds' pushes; t checks and signs artifacts.
+func SetupBuildController(mgr ctrl.Manager, insecureRegistries []string, t ArtifactTrust) error {
 	o, err := BuildJobOptionsFromEnv()
 	if err != nil {
 		return err
 	}
-	return (&BuildReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("splice-build"), Job: o,
-		RegistryOptions: registryOptions}).SetupWithManager(mgr)
+	o.InsecureRegistries = insecureRegistries
+	return (&BuildReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("splice-build"), Job: o, Trust: t,
+		RegistryOptions: []artifact.Option{artifact.WithInsecureRegistries(insecureRegistries...)}}).SetupWithManager(mgr)
 }

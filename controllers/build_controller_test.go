@@ -10,7 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,15 +27,27 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/builder"
 	"github.com/splice-dev/splice/internal/testenv"
+	"github.com/splice-dev/splice/internal/trust"
 )
+
+// mustPub is s's public key in PEM.
+func mustPub(s *trust.Signer) string {
+	pub, err := s.PublicKeyPEM()
+	Expect(err).NotTo(HaveOccurred())
+	return string(pub)
+}
 
 // The build controller runs in a manager of its own, next to the suite's status reconciler,
 // against the same API server: both write the same status objects, as in a cluster. There is
@@ -42,7 +58,6 @@ import (
 var _ = Describe("Build controller", Ordered, func() {
 	const testLabel = "splice.dev/test-suite"
 	var (
-		stop        context.CancelFunc
 		registryURL string
 		// greeterRef is a real artifact (greeter plugin v1, built with the Go on PATH).
 		greeterRef string
@@ -59,46 +74,35 @@ var _ = Describe("Build controller", Ordered, func() {
 		var progress strings.Builder
 		res, err := builder.Build(ctx, builder.Options{
 			Source: testenv.RepoRoot(), Package: "./examples/greeter/plugins/v1", GoVersion: goOnPath(),
-			Symbol: "Plugin", Repository: registryURL + "/team/greeter-plugin", WorkDir: GinkgoT().TempDir(),
+			Symbol: "Plugin", Repository: registryURL + "/team/greeter-plugin", WorkDir: GinkgoT().TempDir(), Insecure: true,
 		}, &progress)
 		Expect(err).NotTo(HaveOccurred(), progress.String())
 		greeterRef, greeterRes = res.Ref, res
 
-		// The manager sees only this container's CompilerVersions: the suite's other specs
-		// leave theirs behind, with artifacts in registries that do not exist.
-		mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-			Scheme:  scheme,
-			Metrics: metricsserver.Options{BindAddress: "0"},
-			Cache: cache.Options{ByObject: func() map[client.Object]cache.ByObject {
-				by := BuildCacheOptions()
-				by[&splicev1.CompilerVersion{}] = cache.ByObject{Label: labels.SelectorFromSet(labels.Set{testLabel: "build"})}
-				return by
-			}()},
-		})
-		Expect(err).NotTo(HaveOccurred())
-		mgrCache = mgr.GetCache()
 		opts := DefaultBuildJobOptions()
 		opts.BuilderImage = "registry.example.com/splice/manager:test"
-		Expect((&BuildReconciler{
-			Client:   mgr.GetClient(),
-			Recorder: mgr.GetEventRecorder("splice-build-test"),
-			Job:      opts,
-		}).SetupWithManager(mgr)).To(Succeed())
-		var mctx context.Context
-		mctx, stop = context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer GinkgoRecover()
-			defer close(done)
-			Expect(mgr.Start(mctx)).To(Succeed())
-		}()
-		DeferCleanup(func() {
-			stop()
-			<-done
+		mgrCache = startBuildManager("build", &BuildReconciler{
+			Job:                opts,
+			CredentialsRecheck: time.Second,
+			RegistryOptions:    []artifact.Option{artifact.WithInsecureRegistries(registryURL)},
 		})
 	})
 
+	// buildSecret creates a Secret a build may mount, labelled for builds or not.
+	buildSecret := func(ns, name string, labelled bool) *corev1.Secret {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: map[string]string{"token": "t0ken"}}
+		if labelled {
+			s.Labels = map[string]string{splicev1.LabelBuildCredentials: "true"}
+		}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		return s
+	}
+
 	newGitCV := func(ns string) *splicev1.CompilerVersion {
+		if err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "git-creds"}, &corev1.Secret{}); apierrors.IsNotFound(err) {
+			buildSecret(ns, "git-creds", true)
+			buildSecret(ns, "push-creds", true)
+		}
 		cv := &splicev1.CompilerVersion{
 			ObjectMeta: metav1.ObjectMeta{Name: "greeter", Namespace: ns, Labels: map[string]string{testLabel: "build"}},
 			Spec: splicev1.CompilerVersionSpec{
@@ -201,6 +205,23 @@ var _ = Describe("Build controller", Ordered, func() {
 				}
 			}
 			g.Expect(k8sClient.Status().Update(ctx, cur)).To(Succeed())
+		}).Should(Succeed())
+	}
+
+	// rewriteRecord plays whoever may patch Jobs: the build record of job with from replaced
+	// by to. Then a spec change (to strategy) makes the controller read the record again.
+	rewriteRecord := func(cv *splicev1.CompilerVersion, job *batchv1.Job, from, to string, strategy splicev1.StrategyType) {
+		recorded := &batchv1.Job{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(job), recorded)).To(Succeed())
+		forged := strings.ReplaceAll(recorded.Annotations[AnnotationBuildRecord], from, to)
+		Expect(forged).NotTo(Equal(recorded.Annotations[AnnotationBuildRecord]))
+		patched := recorded.DeepCopy()
+		patched.Annotations[AnnotationBuildRecord] = forged
+		Expect(k8sClient.Patch(ctx, patched, client.MergeFrom(recorded))).To(Succeed())
+		Eventually(func(g Gomega) {
+			got := getCV(cv)(g)
+			got.Spec.Strategy = splicev1.RolloutStrategy{Type: strategy}
+			g.Expect(k8sClient.Update(ctx, got)).To(Succeed())
 		}).Should(Succeed())
 	}
 
@@ -367,6 +388,17 @@ var _ = Describe("Build controller", Ordered, func() {
 		Expect(jobsOf(Default, cv)).To(ConsistOf(HaveField("Name", job.Name)))
 		Expect(succeeded()-before).To(Equal(1.0), "the reused build was counted again")
 
+		// The record is checked again on every read: rewritten to name an artifact of another
+		// repository, it is refused at the next spec change, as the termination message would be.
+		rewriteRecord(cv, job, "team/greeter-plugin@", "attacker/plugin@", splicev1.StrategyRollingPatch)
+		Eventually(func(g Gomega) {
+			got, built := builtOf(g, cv)
+			g.Expect(built.ObservedGeneration).To(Equal(got.Generation))
+			g.Expect(built.Reason).To(Equal(ReasonInvalidBuildResult))
+			g.Expect(built.Message).To(And(ContainSubstring("recorded build result"), ContainSubstring("spec.plugin.repository")))
+			g.Expect(got.Status.Artifact).To(BeNil())
+		}).Should(Succeed())
+
 		// A new revision never keeps the artifact of the old one: it is cleared while the
 		// new build runs.
 		Eventually(func(g Gomega) {
@@ -384,6 +416,29 @@ var _ = Describe("Build controller", Ordered, func() {
 		// The finished build of the old revision stays as history.
 		Expect(jobsOf(Default, cv)).To(ConsistOf(HaveField("Name", job.Name),
 			HaveField("Name", buildJobName("greeter", inputsOf(getCV(cv)(Default)).key()))))
+	})
+
+	It("starts no build with Secrets not labelled for builds, and starts it once they are", func() {
+		ns := newNamespace()
+		buildSecret(ns, "git-creds", true)
+		push := buildSecret(ns, "push-creds", false)
+		cv := newGitCV(ns)
+		Eventually(func(g Gomega) {
+			_, built := builtOf(g, cv)
+			g.Expect(built.Reason).To(Equal(ReasonCredentialsNotAllowed))
+			g.Expect(built.Message).To(And(ContainSubstring("spec.plugin.pushSecretRef"), ContainSubstring(splicev1.LabelBuildCredentials+"=true")))
+			g.Expect(built.Message).NotTo(ContainSubstring("git.secretRef"))
+		}).Should(Succeed())
+		Eventually(func(g Gomega) { eventFor(g, cv, ReasonCredentialsNotAllowed) }).Should(Succeed())
+		Consistently(func(g Gomega) { g.Expect(jobsOf(g, cv)).To(BeEmpty()) }, "2s").Should(Succeed())
+
+		push.Labels = map[string]string{splicev1.LabelBuildCredentials: "true"}
+		Expect(k8sClient.Update(ctx, push)).To(Succeed())
+		theJob(cv)
+		Eventually(func(g Gomega) {
+			_, built := builtOf(g, cv)
+			g.Expect(built.Reason).To(Equal(ReasonBuilding))
+		}).Should(Succeed())
 	})
 
 	It("reports a failed build with the builder's reason, the log's fate and an Event", func() {
@@ -513,7 +568,242 @@ var _ = Describe("Build controller", Ordered, func() {
 			g.Expect(built.Message).To(ContainSubstring("127.0.0.1:1"))
 		}).Should(Succeed())
 	})
+
+	// With a trust policy for one namespace, the build controller signs what its Jobs push and
+	// holds every artifact of that namespace to the policy: in its own manager (its own
+	// CompilerVersions), against the suite's real registry.
+	Context("with a trust policy", Ordered, func() {
+		const trustLabel = "build-trust"
+		var (
+			covered, uncovered string
+			signer, teamKey    *trust.Signer
+			other              *trust.Signer
+			repo               string
+		)
+		keyPair := func() (*trust.Signer, string) {
+			priv, pub, err := trust.GenerateKeyPair(nil)
+			Expect(err).NotTo(HaveOccurred())
+			s, err := trust.LoadSigner(priv, nil)
+			Expect(err).NotTo(HaveOccurred())
+			return s, string(pub)
+		}
+		BeforeAll(func() {
+			covered, uncovered = newNamespace(), newNamespace()
+			repo = registryURL + "/team/greeter-plugin"
+			var managerPub, teamPub string
+			signer, managerPub = keyPair()
+			teamKey, teamPub = keyPair()
+			other, _ = keyPair()
+			opts := DefaultBuildJobOptions()
+			opts.BuilderImage = "registry.example.com/splice/manager:test"
+			startBuildManager(trustLabel, &BuildReconciler{
+				Job:                opts,
+				CredentialsRecheck: time.Second,
+				RegistryOptions:    []artifact.Option{artifact.WithInsecureRegistries(registryURL)},
+				Trust: ArtifactTrust{Signer: signer, Policies: &trust.Config{Policies: []trust.Policy{{
+					Name: "team", Namespaces: []string{covered}, Registries: []string{registryURL + "/team/"},
+					Keys: []string{managerPub, teamPub},
+				}}}},
+			})
+		})
+		sign := func(ref string, s *trust.Signer, annotations map[string]string) {
+			Expect(trust.Sign(ctx, ref, s, annotations, artifact.WithInsecureRegistries(registryURL))).To(Succeed())
+		}
+		prebuilt := func(ns, name, ref string) *splicev1.CompilerVersion {
+			cv := &splicev1.CompilerVersion{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{testLabel: trustLabel}},
+				Spec: splicev1.CompilerVersionSpec{
+					GoVersion: goOnPath(),
+					Plugin:    splicev1.PluginSpec{Source: splicev1.PluginSource{Artifact: ref}},
+					Selector:  metav1.LabelSelector{MatchLabels: map[string]string{"app": "greeter"}},
+				},
+			}
+			Expect(k8sClient.Create(ctx, cv)).To(Succeed())
+			return cv
+		}
+		// copyOf pushes another artifact of the same plugin to repo (one more manifest
+		// annotation, so another digest).
+		copyOf := func(ref, note string) string {
+			d, err := name.NewDigest(ref)
+			Expect(err).NotTo(HaveOccurred())
+			img, err := remote.Image(d)
+			Expect(err).NotTo(HaveOccurred())
+			img = mutate.Annotations(img, map[string]string{"test.splice.dev/copy": note}).(v1.Image)
+			dg, err := img.Digest()
+			Expect(err).NotTo(HaveOccurred())
+			to := d.Context().Digest(dg.String())
+			Expect(remote.Write(to, img)).To(Succeed())
+			return to.String()
+		}
+
+		It("refuses a prebuilt artifact no trusted key signed, and resolves it once one has", func() {
+			ref := copyOf(greeterRef, "prebuilt")
+			cv := prebuilt(covered, "prebuilt", ref)
+			Eventually(func(g Gomega) {
+				got, built := builtOf(g, cv)
+				g.Expect(built.Status).To(Equal(metav1.ConditionFalse))
+				g.Expect(built.Reason).To(Equal(trust.ReasonSignatureMissing))
+				g.Expect(built.Message).To(And(ContainSubstring("trust policy team"), ContainSubstring("splice sign")))
+				g.Expect(got.Status.Artifact).To(BeNil())
+			}).Should(Succeed())
+			Eventually(func(g Gomega) {
+				g.Expect(eventFor(g, cv, trust.ReasonSignatureMissing).Type).To(Equal(corev1.EventTypeWarning))
+			}).Should(Succeed())
+
+			// A signature by a key the policy does not hold changes nothing but the reason.
+			sign(ref, other, nil)
+			Eventually(func(g Gomega) {
+				got, built := builtOf(g, cv)
+				g.Expect(built.Reason).To(Equal(trust.ReasonSignatureUntrusted))
+				g.Expect(built.Message).To(ContainSubstring(other.Fingerprint()))
+				g.Expect(got.Status.Artifact).To(BeNil())
+			}).Should(Succeed())
+
+			// Signed by the team's key, it resolves (signatures are looked at again without a
+			// spec change), and status says who signed.
+			sign(ref, teamKey, nil)
+			Eventually(func(g Gomega) {
+				got, built := builtOf(g, cv)
+				g.Expect(built.Status).To(Equal(metav1.ConditionTrue))
+				g.Expect(built.Reason).To(Equal(ReasonArtifactResolved))
+				g.Expect(built.Message).To(ContainSubstring("signed by " + teamKey.Fingerprint()))
+				g.Expect(got.Status.Artifact).NotTo(BeNil())
+				g.Expect(got.Status.Artifact.Signature).To(Equal(&splicev1.SignatureStatus{Policy: "team", Key: teamKey.Fingerprint()}))
+			}).Should(Succeed())
+		})
+
+		It("refuses an artifact outside the policy's registries, signed or not", func() {
+			d, err := name.NewDigest(greeterRef)
+			Expect(err).NotTo(HaveOccurred())
+			img, err := remote.Image(d)
+			Expect(err).NotTo(HaveOccurred())
+			dg, err := img.Digest()
+			Expect(err).NotTo(HaveOccurred())
+			teammate, err := name.NewRepository(registryURL + "/teammate/greeter-plugin")
+			Expect(err).NotTo(HaveOccurred())
+			elsewhere := teammate.Digest(dg.String())
+			Expect(remote.Write(elsewhere, img)).To(Succeed())
+			sign(elsewhere.String(), teamKey, nil)
+			cv := prebuilt(covered, "elsewhere", elsewhere.String())
+			Eventually(func(g Gomega) {
+				got, built := builtOf(g, cv)
+				g.Expect(built.Reason).To(Equal(trust.ReasonRegistryNotAllowed))
+				g.Expect(built.Message).To(ContainSubstring(registryURL + "/team/"))
+				g.Expect(got.Status.Artifact).To(BeNil())
+			}).Should(Succeed())
+		})
+
+		It("checks nothing in a namespace no policy covers, and says so", func() {
+			cv := prebuilt(uncovered, "prebuilt", copyOf(greeterRef, "uncovered"))
+			Eventually(func(g Gomega) {
+				got, built := builtOf(g, cv)
+				g.Expect(built.Status).To(Equal(metav1.ConditionTrue))
+				g.Expect(built.Message).To(ContainSubstring("signature not checked: no trust policy covers namespace " + uncovered))
+				g.Expect(got.Status.Artifact).NotTo(BeNil())
+				g.Expect(got.Status.Artifact.Signature).To(BeNil())
+			}).Should(Succeed())
+		})
+
+		It("signs what a build pushed, for this CompilerVersion and build, and refuses a record rewritten to another signed artifact", func() {
+			for _, n := range []string{"git-creds", "push-creds"} {
+				Expect(k8sClient.Create(ctx, &corev1.Secret{
+					ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: covered, Labels: map[string]string{splicev1.LabelBuildCredentials: "true"}},
+					Type:       corev1.SecretTypeDockerConfigJson,
+					StringData: map[string]string{corev1.DockerConfigJsonKey: `{"auths":{}}`},
+				})).To(Succeed())
+			}
+			cv := &splicev1.CompilerVersion{
+				ObjectMeta: metav1.ObjectMeta{Name: "built", Namespace: covered, Labels: map[string]string{testLabel: trustLabel}},
+				Spec: splicev1.CompilerVersionSpec{
+					GoVersion: goOnPath(),
+					Plugin: splicev1.PluginSpec{
+						Source: splicev1.PluginSource{Git: &splicev1.GitSource{
+							URL: "https://git.example.com/team/greeter.git", Revision: "v1.3.0",
+							SecretRef: &splicev1.LocalObjectReference{Name: "git-creds"},
+						}},
+						Package:       "./examples/greeter/plugins/v1",
+						Repository:    repo,
+						PushSecretRef: &splicev1.LocalObjectReference{Name: "push-creds"},
+					},
+					Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "greeter"}},
+				},
+			}
+			Expect(k8sClient.Create(ctx, cv)).To(Succeed())
+			job := theJob(cv)
+			key := job.Annotations[AnnotationBuildKey]
+			pushed := copyOf(greeterRef, "built")
+			res := *greeterRes
+			res.Ref, res.BuildKey = pushed, key
+			res.Digest = strings.TrimPrefix(pushed, repo+"@")
+			msg, err := json.Marshal(res)
+			Expect(err).NotTo(HaveOccurred())
+			finishBuild(job, 0, string(msg))
+
+			Eventually(func(g Gomega) {
+				got, built := builtOf(g, cv)
+				g.Expect(built.Status).To(Equal(metav1.ConditionTrue))
+				g.Expect(built.Reason).To(Equal(ReasonBuildSucceeded))
+				g.Expect(got.Status.Artifact).NotTo(BeNil())
+				g.Expect(got.Status.Artifact.Signature).To(Equal(&splicev1.SignatureStatus{Policy: "team", Key: signer.Fingerprint()}))
+			}).Should(Succeed())
+			// The signature is in the registry, for this CompilerVersion and build only.
+			got := getCV(cv)(Default)
+			p := &trust.Policy{Name: "check", Namespaces: []string{"*"}, Keys: []string{mustPub(signer)}}
+			v, err := p.Verify(ctx, pushed, buildSignatureAnnotations(got, key), artifact.WithInsecureRegistries(registryURL))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(v.Annotations).To(HaveKeyWithValue(SignatureAnnotationCompilerVersionUID, string(got.UID)))
+
+			// Another artifact of the same repository, signed by the same manager for another
+			// CompilerVersion: a record rewritten to name it passes every check but the
+			// signature's, and is refused at the next read.
+			stolen := copyOf(greeterRef, "another build")
+			sign(stolen, signer, map[string]string{
+				SignatureAnnotationCompilerVersion: covered + "/other", SignatureAnnotationCompilerVersionUID: "0b1e5c1d-0000-4000-8000-000000000000",
+				SignatureAnnotationBuildKey: key,
+			})
+			rewriteRecord(cv, job, strings.TrimPrefix(pushed, repo+"@"), strings.TrimPrefix(stolen, repo+"@"), splicev1.StrategyStrict)
+			Eventually(func(g Gomega) {
+				got, built := builtOf(g, cv)
+				g.Expect(built.ObservedGeneration).To(Equal(got.Generation))
+				g.Expect(built.Reason).To(Equal(trust.ReasonSignatureInvalid))
+				g.Expect(built.Message).To(And(ContainSubstring("it lacks the annotation "+SignatureAnnotationCompilerVersion), ContainSubstring(covered+"/other")))
+				g.Expect(got.Status.Artifact).To(BeNil())
+			}).Should(Succeed())
+		})
+	})
 })
+
+// startBuildManager runs r in a manager of its own that sees only the CompilerVersions labelled
+// splice.dev/test-suite=label, until the spec container ends; it returns the manager's cache.
+func startBuildManager(label string, r *BuildReconciler) cache.Cache {
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:  scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		// Two build managers (with and without a trust policy) run the same controller.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+		Cache: cache.Options{ByObject: func() map[client.Object]cache.ByObject {
+			by := BuildCacheOptions()
+			by[&splicev1.CompilerVersion{}] = cache.ByObject{Label: labels.SelectorFromSet(labels.Set{"splice.dev/test-suite": label})}
+			return by
+		}()},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	r.Client = mgr.GetClient()
+	r.Recorder = mgr.GetEventRecorder("splice-build-test")
+	Expect(r.SetupWithManager(mgr)).To(Succeed())
+	mctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		Expect(mgr.Start(mctx)).To(Succeed())
+	}()
+	DeferCleanup(func() {
+		stop()
+		<-done
+	})
+	return mgr.GetCache()
+}
 
 // histogramCount is the number of observations of the build duration histogram for result.
 func histogramCount(result string) uint64 {

@@ -160,6 +160,15 @@ func validateBuildResult(msg string, cv *splicev1.CompilerVersion, key string) (
 	if err != nil {
 		return nil, err
 	}
+	if err := checkResult(r, cv, key); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// checkResult holds a parsed result to the build it claims to be: this build key, the
+// spec's toolchain, repository and API version, a ref pinned by its own digest.
+func checkResult(r *builder.Result, cv *splicev1.CompilerVersion, key string) error {
 	var errs []error
 	if r.BuildKey != key {
 		errs = append(errs, fmt.Errorf("buildKey %q is not this build's %q", r.BuildKey, key))
@@ -186,10 +195,25 @@ func validateBuildResult(msg string, cv *splicev1.CompilerVersion, key string) (
 	if want := cv.Spec.Plugin.APIVersion; want != "" && !builder.SameAPIVersion(want, r.APIVersion) {
 		errs = append(errs, fmt.Errorf("apiVersion %s, spec.plugin.apiVersion is %s", r.APIVersion, want))
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	return errors.Join(errs...)
+}
+
+// revalidateRecord checks a recorded success again on every read: the record is an annotation
+// on a Job, and whoever may patch Jobs in the namespace could rewrite it to name another
+// artifact. The result goes through the same parser and checks as the termination message it
+// came from (a rewritten record that names another repository, build key or toolchain is
+// refused); with a trust policy, the signature check (checkTrust) then binds the digest to
+// this CompilerVersion and build key.
+func revalidateRecord(rec *buildRecord, cv *splicev1.CompilerVersion, key string) error {
+	if !rec.succeeded() {
+		return nil
 	}
-	return r, nil
+	raw, err := json.Marshal(rec.Result)
+	if err != nil {
+		return fmt.Errorf("encode the recorded result: %w", err)
+	}
+	_, err = validateBuildResult(string(raw), cv, key)
+	return err
 }
 
 // artifactFromResult is status.artifact for a build result.

@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -19,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/builder"
 )
 
@@ -89,8 +89,10 @@ type BuildJobOptions struct {
 	WorkspaceSizeLimit *resource.Quantity
 	// Env is added to the build container (GOPROXY, GOPRIVATE, GOFLAGS, ...).
 	Env []corev1.EnvVar
-	// InsecureRegistry makes the builder push over plain HTTP.
-	InsecureRegistry bool
+	// InsecureRegistries are the registries a build may push to over plain HTTP (the
+	// manager's --insecure-registries): the builder gets --insecure only when the
+	// CompilerVersion's repository is on one of them.
+	InsecureRegistries []string
 	// RunAsUser and RunAsGroup run the build pod; the default 65534 is "nobody", which the
 	// golang images (Debian) know by name, as ssh insists on.
 	RunAsUser, RunAsGroup int64
@@ -136,8 +138,7 @@ var buildOwnedEnv = map[string]bool{"HOME": true, "GOPATH": true, "GOCACHE": tru
 
 // BuildJobOptionsFromEnv starts from the defaults and applies the manager's environment:
 // SPLICE_BUILDER_IMAGE, SPLICE_BUILD_GO_IMAGE (with {goVersion}), SPLICE_BUILD_CACHE_PVC (a
-// claim name in each CompilerVersion's namespace), SPLICE_BUILD_INSECURE_REGISTRY,
-// SPLICE_BUILD_SERVICE_ACCOUNT, and every SPLICE_BUILD_ENV_<NAME> (BuildEnvPrefix).
+// claim name in each CompilerVersion's namespace), SPLICE_BUILD_SERVICE_ACCOUNT, and every SPLICE_BUILD_ENV_<NAME> (BuildEnvPrefix).
 func BuildJobOptionsFromEnv() (BuildJobOptions, error) {
 	o := DefaultBuildJobOptions()
 	for _, kv := range os.Environ() {
@@ -155,13 +156,6 @@ func BuildJobOptionsFromEnv() (BuildJobOptions, error) {
 	}
 	if v := os.Getenv("SPLICE_BUILD_CACHE_PVC"); v != "" {
 		o.CacheVolume = &corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: v}}
-	}
-	if v := os.Getenv("SPLICE_BUILD_INSECURE_REGISTRY"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return o, fmt.Errorf("SPLICE_BUILD_INSECURE_REGISTRY=%q: want true or false", v)
-		}
-		o.InsecureRegistry = b
 	}
 	if v := os.Getenv("SPLICE_BUILD_SERVICE_ACCOUNT"); v != "" {
 		o.ServiceAccountName = v
@@ -323,7 +317,7 @@ func builderArgs(in buildInputs, key string, o BuildJobOptions) []string {
 	if len(in.Tags) > 0 {
 		args = append(args, longFlag(builder.FlagTags, strings.Join(in.Tags, ",")))
 	}
-	if o.InsecureRegistry {
+	if artifact.RegistryIn(in.Repository, o.InsecureRegistries) {
 		args = append(args, "--"+builder.FlagInsecure)
 	}
 	return args

@@ -178,6 +178,18 @@ func TestNewBuildJob(t *testing.T) {
 			},
 		},
 		{
+			name: "plain HTTP only for a registry named insecure",
+			opts: func(o BuildJobOptions) BuildJobOptions {
+				o.InsecureRegistries = []string{"registry.example.com:5000", "example.com"}
+				return o
+			},
+			check: func(t *testing.T, c corev1.Container, spec corev1.PodSpec, o builder.Options) {
+				if o.Insecure {
+					t.Errorf("the builder may push over plain HTTP to %s, which is not named insecure", o.Repository)
+				}
+			},
+		},
+		{
 			name: "git and push credentials, tags, API version, insecure registry, cache claim",
 			cv: func() *splicev1.CompilerVersion {
 				cv := gitCV("greeter")
@@ -188,7 +200,7 @@ func TestNewBuildJob(t *testing.T) {
 				return cv
 			},
 			opts: func(o BuildJobOptions) BuildJobOptions {
-				o.InsecureRegistry = true
+				o.InsecureRegistries = []string{"other.example.com", "registry.example.com"}
 				o.CacheVolume = &corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "go-cache"}}
 				o.Env = []corev1.EnvVar{{Name: "GOPROXY", Value: "https://proxy.example.com"}}
 				return o
@@ -332,15 +344,10 @@ func TestBuildJobOptionsValidate(t *testing.T) {
 	}
 	t.Setenv("SPLICE_BUILDER_IMAGE", "example.com/splice:1")
 	t.Setenv("SPLICE_BUILD_CACHE_PVC", "cache")
-	t.Setenv("SPLICE_BUILD_INSECURE_REGISTRY", "yes please")
-	if _, err := BuildJobOptionsFromEnv(); err == nil || !strings.Contains(err.Error(), "SPLICE_BUILD_INSECURE_REGISTRY") {
-		t.Fatalf("a malformed boolean was accepted: %v", err)
-	}
-	t.Setenv("SPLICE_BUILD_INSECURE_REGISTRY", "true")
 	t.Setenv(BuildEnvPrefix+"GOPROXY", "http://proxy.example.com")
 	t.Setenv(BuildEnvPrefix+"GOPRIVATE", "git.example.com/*")
 	o, err := BuildJobOptionsFromEnv()
-	if err != nil || o.BuilderImage != "example.com/splice:1" || !o.InsecureRegistry || o.CacheVolume.PersistentVolumeClaim.ClaimName != "cache" {
+	if err != nil || o.BuilderImage != "example.com/splice:1" || o.CacheVolume.PersistentVolumeClaim.ClaimName != "cache" {
 		t.Fatalf("options from env %+v, %v", o, err)
 	}
 	want := []corev1.EnvVar{{Name: "GOPRIVATE", Value: "git.example.com/*"}, {Name: "GOPROXY", Value: "http://proxy.example.com"}}

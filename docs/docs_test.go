@@ -48,6 +48,7 @@ var sources = []source{
 	{"host", "host library reasons (host.Reason, control ErrorBody.Reason)", named("Reason")},
 	{"host/control", "control socket error codes (control.Code)", typed("Code")},
 	{"sidecar", "agent report reasons (PodReport.Reason)", named("Reason")},
+	{"internal/trust", "trust policy refusals (trust.Refusal.Reason)", named("Reason")},
 	{"api/v1alpha1", "CompilerVersion condition and pod report reasons", named("Reason")},
 	{"builder", "build failure reasons (builder.Failure.Reason)", named("Reason")},
 	{"controllers", "Built condition reasons", named("Reason")},

@@ -31,6 +31,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/host/control"
 	"github.com/splice-dev/splice/host/preflight"
 	"github.com/splice-dev/splice/internal/testio"
@@ -184,7 +185,7 @@ func startAgent(h *hostProc, pod string, opts ...func(*sidecar.AgentOptions)) *r
 	m := sidecar.NewMetrics(reg)
 	// No AllowMinor: as in cmd/agent, consent comes from each pod's annotations.
 	sw, err := sidecar.NewSwapper(sidecar.SwapperOptions{
-		SharedDir: h.shared, Host: h.client, Metrics: m,
+		SharedDir: h.shared, Host: h.client, Metrics: m, Pull: []artifact.Option{artifact.WithInsecureRegistries(regHost)},
 		Logger: GinkgoLogr.WithName("swapper"), HostTimeout: 30 * time.Second, LoadTimeout: 3 * time.Minute,
 	})
 	Expect(err).NotTo(HaveOccurred())
@@ -705,7 +706,8 @@ var _ = Describe("The agent", func() {
 
 	It("drives hot swaps without Kubernetes through the Swapper", func(ctx SpecContext) {
 		h := startHost(ctx)
-		sw, err := sidecar.NewSwapper(sidecar.SwapperOptions{SharedDir: h.shared, Host: h.client, AllowMinor: true})
+		sw, err := sidecar.NewSwapper(sidecar.SwapperOptions{SharedDir: h.shared, Host: h.client, AllowMinor: true,
+			Pull: []artifact.Option{artifact.WithInsecureRegistries(regHost)}})
 		Expect(err).NotTo(HaveOccurred())
 
 		out := sw.Swap(ctx, arts["v2"].ref)
@@ -743,7 +745,7 @@ var _ = Describe("The agent", func() {
 		v1 := arts["v1"]
 		before := h.status(ctx)
 		Expect(before.Current).NotTo(Equal(v1.digest), "the host names its cold-start plugin by the file's sha256")
-		sw, err := sidecar.NewSwapper(sidecar.SwapperOptions{SharedDir: h.shared, Host: h.client})
+		sw, err := sidecar.NewSwapper(sidecar.SwapperOptions{SharedDir: h.shared, Host: h.client, Pull: []artifact.Option{artifact.WithInsecureRegistries(regHost)}})
 		Expect(err).NotTo(HaveOccurred())
 
 		out := sw.Swap(ctx, v1.ref)
@@ -765,6 +767,7 @@ var _ = Describe("The agent", func() {
 			"--"+sidecar.FlagSharedDir+"="+h.shared,
 			"--"+sidecar.FlagHTTPAddress+"="+addr,
 			"--"+sidecar.FlagPollInterval+"=100ms",
+			"--"+sidecar.FlagInsecureRegistries+"="+regHost,
 			"--kubeconfig="+agentKcfg)
 		// The webhook passes the pod's name and namespace from the downward API.
 		cmd.Env = append(os.Environ(), sidecar.EnvPodName+"="+pod, sidecar.EnvPodNamespace+"="+namespace)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/host/control"
+	"github.com/splice-dev/splice/internal/trust"
 )
 
 // The agent's command line, as the admission webhook injects it. The names are constants so
@@ -30,9 +31,14 @@ const (
 	// FlagPodIP: the pod's IP, which an --http-address without a host binds to; default
 	// $POD_IP, which the webhook sets from the downward API (status.podIP).
 	FlagPodIP = "pod-ip"
-	// FlagRegistryInsecure: talk plain HTTP to the registry (in-cluster registries without
-	// TLS). Loopback and RFC 1918 addresses use HTTP regardless (go-containerregistry's rule).
-	FlagRegistryInsecure = "registry-insecure"
+	// FlagInsecureRegistries: the registries (host or host:port, comma-separated or the flag
+	// repeated) that may be reached over plain HTTP; every other registry gets TLS, loopback
+	// and RFC 1918 addresses included. The webhook sets it from the manager's
+	// --insecure-registries.
+	FlagInsecureRegistries = "insecure-registries"
+	// FlagTrustPolicy: the namespace's trust policy, encoded (trust.Policy.Encode); default
+	// $SPLICE_TRUST_POLICY, which the webhook sets when a policy covers the pod's namespace.
+	FlagTrustPolicy = "trust-policy"
 	// FlagMaxPluginBytes: the largest plugin layer pulled.
 	FlagMaxPluginBytes = "max-plugin-bytes"
 	// FlagPollInterval: how often the host's status is read between pod events.
@@ -70,13 +76,17 @@ const (
 // is not among them: it comes from each pod's CompilerVersion, per target
 // (splicev1.AnnotationAllowMinorAPIChange; see Target.AllowMinor).
 type Config struct {
-	SharedDir        string
-	Socket           string
-	HTTPAddress      string
-	PodName          string
-	PodNamespace     string
-	PodIP            string
-	RegistryInsecure bool
+	SharedDir          string
+	Socket             string
+	HTTPAddress        string
+	PodName            string
+	PodNamespace       string
+	PodIP              string
+	InsecureRegistries []string
+	// TrustPolicy is the encoded policy (FlagTrustPolicy); Validate decodes it into Trust.
+	TrustPolicy string
+	// Trust is nil when no policy covers the namespace: signatures are then not checked.
+	Trust            *trust.Policy
 	MaxPluginBytes   int64
 	PollInterval     time.Duration
 	HostTimeout      time.Duration
@@ -96,7 +106,20 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PodIP, FlagPodIP, os.Getenv(EnvPodIP), "this pod's IP, which --"+FlagHTTPAddress+" binds to when it names no host (default $"+EnvPodIP+", from the downward API)")
 	fs.StringVar(&c.PodName, FlagPodName, os.Getenv(EnvPodName), "this pod's name (default $"+EnvPodName+", from the downward API)")
 	fs.StringVar(&c.PodNamespace, FlagPodNamespace, os.Getenv(EnvPodNamespace), "this pod's namespace (default $"+EnvPodNamespace+", from the downward API)")
-	fs.BoolVar(&c.RegistryInsecure, FlagRegistryInsecure, false, "pull over plain HTTP (registries without TLS; loopback and private addresses use HTTP anyway)")
+	fs.Func(FlagInsecureRegistries, "registries (host or host:port, comma-separated; the flag may repeat) to pull from over plain HTTP; every other registry gets TLS",
+		func(v string) error {
+			for _, h := range strings.Split(v, ",") {
+				if h = strings.TrimSpace(h); h != "" {
+					if err := artifact.ValidateRegistryHost(h); err != nil {
+						return err
+					}
+					c.InsecureRegistries = append(c.InsecureRegistries, h)
+				}
+			}
+			return nil
+		})
+	fs.StringVar(&c.TrustPolicy, FlagTrustPolicy, os.Getenv(EnvTrustPolicy), "the namespace's trust policy, encoded (default $"+EnvTrustPolicy+
+		", which the webhook sets); artifacts are pulled only once their signature verifies against it")
 	fs.Int64Var(&c.MaxPluginBytes, FlagMaxPluginBytes, artifact.DefaultMaxLayerBytes, "largest plugin layer to pull, in bytes")
 	fs.DurationVar(&c.PollInterval, FlagPollInterval, 10*time.Second, "how often to read the host's status between pod events (rollbacks and counters are only visible there)")
 	fs.DurationVar(&c.HostTimeout, FlagHostTimeout, 10*time.Second, "deadline of a control request other than load, swap and route")
@@ -120,6 +143,13 @@ func (c *Config) Validate() error {
 	}
 	if c.Socket == "" {
 		c.Socket = filepath.Join(c.SharedDir, control.SocketName)
+	}
+	if c.TrustPolicy != "" {
+		p, err := trust.DecodePolicy(c.TrustPolicy)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--%s (or $%s): %w", FlagTrustPolicy, EnvTrustPolicy, err))
+		}
+		c.Trust = p
 	}
 	if c.MaxPluginBytes <= 0 {
 		errs = append(errs, fmt.Errorf("--%s must be positive", FlagMaxPluginBytes))
@@ -155,5 +185,5 @@ func (c *Config) ListenAddress() (addr, warning string) {
 
 // PullOptions are the registry options the configuration implies.
 func (c *Config) PullOptions() []artifact.Option {
-	return []artifact.Option{artifact.WithInsecure(c.RegistryInsecure), artifact.WithMaxLayerBytes(c.MaxPluginBytes)}
+	return []artifact.Option{artifact.WithInsecureRegistries(c.InsecureRegistries...), artifact.WithMaxLayerBytes(c.MaxPluginBytes)}
 }

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"io"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestConfigFlags(t *testing.T) {
 				if c.PodName != "greeter-abc" || c.PodNamespace != "shop" {
 					t.Errorf("pod %s/%s, want shop/greeter-abc from the environment", c.PodNamespace, c.PodName)
 				}
-				if c.Socket != filepath.Join(dir, control.SocketName) || c.HTTPAddress != DefaultHTTPAddress || c.RegistryInsecure {
+				if c.Socket != filepath.Join(dir, control.SocketName) || c.HTTPAddress != DefaultHTTPAddress || c.InsecureRegistries != nil {
 					t.Errorf("defaults: %+v", c)
 				}
 				if c.LoadTimeout <= 2*time.Minute {
@@ -39,14 +40,14 @@ func TestConfigFlags(t *testing.T) {
 		{
 			name: "everything the webhook may set",
 			args: []string{"--" + FlagSharedDir + "=" + dir, "--" + FlagSocket + "=/run/x.sock", "--" + FlagHTTPAddress + "=:8081",
-				"--" + FlagPodName + "=p", "--" + FlagPodNamespace + "=n", "--" + FlagRegistryInsecure, "--" + FlagMaxPluginBytes + "=1024",
+				"--" + FlagPodName + "=p", "--" + FlagPodNamespace + "=n", "--" + FlagInsecureRegistries + "=reg.a:5000, reg.b", "--" + FlagInsecureRegistries + "=reg.c", "--" + FlagMaxPluginBytes + "=1024",
 				"--" + FlagPollInterval + "=1s", "--" + FlagHostTimeout + "=2s", "--" + FlagLoadTimeout + "=3s",
 				"--" + FlagPullTimeout + "=4s", "--" + FlagProbeTimeout + "=5s", "--" + FlagWedgeAfter + "=6s", "--" + FlagCountersInterval + "=-1s"},
 			check: func(t *testing.T, c *Config) {
-				want := Config{SharedDir: dir, Socket: "/run/x.sock", HTTPAddress: ":8081", PodName: "p", PodNamespace: "n", RegistryInsecure: true,
+				want := Config{SharedDir: dir, Socket: "/run/x.sock", HTTPAddress: ":8081", PodName: "p", PodNamespace: "n", InsecureRegistries: []string{"reg.a:5000", "reg.b", "reg.c"},
 					MaxPluginBytes: 1024, PollInterval: time.Second, HostTimeout: 2 * time.Second, LoadTimeout: 3 * time.Second, PullTimeout: 4 * time.Second,
 					ProbeTimeout: 5 * time.Second, WedgeAfter: 6 * time.Second, CountersInterval: -time.Second}
-				if *c != want {
+				if !reflect.DeepEqual(*c, want) {
 					t.Errorf("got %+v\nwant %+v", *c, want)
 				}
 			},

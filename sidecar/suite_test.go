@@ -125,11 +125,11 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	DeferCleanup(srv.Close)
 	regHost = strings.TrimPrefix(srv.URL, "http://")
 	for name, a := range built {
-		ref, digest, err := artifact.Push(ctx, regHost+"/greeter/plugin", a.Path, artifact.Config{APIVersion: apiVersions[name]}, artifact.WithTag(name))
+		ref, digest, err := artifact.Push(ctx, regHost+"/greeter/plugin", a.Path, artifact.Config{APIVersion: apiVersions[name]}, artifact.WithTag(name), artifact.WithInsecure(true))
 		Expect(err).NotTo(HaveOccurred(), "push %s", name)
 		arts[name] = &pushed{name: name, ref: ref, digest: digest, path: a.Path}
 	}
-	ref, digest, err := artifact.Push(ctx, regHost+"/greeter/flaky", built["v2"].Path, artifact.Config{APIVersion: apiVersions["v2"]})
+	ref, digest, err := artifact.Push(ctx, regHost+"/greeter/flaky", built["v2"].Path, artifact.Config{APIVersion: apiVersions["v2"]}, artifact.WithInsecure(true))
 	Expect(err).NotTo(HaveOccurred())
 	arts["v2-flaky"] = &pushed{name: "v2-flaky", ref: ref, digest: digest, path: built["v2"].Path}
 }, NodeTimeout(15*time.Minute))

@@ -16,6 +16,7 @@ import (
 	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/host/control"
 	"github.com/splice-dev/splice/host/preflight"
+	"github.com/splice-dev/splice/internal/trust"
 )
 
 // SwapperOptions configure a Swapper.
@@ -27,6 +28,10 @@ type SwapperOptions struct {
 	Host *control.Client
 	// Pull are the registry options (credentials, plain HTTP, the layer bound).
 	Pull []artifact.Option
+	// Trust, when set, is the namespace's trust policy (the webhook passes it in
+	// $SPLICE_TRUST_POLICY): an artifact is pulled only once its signature verifies against
+	// it, so nothing unsigned reaches the shared volume, let alone the host.
+	Trust *trust.Policy
 	// AllowMinor is the consent to a plugin API minor version change that Swap gives its
 	// targets: for callers without a pod (the benchmark). Apply uses each target's own
 	// (Target.AllowMinor, which the agent reads from the pod's annotations) and ignores this. A
@@ -66,6 +71,8 @@ type Swapper struct {
 	// never changes under its digest, and reading the ELF of every tried version on every swap
 	// made the preflight grow from 9 ms to 100 ms over ten versions.
 	facts sync.Map // digest -> *preflight.Facts
+	// verified are the references whose signatures the trust policy accepted.
+	verified verifiedRefs
 
 	// stateMu guards the agent's state files (the attempt marker, the crashed list) and the
 	// crashed list read from them; it is never held across a host request.
@@ -398,6 +405,10 @@ func hostFailed(out *Outcome, t Target, err error, what string) {
 func (s *Swapper) pull(ctx context.Context, out *Outcome, ref string) (*artifact.Pulled, bool) {
 	start := s.clock.Now()
 	pctx, cancel := context.WithTimeout(ctx, s.opts.PullTimeout)
+	if !s.verify(pctx, out, ref) {
+		cancel()
+		return nil, false
+	}
 	p, err := artifact.Pull(pctx, ref, s.opts.SharedDir, s.opts.Pull...)
 	cancel()
 	elapsed := s.clock.Since(start)

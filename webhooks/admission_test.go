@@ -99,8 +99,13 @@ func testPodAdmission(t *testing.T, c client.Client, plain string) {
 		want := control.Spec.DeepCopy()
 		want.InitContainers = append(want.InitContainers, wantAgent(1000, ptr.To(int64(3000))))
 		want.Containers[0].VolumeMounts = append(want.Containers[0].VolumeMounts, sharedMount)
-		want.Volumes = append(want.Volumes, corev1.Volume{Name: "splice-shared", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		want.Volumes = append(want.Volumes, corev1.Volume{Name: "splice-shared", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}, wantTokenVolume)
 		want.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: splicev1.PodConditionPluginReady}}
+		// The agent's token is of the pod's ServiceAccount: envtest's API server runs no
+		// ServiceAccount admission, so the webhook names "default" as that plugin would; the
+		// app containers get no token.
+		want.ServiceAccountName, want.DeprecatedServiceAccount = "default", "default"
+		want.AutomountServiceAccountToken = ptr.To(false)
 		if diff := cmp.Diff(*want, injected.Spec); diff != "" {
 			t.Fatalf("stored pod spec differs (-want +got):\n%s", diff)
 		}
@@ -142,6 +147,10 @@ func testPodAdmission(t *testing.T, c client.Client, plain string) {
 		}
 	})
 
+	t.Run("updates of an injected pod may not undo the injection", func(t *testing.T) {
+		testGuard(t, c, injected)
+	})
+
 	t.Run("a pod that cannot be injected is refused with the reason", func(t *testing.T) {
 		p := testPod(plain, "bad-annotation", "true")
 		p.Annotations[splicev1.AnnotationAppContainers] = "app,nope"
@@ -150,6 +159,49 @@ func testPodAdmission(t *testing.T, c client.Client, plain string) {
 			t.Fatalf("create = %v, want a refusal naming the missing container", err)
 		}
 	})
+}
+
+// testGuard changes the stored injected pod through the API server: the update guard lets the
+// app's image change and refuses a new agent image and an ephemeral container that mounts the
+// agent's token, saying what is allowed.
+func testGuard(t *testing.T, c client.Client, injected *corev1.Pod) {
+	ctx := context.Background()
+	p := &corev1.Pod{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(injected), p); err != nil {
+		t.Fatal(err)
+	}
+	orig := p.DeepCopy()
+	p.Spec.Containers[0].Image = "app:2"
+	if err := c.Patch(ctx, p, client.MergeFrom(orig)); err != nil {
+		t.Errorf("changing the app container's image: %v", err)
+	}
+
+	orig = p.DeepCopy()
+	for i := range p.Spec.InitContainers {
+		if p.Spec.InitContainers[i].Name == AgentContainerName {
+			p.Spec.InitContainers[i].Image = "evil.example.com/agent:1"
+		}
+	}
+	err := c.Patch(ctx, p, client.MergeFrom(orig))
+	if err == nil || !strings.Contains(err.Error(), "changes the splice-agent container's image") || !strings.Contains(err.Error(), "recreate the pod") {
+		t.Errorf("changing the agent's image: %v, want a refusal that says what is allowed", err)
+	}
+
+	if err := c.Get(ctx, client.ObjectKeyFromObject(injected), p); err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+		Name: "debug", Image: "busybox", TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+		VolumeMounts: []corev1.VolumeMount{{Name: AgentTokenVolumeName, MountPath: "/t"}}}}}
+	err = c.SubResource("ephemeralcontainers").Update(ctx, p)
+	if err == nil || !strings.Contains(err.Error(), `ephemeral container "debug" mounts volume "splice-agent-token"`) {
+		t.Errorf("adding an ephemeral container that mounts the agent's token: %v, want a refusal", err)
+	}
+	p.Spec.EphemeralContainers[0].VolumeMounts = nil
+	p.Spec.EphemeralContainers[0].TargetContainerName = "app"
+	if err := c.SubResource("ephemeralcontainers").Update(ctx, p); err != nil {
+		t.Errorf("adding an ephemeral container that targets the app: %v", err)
+	}
 }
 
 func testCompilerVersionAdmission(t *testing.T, c client.Client) {

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/host/control"
+	"github.com/splice-dev/splice/internal/trust"
 	"github.com/splice-dev/splice/sidecar"
 )
 
@@ -25,7 +28,27 @@ const (
 	SharedVolumeName = "splice-shared"
 	// AgentHTTPPortName names the agent's one port: /readyz, /livez and /metrics.
 	AgentHTTPPortName = "splice-http"
+	// AgentTokenVolumeName is the agent's own service-account credentials: a projected volume
+	// (a bound token, the cluster's CA, the namespace) mounted into the agent only, at the path
+	// in-cluster clients read. The UPDATE guard (PodGuard) refuses any other container that
+	// mounts it.
+	AgentTokenVolumeName = "splice-agent-token"
 )
+
+// AnnotationAppServiceAccountToken on a pod, set to "true", keeps the API server's
+// service-account token in the pod's app containers (automountServiceAccountToken is left as it
+// is), for apps that call the Kubernetes API themselves. Without it the injection takes that
+// token away from them: only the agent holds credentials. An app that keeps its token holds
+// the agent's rights too, since both are the same ServiceAccount — limited by the
+// splice-agent-own-pod ValidatingAdmissionPolicy (config/policy) to its own pod's
+// splice.dev/report annotation and splice.dev/plugin-ready condition.
+const AnnotationAppServiceAccountToken = "splice.dev/app-service-account-token"
+
+// AgentTokenExpirationSeconds is the lifetime of the agent's projected token. The kubelet
+// renews it at 80% of that, and client-go re-reads the file, so the agent never sees it expire.
+// An hour, and not the 3607 s of the API server's own kube-api-access volumes, which the API
+// server silently extends to a year for clients that do not re-read their token.
+const AgentTokenExpirationSeconds int64 = 3600
 
 // Defaults of AgentConfig, also the manager's flag defaults.
 const (
@@ -66,6 +89,12 @@ type AgentConfig struct {
 	// or is root. When the app runs as a known non-root UID the agent runs as that same UID,
 	// because the host library creates its control socket with mode 0600.
 	RunAsUser int64
+	// InsecureRegistries are the registries the agent may pull from over plain HTTP (the
+	// manager's --insecure-registries); every other registry gets TLS.
+	InsecureRegistries []string
+	// Trust, when set, holds the trust policies: an agent injected into a namespace a policy
+	// covers gets that policy ($SPLICE_TRUST_POLICY) and pulls only what its keys signed.
+	Trust *trust.Config
 	// Args builds the agent's command line from the configuration; nil means AgentArgs. It must
 	// produce flags cmd/agent accepts.
 	Args func(AgentConfig) []string
@@ -135,6 +164,11 @@ func (c AgentConfig) Validate() error {
 	if c.ProbeTimeout < time.Second || c.ProbeTimeout%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("agent probe timeout %v must be a whole number of seconds, at least 1s (the kubelet counts probe timeouts in seconds)", c.ProbeTimeout))
 	}
+	for _, h := range c.InsecureRegistries {
+		if err := artifact.ValidateRegistryHost(h); err != nil {
+			errs = append(errs, fmt.Errorf("--insecure-registries: %w", err))
+		}
+	}
 	if c.RunAsUser <= 0 {
 		errs = append(errs, fmt.Errorf("--agent-run-as-user %d: the agent must run as a non-root UID", c.RunAsUser))
 	}
@@ -146,10 +180,14 @@ func (c AgentConfig) Validate() error {
 // socket is the host library's, inside the shared directory. The pod's name and namespace are
 // not flags: the agent reads them from POD_NAME and POD_NAMESPACE, set from the downward API.
 func AgentArgs(c AgentConfig) []string {
-	return []string{
+	args := []string{
 		"--" + sidecar.FlagSharedDir + "=" + c.SharedDir,
 		"--" + sidecar.FlagSocket + "=" + path.Join(c.SharedDir, control.SocketName),
 		"--" + sidecar.FlagHTTPAddress + "=:" + strconv.Itoa(int(c.HTTPPort)),
 		"--" + sidecar.FlagProbeTimeout + "=" + c.ProbeTimeout.String(),
 	}
+	if len(c.InsecureRegistries) > 0 {
+		args = append(args, "--"+sidecar.FlagInsecureRegistries+"="+strings.Join(c.InsecureRegistries, ","))
+	}
+	return args
 }

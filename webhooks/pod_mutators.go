@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,7 +29,11 @@ type podMutator struct {
 //
 //  1. shared-volume: the emptyDir the agent and the apps share;
 //  2. agent: the sidecar container, mounting that volume;
-//     agent-token: the service-account token mount the app containers have, on the agent too;
+//     agent-token: the agent's own credentials (a projected token volume mounted into it
+//     alone), and the API server's token taken away from the app containers unless the pod
+//     keeps it (annotation splice.dev/app-service-account-token: "true");
+//     registry-credentials: the splice.dev/registry-secret Secret, on the agent only;
+//     trust-policy: the trust policy of the pod's namespace, in the agent's environment;
 //  3. agent-probes: readiness on /readyz and liveness on /livez, on the agent container that
 //     step 2 just (re)built — the app containers' own probes are never touched;
 //  4. app-mounts: the shared volume in each app container;
@@ -37,6 +42,8 @@ var podMutators = []podMutator{
 	{"shared-volume", ensureSharedVolume},
 	{"agent", ensureAgent},
 	{"agent-token", ensureAgentToken},
+	{"registry-credentials", ensureRegistryCredentials},
+	{"trust-policy", ensureTrustPolicy},
 	{"agent-probes", ensureAgentProbes},
 	{"app-mounts", ensureAppMounts},
 	{"readiness-gate", ensureReadinessGate},
@@ -51,6 +58,9 @@ type injection struct {
 	// uid and gid are the agent's; see agentIdentity.
 	uid int64
 	gid *int64
+	// appToken: the app containers keep the API server's service-account token
+	// (AnnotationAppServiceAccountToken).
+	appToken bool
 }
 
 // Inject adds the agent, the shared volume, the readiness gate and the agent's probes to pod, in
@@ -65,9 +75,13 @@ func Inject(pod *corev1.Pod, cfg AgentConfig) (warnings []string, err error) {
 	if err := checkConflicts(pod, cfg); err != nil {
 		return nil, err
 	}
-	in := &injection{agent: cfg, apps: apps}
+	appToken, err := keepsAppToken(pod)
+	if err != nil {
+		return nil, err
+	}
+	in := &injection{agent: cfg, apps: apps, appToken: appToken}
 	in.uid, in.gid, warnings = agentIdentity(pod, apps[0], cfg.RunAsUser)
-	warnings = append(warnings, environmentWarnings(pod, cfg)...)
+	warnings = append(warnings, environmentWarnings(pod, cfg, appToken)...)
 	for _, m := range podMutators {
 		if err := m.mutate(pod, in); err != nil {
 			return warnings, fmt.Errorf("%s: %w", m.name, err)
@@ -122,6 +136,9 @@ func checkConflicts(pod *corev1.Pod, cfg AgentConfig) error {
 			if m.MountPath == cfg.SharedDir && m.Name != SharedVolumeName {
 				return fmt.Errorf("container %q already mounts volume %q at %s, where Splice mounts its shared volume: mount it elsewhere", c.Name, m.Name, cfg.SharedDir)
 			}
+			if m.Name == AgentTokenVolumeName {
+				return fmt.Errorf("container %q mounts volume %q, the Splice agent's own credentials, which only the agent may mount: remove that mount", c.Name, m.Name)
+			}
 		}
 	}
 	return nil
@@ -158,14 +175,31 @@ func agentIdentity(pod *corev1.Pod, app string, fallback int64) (int64, *int64, 
 	return *uid, gid, nil
 }
 
-// ensureSharedVolume adds the emptyDir. It has no size limit: exceeding one would evict the pod,
-// a worse outcome than the disk a few plugin files (megabytes each) take.
-// environmentWarnings flags pod settings under which the agent is injected but cannot work;
-// they are the pod author's choice, so they warn rather than refuse.
-func environmentWarnings(pod *corev1.Pod, cfg AgentConfig) []string {
+// keepsAppToken reads AnnotationAppServiceAccountToken: "true" keeps the API server's token in
+// the app containers; absent or "false" takes it away.
+func keepsAppToken(pod *corev1.Pod) (bool, error) {
+	switch v, ok := pod.Annotations[AnnotationAppServiceAccountToken]; {
+	case !ok || v == "false":
+		return false, nil
+	case v == "true":
+		return true, nil
+	default:
+		return false, fmt.Errorf("annotation %s is %q: set it to \"true\" to keep the service-account token in the app containers, or remove it to leave the token to the agent alone", AnnotationAppServiceAccountToken, v)
+	}
+}
+
+// environmentWarnings flags pod settings under which the agent is injected but cannot work, or
+// under which the app containers can reach the agent's credentials; they are the pod author's
+// choice, so they warn rather than refuse.
+func environmentWarnings(pod *corev1.Pod, cfg AgentConfig, appToken bool) []string {
 	var w []string
-	if pod.Spec.AutomountServiceAccountToken != nil && !*pod.Spec.AutomountServiceAccountToken {
-		w = append(w, "splice: the pod sets automountServiceAccountToken: false, but the agent needs its service account token to watch and patch its own pod")
+	if appToken {
+		w = append(w, fmt.Sprintf("splice: annotation %s=true: the app containers keep the pod's service-account token, and with it the agent's rights (which the splice-agent-own-pod policy limits to this pod's splice.dev/report annotation and splice.dev/plugin-ready condition)", AnnotationAppServiceAccountToken))
+	} else {
+		w = append(w, leftTokenWarnings(pod)...)
+	}
+	if ptr.Deref(pod.Spec.ShareProcessNamespace, false) {
+		w = append(w, "splice: the pod shares one process namespace (shareProcessNamespace: true), so the app containers can read the agent's service-account token through /proc: turn it off unless the app must see the agent's processes")
 	}
 	if pod.Spec.HostNetwork {
 		w = append(w, fmt.Sprintf("splice: the pod uses the host's network, so the agent's port %d is a port of the node: two injected pods on one node collide", cfg.HTTPPort))
@@ -173,6 +207,24 @@ func environmentWarnings(pod *corev1.Pod, cfg AgentConfig) []string {
 	return w
 }
 
+// leftTokenWarnings names the app containers that mount, at the service-account path, a volume
+// of the pod's own (not the API server's token, which the injection removes): if it holds a
+// token of the pod's ServiceAccount, that container holds the agent's rights.
+func leftTokenWarnings(pod *corev1.Pod) []string {
+	var w []string
+	for _, c := range allContainers(pod) {
+		for _, m := range c.VolumeMounts {
+			if c.Name == AgentContainerName || m.MountPath != serviceAccountTokenPath || isAPIServerToken(pod, m.Name) {
+				continue
+			}
+			w = append(w, fmt.Sprintf("splice: container %q mounts volume %q at %s, which the injection leaves in place: if it holds a token of the pod's ServiceAccount, that container holds the agent's rights too", c.Name, m.Name, serviceAccountTokenPath))
+		}
+	}
+	return w
+}
+
+// ensureSharedVolume adds the emptyDir. It has no size limit: exceeding one would evict the pod,
+// a worse outcome than the disk a few plugin files (megabytes each) take.
 func ensureSharedVolume(pod *corev1.Pod, _ *injection) error {
 	want := corev1.Volume{Name: SharedVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
 	if i := slices.IndexFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == SharedVolumeName }); i >= 0 {
@@ -242,36 +294,111 @@ func agentContainer(in *injection) corev1.Container {
 	}
 }
 
-// serviceAccountTokenPath is where the kubelet mounts a pod's service-account token.
+// serviceAccountTokenPath is where the kubelet mounts a pod's service-account token, and where
+// in-cluster clients (the agent's client-go) read it.
 const serviceAccountTokenPath = "/var/run/secrets/kubernetes.io/serviceaccount"
 
-// ensureAgentToken gives the agent the service-account token mount. The API server's
-// ServiceAccount admission plugin mounts the token into the containers a pod has when it is
-// created, which is before any webhook runs, so a container a webhook adds gets none: the agent
-// would have no credentials to watch and patch its pod. The mount is copied from a container
-// that has it; a pod that opted out of the token (automountServiceAccountToken: false) keeps
-// the agent without one, and the agent says so when it cannot reach the API.
-func ensureAgentToken(pod *corev1.Pod, _ *injection) error {
+// apiServerTokenPrefix names the projected volume the API server's ServiceAccount admission
+// plugin adds to a pod ("kube-api-access-" and five random characters).
+const apiServerTokenPrefix = "kube-api-access-"
+
+// ensureAgentToken gives the agent credentials of its own and, unless the pod keeps them for its
+// app containers (AnnotationAppServiceAccountToken), takes the API server's away from them.
+//
+// The API server's ServiceAccount admission plugin runs before any webhook: by now it has added
+// a kube-api-access-<random> projected volume and mounted it into every container the pod had,
+// which would hand the application the agent's rights, and a container a webhook adds gets
+// none. So the agent gets AgentTokenVolumeName instead, with the same three sources (a bound
+// token, the kube-root-ca.crt ConfigMap, the namespace), mounted into it alone at
+// serviceAccountTokenPath; the plugin's volume and its mounts are removed, and
+// automountServiceAccountToken is set to false so that nothing mounts one again (on a second
+// pass, or in a pod created from this one's spec). A pod that set automountServiceAccountToken:
+// false itself gets the same: the agent cannot work without credentials, and only it holds them.
+func ensureAgentToken(pod *corev1.Pod, in *injection) error {
 	i := slices.IndexFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == AgentContainerName })
 	if i < 0 {
 		return fmt.Errorf("no agent container to give the token to")
 	}
+	want := agentTokenVolume()
+	if j := slices.IndexFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == AgentTokenVolumeName }); j >= 0 {
+		if pod.Spec.Volumes[j].Projected == nil {
+			return fmt.Errorf("the pod already has a volume named %q that is not a projected volume; rename it, the name is reserved for the Splice agent's credentials", AgentTokenVolumeName)
+		}
+		pod.Spec.Volumes[j] = want
+	} else {
+		pod.Spec.Volumes = append(pod.Spec.Volumes, want)
+	}
+	// The token is the pod's ServiceAccount's. The API server's ServiceAccount admission has
+	// named it already ("default" when the pod names none); where that plugin is off it has
+	// not, and the API server refuses a token projection in a pod that names no ServiceAccount.
+	if pod.Spec.ServiceAccountName == "" {
+		pod.Spec.ServiceAccountName = cmp.Or(pod.Spec.DeprecatedServiceAccount, "default")
+	}
 	agent := &pod.Spec.InitContainers[i]
-	if slices.ContainsFunc(agent.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == serviceAccountTokenPath }) {
+	agent.VolumeMounts = append(agent.VolumeMounts, corev1.VolumeMount{Name: AgentTokenVolumeName, MountPath: serviceAccountTokenPath, ReadOnly: true})
+	if in.appToken {
 		return nil
 	}
-	for _, c := range allContainers(pod) {
-		if c.Name == AgentContainerName {
-			continue
-		}
-		if j := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == serviceAccountTokenPath }); j >= 0 {
-			m := c.VolumeMounts[j]
-			m.ReadOnly = true
-			agent.VolumeMounts = append(agent.VolumeMounts, m)
-			return nil
+	removeAPIServerToken(pod)
+	pod.Spec.AutomountServiceAccountToken = ptr.To(false)
+	return nil
+}
+
+// agentTokenVolume is what the API server's kube-api-access volume holds — a token bound to the
+// pod, the cluster's CA bundle and the namespace — with every field the API server would
+// default set, so the stored volume is exactly this one.
+func agentTokenVolume() corev1.Volume {
+	return corev1.Volume{Name: AgentTokenVolumeName, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		DefaultMode: ptr.To[int32](0o644),
+		Sources: []corev1.VolumeProjection{
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To(AgentTokenExpirationSeconds)}},
+			{ConfigMap: &corev1.ConfigMapProjection{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
+				Items:                []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
+			}},
+			{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{
+				{Path: "namespace", FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}},
+			}}},
+		},
+	}}}
+}
+
+// isAPIServerToken reports whether the pod's volume name is the API server's kube-api-access
+// token volume: that name prefix, projected, with a service-account token source.
+func isAPIServerToken(pod *corev1.Pod, name string) bool {
+	if !strings.HasPrefix(name, apiServerTokenPrefix) {
+		return false
+	}
+	i := slices.IndexFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == name })
+	return i >= 0 && pod.Spec.Volumes[i].Projected != nil &&
+		slices.ContainsFunc(pod.Spec.Volumes[i].Projected.Sources, func(s corev1.VolumeProjection) bool { return s.ServiceAccountToken != nil })
+}
+
+// removeAPIServerToken removes the API server's token volumes and every mount of them.
+func removeAPIServerToken(pod *corev1.Pod) {
+	var removed []string
+	for _, v := range pod.Spec.Volumes {
+		if isAPIServerToken(pod, v.Name) {
+			removed = append(removed, v.Name)
 		}
 	}
-	return nil
+	if len(removed) == 0 {
+		return
+	}
+	pod.Spec.Volumes = nilIfEmpty(slices.DeleteFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return slices.Contains(removed, v.Name) }))
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			cs[i].VolumeMounts = nilIfEmpty(slices.DeleteFunc(cs[i].VolumeMounts, func(m corev1.VolumeMount) bool { return slices.Contains(removed, m.Name) }))
+		}
+	}
+}
+
+// nilIfEmpty keeps "none" as the API server stores it (omitted, so nil when decoded).
+func nilIfEmpty[S ~[]E, E any](s S) S {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
 }
 
 // ensureAgentProbes puts the version-checking probes on the agent. Readiness (/readyz) fails

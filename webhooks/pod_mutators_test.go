@@ -63,7 +63,9 @@ func wantAgent(uid int64, gid *int64) corev1.Container {
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("20m"), corev1.ResourceMemory: resource.MustParse("40Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("100Mi")},
 		},
-		VolumeMounts:  []corev1.VolumeMount{{Name: "splice-shared", MountPath: "/splice"}},
+		// The agent's own token, mounted where in-cluster clients read it.
+		VolumeMounts: []corev1.VolumeMount{{Name: "splice-shared", MountPath: "/splice"},
+			{Name: "splice-agent-token", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true}},
 		RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
 		ReadinessProbe: &corev1.Probe{
 			ProbeHandler:   corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(7001), Scheme: corev1.URISchemeHTTP}},
@@ -112,20 +114,64 @@ func basePod() *corev1.Pod {
 	}
 }
 
-// tokenMount is what the ServiceAccount admission plugin adds to every container of a pod.
-var tokenMount = corev1.VolumeMount{Name: "kube-api-access-x7k2p", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true}
+// tokenMount is what the ServiceAccount admission plugin adds to every container of a pod, and
+// apiServerToken the volume it mounts.
+var (
+	tokenMount     = corev1.VolumeMount{Name: "kube-api-access-x7k2p", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true}
+	apiServerToken = corev1.Volume{Name: "kube-api-access-x7k2p", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		DefaultMode: ptr.To[int32](420),
+		Sources: []corev1.VolumeProjection{
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To[int64](3607)}},
+			{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}, Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
+			{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{Path: "namespace", FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}}}},
+		},
+	}}}
+)
+
+// wantTokenVolume is the agent's own credentials volume, written out in full.
+var wantTokenVolume = corev1.Volume{Name: "splice-agent-token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+	DefaultMode: ptr.To[int32](0o644),
+	Sources: []corev1.VolumeProjection{
+		{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To[int64](3600)}},
+		{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}, Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
+		{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{Path: "namespace", FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}}}},
+	},
+}}}
+
+// withAPIServerToken is p as the API server's ServiceAccount admission hands it to the webhook:
+// its token volume mounted into every container.
+func withAPIServerToken(p *corev1.Pod) *corev1.Pod {
+	p.Spec.ServiceAccountName = "default"
+	p.Spec.Volumes = append(p.Spec.Volumes, apiServerToken)
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for i := range cs {
+			cs[i].VolumeMounts = append(cs[i].VolumeMounts, tokenMount)
+		}
+	}
+	return p
+}
 
 func TestInject(t *testing.T) {
 	emptyDir := corev1.Volume{Name: "splice-shared", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
 	gate := []corev1.PodReadinessGate{{ConditionType: "splice.dev/plugin-ready"}}
+	// finish adds what every injection adds to the pod itself: the shared volume and the
+	// agent's token volume, the readiness gate, no token for the app containers, and the
+	// ServiceAccount the agent's token is of ("default" when the pod names none).
+	finish := func(p *corev1.Pod) *corev1.Pod {
+		p.Spec.Volumes = append(p.Spec.Volumes, emptyDir, wantTokenVolume)
+		p.Spec.ReadinessGates = gate
+		p.Spec.AutomountServiceAccountToken = ptr.To(false)
+		if p.Spec.ServiceAccountName == "" {
+			p.Spec.ServiceAccountName = "default"
+		}
+		return p
+	}
 	// injected is p as the mutator leaves it with the default choices: agent appended to the
-	// init containers, the shared volume mounted into the first container, the readiness gate.
+	// init containers, the shared volume mounted into the first container, and finish.
 	injected := func(p *corev1.Pod, agent corev1.Container) *corev1.Pod {
 		p.Spec.InitContainers = append(p.Spec.InitContainers, agent)
 		p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, sharedMount)
-		p.Spec.Volumes = append(p.Spec.Volumes, emptyDir)
-		p.Spec.ReadinessGates = gate
-		return p
+		return finish(p)
 	}
 	tests := []struct {
 		name     string
@@ -135,23 +181,71 @@ func TestInject(t *testing.T) {
 		err      string   // substring of the refusal
 	}{
 		{
-			name: "the agent gets the service-account token the API server mounted into the app",
+			name: "the API server's token leaves the app containers; the agent has a token of its own",
+			pod:  func() *corev1.Pod { return withAPIServerToken(basePod()) },
+			want: func() *corev1.Pod {
+				p := basePod()
+				p.Spec.ServiceAccountName = "default"
+				return injected(p, wantAgent(1000, ptr.To(int64(3000))))
+			},
+		},
+		{
+			name: "the app keeps the API server's token when the pod says so, with a warning",
+			pod: func() *corev1.Pod {
+				p := withAPIServerToken(basePod())
+				p.Annotations = map[string]string{"splice.dev/app-service-account-token": "true"}
+				return p
+			},
+			want: func() *corev1.Pod {
+				p := withAPIServerToken(basePod())
+				p.Annotations = map[string]string{"splice.dev/app-service-account-token": "true"}
+				p = injected(p, wantAgent(1000, ptr.To(int64(3000))))
+				p.Spec.AutomountServiceAccountToken = nil
+				return p
+			},
+			warnings: []string{"the app containers keep the pod's service-account token, and with it the agent's rights"},
+		},
+		{
+			name: "the pod's own ServiceAccount is kept, and a pod without a token still gets one for the agent",
 			pod: func() *corev1.Pod {
 				p := basePod()
-				for i := range p.Spec.Containers {
-					p.Spec.Containers[i].VolumeMounts = append(p.Spec.Containers[i].VolumeMounts, tokenMount)
-				}
+				p.Spec.ServiceAccountName = "web"
+				p.Spec.AutomountServiceAccountToken = ptr.To(false)
 				return p
 			},
 			want: func() *corev1.Pod {
 				p := basePod()
-				for i := range p.Spec.Containers {
-					p.Spec.Containers[i].VolumeMounts = append(p.Spec.Containers[i].VolumeMounts, tokenMount)
-				}
-				agent := wantAgent(1000, ptr.To(int64(3000)))
-				agent.VolumeMounts = append(agent.VolumeMounts, tokenMount)
-				return injected(p, agent)
+				p.Spec.ServiceAccountName = "web"
+				return injected(p, wantAgent(1000, ptr.To(int64(3000))))
 			},
+		},
+		{
+			name: "a volume of the pod's own at the token path stays, with a warning",
+			pod: func() *corev1.Pod {
+				p := basePod()
+				p.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount"}}
+				return p
+			},
+			want: func() *corev1.Pod {
+				p := basePod()
+				p.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount"}}
+				return injected(p, wantAgent(1000, ptr.To(int64(3000))))
+			},
+			warnings: []string{`container "worker" mounts volume "data" at /var/run/secrets/kubernetes.io/serviceaccount`},
+		},
+		{
+			name: "one process namespace: injected, with a warning",
+			pod: func() *corev1.Pod {
+				p := basePod()
+				p.Spec.ShareProcessNamespace = ptr.To(true)
+				return p
+			},
+			want: func() *corev1.Pod {
+				p := basePod()
+				p.Spec.ShareProcessNamespace = ptr.To(true)
+				return injected(p, wantAgent(1000, ptr.To(int64(3000))))
+			},
+			warnings: []string{"can read the agent's service-account token through /proc"},
 		},
 		{
 			name: "default: first container only, agent takes the pod's UID and GID",
@@ -176,9 +270,7 @@ func TestInject(t *testing.T) {
 				p.Spec.InitContainers = append(p.Spec.InitContainers, wantAgent(1500, ptr.To(int64(3000))))
 				p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, sharedMount)
 				p.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{sharedMount}
-				p.Spec.Volumes = append(p.Spec.Volumes, emptyDir)
-				p.Spec.ReadinessGates = gate
-				return p
+				return finish(p)
 			},
 		},
 		{
@@ -195,9 +287,7 @@ func TestInject(t *testing.T) {
 				p.Spec.Containers[1].SecurityContext = &corev1.SecurityContext{RunAsUser: ptr.To(int64(2000)), RunAsGroup: ptr.To(int64(2001))}
 				p.Spec.InitContainers = append(p.Spec.InitContainers, wantAgent(2000, ptr.To(int64(2001))))
 				p.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{sharedMount}
-				p.Spec.Volumes = append(p.Spec.Volumes, emptyDir)
-				p.Spec.ReadinessGates = gate
-				return p
+				return finish(p)
 			},
 		},
 		{
@@ -212,9 +302,7 @@ func TestInject(t *testing.T) {
 				p.Spec.SecurityContext = nil
 				p.Spec.InitContainers = append(p.Spec.InitContainers, wantAgent(4242, nil))
 				p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, sharedMount)
-				p.Spec.Volumes = append(p.Spec.Volumes, emptyDir)
-				p.Spec.ReadinessGates = gate
-				return p
+				return finish(p)
 			},
 			warnings: []string{"sets no runAsUser"},
 		},
@@ -230,27 +318,23 @@ func TestInject(t *testing.T) {
 				p.Spec.SecurityContext.RunAsUser = ptr.To(int64(0))
 				p.Spec.InitContainers = append(p.Spec.InitContainers, wantAgent(4242, nil))
 				p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, sharedMount)
-				p.Spec.Volumes = append(p.Spec.Volumes, emptyDir)
-				p.Spec.ReadinessGates = gate
-				return p
+				return finish(p)
 			},
 			warnings: []string{"runs as root"},
 		},
 		{
-			name: "no service account token and the host's network: injected, with warnings",
+			name: "the host's network: injected, with a warning",
 			pod: func() *corev1.Pod {
 				p := basePod()
-				p.Spec.AutomountServiceAccountToken = ptr.To(false)
 				p.Spec.HostNetwork = true
 				return p
 			},
 			want: func() *corev1.Pod {
 				p := basePod()
-				p.Spec.AutomountServiceAccountToken = ptr.To(false)
 				p.Spec.HostNetwork = true
 				return injected(p, wantAgent(1000, ptr.To(int64(3000))))
 			},
-			warnings: []string{"automountServiceAccountToken: false", "port 7001 is a port of the node"},
+			warnings: []string{"port 7001 is a port of the node"},
 		},
 		{
 			name: "a stale agent, volume and gate from an old injection converge to the current ones",
@@ -322,6 +406,34 @@ func TestInject(t *testing.T) {
 				return p
 			},
 			err: "not an emptyDir",
+		},
+		{
+			name: "the token annotation has another value",
+			pod: func() *corev1.Pod {
+				p := basePod()
+				p.Annotations = map[string]string{"splice.dev/app-service-account-token": "yes"}
+				return p
+			},
+			err: `annotation splice.dev/app-service-account-token is "yes": set it to "true"`,
+		},
+		{
+			name: "an app container mounts the agent's token volume",
+			pod: func() *corev1.Pod {
+				p := basePod()
+				p.Spec.Volumes = append(p.Spec.Volumes, wantTokenVolume)
+				p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "splice-agent-token", MountPath: "/t"})
+				return p
+			},
+			err: `container "app" mounts volume "splice-agent-token", the Splice agent's own credentials`,
+		},
+		{
+			name: "the token volume's name is taken by something that is not projected",
+			pod: func() *corev1.Pod {
+				p := basePod()
+				p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "splice-agent-token", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+				return p
+			},
+			err: "not a projected volume",
 		},
 		{
 			name: "an app container is named like the agent",

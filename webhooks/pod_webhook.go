@@ -81,6 +81,11 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 		return admission.Allowed(why)
 	}
 
+	// The pod's namespace decides its trust policy; a pod created through its namespace's URL
+	// may leave metadata.namespace empty. Set on both sides, it adds nothing to the patch.
+	if pod.Namespace == "" {
+		pod.Namespace = req.Namespace
+	}
 	mutated := pod.DeepCopy()
 	warnings, err := Inject(mutated, h.Agent)
 	if err != nil {

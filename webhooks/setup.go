@@ -9,8 +9,8 @@ import (
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 )
 
-// SetupWithManager registers the Pod mutator and the CompilerVersion defaulter and validator on
-// mgr's webhook server. agent is defaulted and validated here, so a bad flag stops the manager
+// SetupWithManager registers the Pod mutator, the Pod UPDATE guard and the CompilerVersion
+// defaulter and validator on mgr's webhook server. agent is defaulted and validated here, so a bad flag stops the manager
 // at start-up instead of failing every pod creation.
 func SetupWithManager(mgr ctrl.Manager, agent AgentConfig) error {
 	agent = agent.WithDefaults()
@@ -20,6 +20,9 @@ func SetupWithManager(mgr ctrl.Manager, agent AgentConfig) error {
 	mgr.GetWebhookServer().Register(PodInjectPath, &admission.Webhook{Handler: &PodInjector{
 		Agent:   agent,
 		Reader:  mgr.GetAPIReader(),
+		Decoder: admission.NewDecoder(mgr.GetScheme()),
+	}})
+	mgr.GetWebhookServer().Register(PodGuardPath, &admission.Webhook{Handler: &PodGuard{
 		Decoder: admission.NewDecoder(mgr.GetScheme()),
 	}})
 	cv := &CompilerVersionWebhook{Reader: mgr.GetAPIReader()}

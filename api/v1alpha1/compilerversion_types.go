@@ -110,10 +110,17 @@ type PluginSpec struct {
 	AllowMinorAPIChange bool `json:"allowMinorAPIChange,omitempty"`
 
 	// pushSecretRef names a Secret of type kubernetes.io/dockerconfigjson, in this namespace,
-	// with credentials to push to repository.
+	// with credentials to push to repository. The Secret must carry the label
+	// splice.dev/build-credentials=true (LabelBuildCredentials): a build uses only Secrets
+	// their owner released to builds.
 	// +optional
 	PushSecretRef *LocalObjectReference `json:"pushSecretRef,omitempty"`
 }
+
+// LabelBuildCredentials must be "true" on a Secret named by spec.plugin.source.git.secretRef or
+// spec.plugin.pushSecretRef: whoever may edit a CompilerVersion could otherwise send any Secret
+// of the namespace to a server of their choosing.
+const LabelBuildCredentials = "splice.dev/build-credentials"
 
 // PluginSource is exactly one of git or artifact.
 // +kubebuilder:validation:XValidation:rule="has(self.git) != has(self.artifact)",message="spec.plugin.source must set exactly one of git (build from a revision) or artifact (a prebuilt OCI reference)"
@@ -429,6 +436,23 @@ type ArtifactStatus struct {
 	// builtAt is when the artifact was built.
 	// +optional
 	BuiltAt *metav1.Time `json:"builtAt,omitempty"`
+	// signature says who signed the artifact, as the trust policy checked it; empty when no
+	// trust policy covers the namespace (the Built condition's message then says the signature
+	// was not checked).
+	// +optional
+	Signature *SignatureStatus `json:"signature,omitempty"`
+}
+
+// SignatureStatus is a verified signature.
+type SignatureStatus struct {
+	// policy is the name of the trust policy that covers the namespace.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Policy string `json:"policy"`
+	// key is the SHA-256 fingerprint of the public key whose signature verified.
+	// +required
+	// +kubebuilder:validation:MaxLength=128
+	Key string `json:"key"`
 }
 
 // PodFailure is a recent failure of one pod.

@@ -55,6 +55,11 @@ const (
 	// AnnotationAppContainers lists (comma-separated) the containers that link the host library
 	// and get the shared volume; the default is the pod's first container.
 	AnnotationAppContainers = "splice.dev/app-containers"
+	// AnnotationRegistrySecret names a Secret of type kubernetes.io/dockerconfigjson in the
+	// pod's namespace with the credentials the agent pulls artifacts with (as imagePullSecrets
+	// does for images). The webhook mounts it into the agent container only, never into the app
+	// containers.
+	AnnotationRegistrySecret = "splice.dev/registry-secret"
 	// AnnotationReport is written by the agent: a JSON PodReport.
 	AnnotationReport = "splice.dev/report"
 

@@ -12,7 +12,11 @@
 //	--pod-ip                          default $POD_IP (downward API status.podIP); when unset or
 //	                                  not an IP, a host-less --http-address binds every interface
 //	                                  (logged)
-//	--registry-insecure=false         plain HTTP to the registry
+//	--insecure-registries=HOST[:PORT],...  registries reached over plain HTTP; every other one
+//	                                  gets TLS
+//	--trust-policy                    default $SPLICE_TRUST_POLICY: the namespace's trust
+//	                                  policy, encoded (the webhook sets it); empty checks no
+//	                                  signature
 //	--max-plugin-bytes=268435456      largest plugin layer pulled
 //	--host-poll-interval=10s          host status reads between pod events
 //	--host-timeout=10s --load-timeout=3m --pull-timeout=5m --probe-timeout=5s
@@ -27,8 +31,9 @@
 // bound likewise comes from the pod (splice.dev/max-loaded-versions, spec.maxLoadedVersions),
 // which the agent hands to the host before it loads.
 //
-// Registry credentials come from the Docker config in $DOCKER_CONFIG (mount a
-// kubernetes.io/dockerconfigjson Secret there); the agent cannot read Secrets itself.
+// Registry credentials come from the Docker config in $DOCKER_CONFIG (the webhook mounts the
+// Secret the pod's splice.dev/registry-secret annotation names there); the agent cannot read
+// Secrets itself.
 //
 // What it may not touch: it only wires package sidecar to the process (flags, clients, HTTP
 // server, signals); every decision lives in sidecar, where it is tested.

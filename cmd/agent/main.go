@@ -58,7 +58,7 @@ func run() error {
 	metrics := sidecar.NewMetrics(reg)
 	sw, err := sidecar.NewSwapper(sidecar.SwapperOptions{
 		// No AllowMinor: consent to a minor plugin API change comes from each pod's target.
-		SharedDir: cfg.SharedDir, Host: control.NewClient(cfg.Socket), Pull: cfg.PullOptions(),
+		SharedDir: cfg.SharedDir, Host: control.NewClient(cfg.Socket), Pull: cfg.PullOptions(), Trust: cfg.Trust,
 		PullTimeout: cfg.PullTimeout, LoadTimeout: cfg.LoadTimeout, HostTimeout: cfg.HostTimeout, Logger: log, Metrics: metrics,
 	})
 	if err != nil {

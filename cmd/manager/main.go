@@ -29,7 +29,13 @@ func main() {
 	flag.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", o.LeaseDuration, "How long a non-leader waits before taking over an unrenewed lease.")
 	flag.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", o.RenewDeadline, "How long the leader retries renewing before giving up leadership.")
 	flag.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", o.RetryPeriod, "How often leader-election clients retry.")
-	flag.BoolVar(&o.RegistryInsecure, "registry-insecure", false, "Read prebuilt artifacts from registries over plain HTTP (loopback or in-cluster registries without TLS).")
+	flag.TextVar((*listFlag)(&o.InsecureRegistries), "insecure-registries", listFlag(nil),
+		"Registries (host or host:port as in references, comma-separated or the flag repeated) reached over plain HTTP: by the manager, its build Jobs "+
+			"and the agents it injects. Every other registry gets TLS, loopback and in-cluster addresses included. Default: none.")
+	flag.StringVar(&o.TrustPolicyFile, "trust-policy", "", "Trust policy file (YAML: policies of namespaces, keys and registries): artifacts of covered namespaces "+
+		"must be signed by a policy key, checked by the manager and again by each agent. Default: none, nothing checked.")
+	flag.StringVar(&o.SigningKeyFile, "signing-key", "", "Private key (cosign format or PKCS#8 PEM) the manager signs the artifacts its builds push with. Default: none.")
+	flag.StringVar(&o.SigningKeyPasswordFile, "signing-key-password-file", "", "File holding the signing key's password (absent or empty: no password).")
 	o.Webhooks.BindFlags(flag.CommandLine)
 	// Conflicts and other retried errors are routine; keep stack traces for panics.
 	zapOpts := zap.Options{StacktraceLevel: zapcore.DPanicLevel}

@@ -229,6 +229,7 @@ func (d *demo) install(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, d.helm, "upgrade", "--install", "splice", filepath.Join(d.root, "charts", "splice"),
 		"--namespace", "splice-system", "--create-namespace", "--wait", "--timeout", "3m", "--kubeconfig", d.kubeconfig,
 		"--set", "image.pullPolicy=Never", "--set", "agent.image.pullPolicy=Never",
+		"--set", "manager.insecureRegistries[0]="+registryIP+":5000",
 		"--set", "agent.rbacBindings[0].namespace="+d.ns, "--set", "agent.rbacBindings[0].serviceAccount="+app)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -280,7 +281,7 @@ func (d *demo) prepare(ctx context.Context) (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if refs[p.name], _, err = artifact.Push(ctx, registryIP+":5000/greeter", built.Path, artifact.Config{APIVersion: p.api}); err != nil {
+		if refs[p.name], _, err = artifact.Push(ctx, registryIP+":5000/greeter", built.Path, artifact.Config{APIVersion: p.api}, artifact.WithInsecureRegistries(registryIP+":5000")); err != nil {
 			return nil, fmt.Errorf("push plugin %s to the demo registry: %w", p.name, err)
 		}
 	}

@@ -156,7 +156,7 @@ func run(ctx context.Context, sizesFlag, policiesFlag string, deadline time.Dura
 		return err
 	}
 	cs := kubernetes.NewForConfigOrDie(cfg)
-	mgr, err := startManager(ctx, managerBin, kubeconfig, work)
+	mgr, err := startManager(ctx, managerBin, kubeconfig, work, reg.Host)
 	if err != nil {
 		return err
 	}
@@ -367,7 +367,7 @@ type managerProc struct {
 	metrics string
 }
 
-func startManager(ctx context.Context, bin, kubeconfig, dir string) (*managerProc, error) {
+func startManager(ctx context.Context, bin, kubeconfig, dir, registry string) (*managerProc, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -379,7 +379,7 @@ func startManager(ctx context.Context, bin, kubeconfig, dir string) (*managerPro
 		return nil, err
 	}
 	cmd := exec.Command(bin, "--kubeconfig", kubeconfig, "--metrics-bind-address", addr, "--health-probe-bind-address", "0",
-		"--registry-insecure", "--enable-webhooks=false", "--zap-log-level", "info")
+		"--insecure-registries="+registry, "--enable-webhooks=false", "--zap-log-level", "info")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start manager: %w", err)

@@ -143,7 +143,7 @@ func run(kubeconfigPath string, podsPer int, runFor time.Duration) error {
 	}
 	o := manager.DefaultOptions()
 	o.MetricsAddr, o.ProbeAddr = "0", "0"
-	o.RegistryInsecure = true
+	o.InsecureRegistries = []string{reg.Host}
 	// The API server calls the webhooks by URL on loopback with envtest's certificate; the
 	// manager serves that certificate as it would a mounted cert-manager one.
 	wio := env.WebhookInstallOptions

@@ -26,7 +26,7 @@ func (f *hostFlags) bind(cmd *cobra.Command, loads bool) {
 		return
 	}
 	cmd.Flags().StringVar(&f.shared, "shared", "", "the directory shared with the host, where plugin files go (default: the directory of --socket)")
-	cmd.Flags().BoolVar(&f.insecure, "insecure", false, "pull over plain HTTP from any registry (loopback and private addresses use it anyway)")
+	cmd.Flags().BoolVar(&f.insecure, "insecure", false, "pull over plain HTTP from any registry (without it, every registry gets TLS)")
 	cmd.Flags().BoolVar(&f.allowMinor, "allow-minor-api-change", false, "consent to swapping to a plugin whose API minor version differs from the one serving")
 }
 

@@ -266,7 +266,7 @@ func TestLocalLoopThroughRegistry(t *testing.T) {
 
 	refs := map[string]string{}
 	for _, name := range []string{"v1", "v2", "v3"} {
-		status, stdout, stderr := spliceRun(t, "push", plugins[name].Path, repo, "--tag", name, "--version", name)
+		status, stdout, stderr := spliceRun(t, "push", "--insecure", plugins[name].Path, repo, "--tag", name, "--version", name)
 		if status != 0 {
 			t.Fatalf("push %s: exit %d\n%s", name, status, stderr)
 		}
@@ -289,12 +289,12 @@ func TestLocalLoopThroughRegistry(t *testing.T) {
 	digest := func(name string) string { return strings.TrimPrefix(refs[name], repo+"@") }
 
 	// Load v1 from the registry, then make it serve.
-	mustSplice(t, 0, []string{"ok: the host can load " + refs["v1"], "loaded " + digest("v1"), "plugin API 1.0.0"}, append([]string{"load"}, append(sock, refs["v1"])...)...)
+	mustSplice(t, 0, []string{"ok: the host can load " + refs["v1"], "loaded " + digest("v1"), "plugin API 1.0.0"}, append([]string{"load"}, append(sock, "--insecure", refs["v1"])...)...)
 	if st := h.status(t); st.Current != "" || st.Version(digest("v1")) == nil {
 		t.Fatalf("after load: current %q, versions %+v; want v1 loaded, nothing serving", st.Current, st.Versions)
 	}
-	mustSplice(t, 0, []string{"is loaded already"}, append([]string{"load"}, append(sock, refs["v1"])...)...)
-	mustSplice(t, 0, []string{"serving " + digest("v1")}, append([]string{"swap"}, append(sock, refs["v1"])...)...)
+	mustSplice(t, 0, []string{"is loaded already"}, append([]string{"load"}, append(sock, "--insecure", refs["v1"])...)...)
+	mustSplice(t, 0, []string{"serving " + digest("v1")}, append([]string{"swap"}, append(sock, "--insecure", refs["v1"])...)...)
 	if a := h.greet(t); a.Version != "v1" || a.Digest != digest("v1") {
 		t.Fatalf("after swap to v1 the host answers %+v", a)
 	}
@@ -303,7 +303,7 @@ func TestLocalLoopThroughRegistry(t *testing.T) {
 	made, stop := h.traffic(t)
 	waitCalls(t, made, 10) // calls before the swap
 	mustSplice(t, 0, []string{"ok: the host can load", "loaded " + digest("v2"), "serving " + digest("v2") + " (was " + digest("v1") + ")"},
-		append([]string{"swap"}, append(sock, refs["v2"])...)...)
+		append([]string{"swap"}, append(sock, "--insecure", refs["v2"])...)...)
 	waitCalls(t, made, made()+10) // and after it
 	failed, calls, last := stop()
 	t.Logf("under the swap: %d requests, %d failed, last answered by %s", calls, failed, last)
@@ -320,14 +320,14 @@ func TestLocalLoopThroughRegistry(t *testing.T) {
 
 	// v3 declares API 1.1.0: a minor step needs consent; nothing reaches the host without it.
 	out = mustSplice(t, 1, []string{"refused: " + refs["v3"], "MinorAPIChangeNotAllowed", "--allow-minor-api-change"},
-		append([]string{"swap"}, append(sock, refs["v3"])...)...)
+		append([]string{"swap"}, append(sock, "--insecure", refs["v3"])...)...)
 	if st := h.status(t); len(st.Versions) != 2 {
 		t.Errorf("after the refusal the host holds %d versions, want 2: %s", len(st.Versions), out)
 	}
 	if _, err := os.Stat(filepath.Join(h.shared, strings.TrimPrefix(digest("v3"), "sha256:")+".so")); err == nil {
 		t.Errorf("the refused plugin file stayed in the shared directory")
 	}
-	mustSplice(t, 0, []string{"serving " + digest("v3")}, append([]string{"swap", "--allow-minor-api-change"}, append(sock, refs["v3"])...)...)
+	mustSplice(t, 0, []string{"serving " + digest("v3")}, append([]string{"swap", "--allow-minor-api-change"}, append(sock, "--insecure", refs["v3"])...)...)
 	if a := h.greet(t); a.Version != "v3" {
 		t.Fatalf("after the consented swap the host answers %+v", a)
 	}

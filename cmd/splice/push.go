@@ -31,8 +31,8 @@ from the file without loading it; --api-version overrides it.
 
 A file that is not a Go plugin (a host binary, another file) is refused.
 Credentials come from the Docker config ($DOCKER_CONFIG or ~/.docker);
-loopback and private addresses are spoken to over plain HTTP, any other
-registry with --insecure only.`,
+every registry is spoken to over TLS, unless --insecure allows plain HTTP
+(a local registry without a certificate).`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := []artifact.Option{artifact.WithInsecure(insecure), artifact.WithVersion(version),
@@ -59,6 +59,6 @@ registry with --insecure only.`,
 	f.StringVar(&apiVersion, "api-version", "", "plugin API version to declare (default: the plugin's own APIVersion variable)")
 	f.StringVar(&source, "source", "", "source URL, recorded as org.opencontainers.image.source")
 	f.StringVar(&revision, "revision", "", "source revision, recorded as org.opencontainers.image.revision")
-	f.BoolVar(&insecure, "insecure", false, "use plain HTTP for any registry (loopback and private addresses use it anyway)")
+	f.BoolVar(&insecure, "insecure", false, "use plain HTTP for any registry (without it, every registry gets TLS)")
 	return cmd
 }

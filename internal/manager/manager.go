@@ -4,8 +4,12 @@
 package manager
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -20,6 +24,7 @@ import (
 	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
 	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/controllers"
+	"github.com/splice-dev/splice/internal/trust"
 )
 
 // Options are the manager's settings, one per command-line flag.
@@ -42,9 +47,17 @@ type Options struct {
 	LeaderElectionNamespace string
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
-	// RegistryInsecure lets the manager read prebuilt artifacts' configs over plain HTTP (a
-	// registry on loopback or inside the cluster without TLS).
-	RegistryInsecure bool
+	// InsecureRegistries are the registries (host or host:port) that may be reached over plain
+	// HTTP: by the manager reading prebuilt artifacts, by the build Jobs pushing to them and by
+	// the agents it injects. Every other registry gets TLS, loopback and in-cluster addresses
+	// included (artifact.WithInsecureRegistries).
+	InsecureRegistries []string
+	// TrustPolicyFile is the trust policy (trust.Config, YAML); "" checks no signatures.
+	TrustPolicyFile string
+	// SigningKeyFile is the key the manager signs its builds' artifacts with (cosign's
+	// encrypted format or PKCS#8 PEM), SigningKeyPasswordFile its password (may be absent or
+	// empty); "" signs nothing.
+	SigningKeyFile, SigningKeyPasswordFile string
 	// Webhooks configure the admission webhooks and the agent they inject (webhooks.go);
 	// disabled unless Webhooks.Enabled.
 	Webhooks WebhookOptions
@@ -84,6 +97,17 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("build scheme: %w", err)
 	}
+	for _, h := range o.InsecureRegistries {
+		if err := artifact.ValidateRegistryHost(h); err != nil {
+			return fmt.Errorf("--insecure-registries: %w", err)
+		}
+	}
+	o.Webhooks.InsecureRegistries = o.InsecureRegistries
+	at, err := loadTrust(o)
+	if err != nil {
+		return err
+	}
+	o.Webhooks.Trust = at.Policies
 	wh, err := newWebhookSetup(o.Webhooks)
 	if err != nil {
 		return fmt.Errorf("webhook options: %w", err)
@@ -118,11 +142,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up CompilerVersion controller: %w", err)
 	}
-	var registryOptions []artifact.Option
-	if o.RegistryInsecure {
-		registryOptions = append(registryOptions, artifact.WithInsecure(true))
-	}
-	if err := controllers.SetupBuildController(mgr, registryOptions...); err != nil {
+	if err := controllers.SetupBuildController(mgr, o.InsecureRegistries, at); err != nil {
 		return fmt.Errorf("set up build controller: %w", err)
 	}
 	if err := wh.setup(ctx, mgr); err != nil {
@@ -144,6 +164,34 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	ctrl.LoggerFrom(ctx).Info("starting manager", "metricsAddr", o.MetricsAddr, "metricsSecure", o.MetricsSecure, "probeAddr", o.ProbeAddr,
 		"leaderElection", o.LeaderElection, "prometheusAllowedAddresses", promAllowed.String())
 	return mgr.Start(ctx)
+}
+
+// loadTrust reads the trust policy and the signing key, failing at start with what to fix.
+func loadTrust(o Options) (controllers.ArtifactTrust, error) {
+	var at controllers.ArtifactTrust
+	if o.TrustPolicyFile != "" {
+		c, err := trust.LoadConfig(o.TrustPolicyFile)
+		if err != nil {
+			return at, fmt.Errorf("--trust-policy: %w", err)
+		}
+		at.Policies = c
+	}
+	if o.SigningKeyFile != "" {
+		key, err := os.ReadFile(o.SigningKeyFile)
+		if err != nil {
+			return at, fmt.Errorf("--signing-key: %w", err)
+		}
+		var pw []byte
+		if o.SigningKeyPasswordFile != "" {
+			if pw, err = os.ReadFile(o.SigningKeyPasswordFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return at, fmt.Errorf("--signing-key-password-file: %w", err)
+			}
+		}
+		if at.Signer, err = trust.LoadSigner(key, bytes.TrimRight(pw, "\r\n")); err != nil {
+			return at, fmt.Errorf("--signing-key %s: %w", o.SigningKeyFile, err)
+		}
+	}
+	return at, nil
 }
 
 // The metrics filter (MetricsSecure) asks the API server who a scraper is and whether it may

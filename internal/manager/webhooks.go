@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/splice-dev/splice/internal/trust"
 	"github.com/splice-dev/splice/webhooks"
 )
 
@@ -58,6 +59,12 @@ type WebhookOptions struct {
 	AgentSharedDir       string
 	AgentHTTPPort        int
 	AgentRunAsUser       int64
+	// InsecureRegistries is copied from Options.InsecureRegistries by Run: the agents it
+	// injects may pull from these over plain HTTP.
+	InsecureRegistries []string
+	// Trust is copied by Run from the trust policy file: the agents it injects get their
+	// namespace's policy.
+	Trust *trust.Config
 }
 
 // DefaultWebhookOptions are the flag defaults (with Enabled false; see WebhookOptions).
@@ -157,6 +164,9 @@ func newWebhookSetup(o WebhookOptions) (*webhookSetup, error) {
 		SharedDir:       o.AgentSharedDir,
 		HTTPPort:        int32(o.AgentHTTPPort),
 		RunAsUser:       o.AgentRunAsUser,
+
+		InsecureRegistries: o.InsecureRegistries,
+		Trust:              o.Trust,
 	}.WithDefaults()
 	if err := agent.Validate(); err != nil {
 		errs = append(errs, err)

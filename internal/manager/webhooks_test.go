@@ -351,7 +351,7 @@ func clientConfigs(g Gomega, c client.Client) []admissionregistrationv1.WebhookC
 	for _, w := range v.Webhooks {
 		out = append(out, w.ClientConfig)
 	}
-	g.Expect(out).To(HaveLen(4), "the generated configurations hold three mutating webhooks and one validating")
+	g.Expect(out).To(HaveLen(5), "the generated configurations hold three mutating webhooks and two validating (CompilerVersions, and the update guard of injected pods)")
 	return out
 }
 

@@ -85,6 +85,12 @@ func StartWithWebhooks(t testing.TB) (*envtest.Environment, *rest.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return env, StartEnv(t, env)
+}
+
+// StartEnv starts env for test t and stops it when t ends.
+func StartEnv(t testing.TB, env *envtest.Environment) *rest.Config {
+	t.Helper()
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatalf("start control plane: %v", err)
@@ -94,5 +100,5 @@ func StartWithWebhooks(t testing.TB) (*envtest.Environment, *rest.Config) {
 			t.Errorf("stop control plane: %v", err)
 		}
 	})
-	return env, cfg
+	return cfg
 }

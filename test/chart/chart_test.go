@@ -501,3 +501,75 @@ func TestManagerEndpoints(t *testing.T) {
 		t.Error("an allowed address that is not an http(s) URL renders; want a schema error")
 	}
 }
+
+// TestPoliciesMatchConfig: the chart installs config/policy's ValidatingAdmissionPolicies and
+// bindings, the same in splice-system with the default values, and with the release namespace
+// (the manager's user name) and build.serviceAccount substituted elsewhere.
+func TestPoliciesMatchConfig(t *testing.T) {
+	c := newChart(t)
+	cfg := c.config(t, "policy/agent_policy.yaml", "policy/manager_policy.yaml")
+	check := func(objs []object, ns, buildSA string) {
+		t.Helper()
+		for _, want := range cfg {
+			kind, name := fmt.Sprint(want["kind"]), str(want, "metadata", "name")
+			got := mustFind(t, "the chart", objs, kind, name)
+			w, _ := yaml.Marshal(get(want, "spec"))
+			ws := strings.ReplaceAll(string(w), "system:serviceaccount:splice-system:splice-manager", "system:serviceaccount:"+ns+":splice-manager")
+			ws = strings.ReplaceAll(ws, `expression: '''default'''`, "expression: '''"+buildSA+"'''")
+			g, _ := yaml.Marshal(get(got, "spec"))
+			if ws != string(g) {
+				t.Errorf("namespace %s, build.serviceAccount %q: %s %s differs from config/policy\nconfig (substituted):\n%s\nchart:\n%s", ns, buildSA, kind, name, ws, g)
+			}
+		}
+		for _, o := range objs {
+			if k := o["kind"]; (k == "ValidatingAdmissionPolicy" || k == "ValidatingAdmissionPolicyBinding") && find(cfg, fmt.Sprint(k), str(o, "metadata", "name")) == nil {
+				t.Errorf("the chart installs %s %s, which config/policy does not have", k, str(o, "metadata", "name"))
+			}
+		}
+	}
+	check(c.mustRender(t, "splice-system"), "splice-system", "default")
+	check(c.mustRender(t, "ops", "build.serviceAccount=builder"), "ops", "builder")
+	if _, err := c.render("splice-system", "build.serviceAccount=it's"); err == nil {
+		t.Error("a build.serviceAccount that is no ServiceAccount name (it would break the policy's expression) renders; want a schema error")
+	}
+}
+
+// TestManagerAvailability: two replicas by default, spread over nodes where possible, with a
+// PodDisruptionBudget that keeps one; each can be turned off, and the budget is left out when
+// it would allow no eviction at all.
+func TestManagerAvailability(t *testing.T) {
+	c := newChart(t)
+	spec := func(objs []object) object {
+		return get(mustFind(t, "the chart", objs, "Deployment", "splice-manager"), "spec").(map[string]any)
+	}
+	objs := c.mustRender(t, "splice-system")
+	if r := get(spec(objs), "replicas"); fmt.Sprint(r) != "2" {
+		t.Errorf("replicas %v, want 2 by default", r)
+	}
+	term := get(spec(objs), "template", "spec", "affinity", "podAntiAffinity", "preferredDuringSchedulingIgnoredDuringExecution")
+	if !strings.Contains(fmt.Sprint(term), "topologyKey:kubernetes.io/hostname") || !strings.Contains(fmt.Sprint(term), "app.kubernetes.io/component:manager") {
+		t.Errorf("default anti-affinity %v, want a preferred term by hostname on the manager's pods", term)
+	}
+	pdb := mustFind(t, "the chart", objs, "PodDisruptionBudget", "splice-manager")
+	if fmt.Sprint(get(pdb, "spec", "minAvailable")) != "1" || str(pdb, "spec", "selector", "matchLabels", "app.kubernetes.io/component") != "manager" {
+		t.Errorf("PodDisruptionBudget %v, want minAvailable 1 over the manager's pods", get(pdb, "spec"))
+	}
+
+	objs = c.mustRender(t, "splice-system", "podAntiAffinity.enabled=false", "podDisruptionBudget.enabled=false")
+	if a := get(spec(objs), "template", "spec", "affinity"); a != nil {
+		t.Errorf("podAntiAffinity.enabled=false renders affinity %v", a)
+	}
+	if find(objs, "PodDisruptionBudget", "splice-manager") != nil {
+		t.Error("podDisruptionBudget.enabled=false renders a PodDisruptionBudget")
+	}
+	if find(c.mustRender(t, "splice-system", "replicaCount=1"), "PodDisruptionBudget", "splice-manager") != nil {
+		t.Error("one replica renders a PodDisruptionBudget of minAvailable 1, which would stall every drain of its node")
+	}
+	objs = c.mustRender(t, "splice-system", "affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey=zone")
+	if a := fmt.Sprint(get(spec(objs), "template", "spec", "affinity", "podAntiAffinity")); strings.Contains(a, "preferred") || !strings.Contains(a, "zone") {
+		t.Errorf("a podAntiAffinity of the user's own gives %s, want exactly the user's", a)
+	}
+	if _, err := c.render("splice-system", "leaderElection.enabled=false"); err == nil || !strings.Contains(err.Error(), "needs leaderElection.enabled") {
+		t.Errorf("two replicas without leader election: %v, want a refusal", err)
+	}
+}

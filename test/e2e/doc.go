@@ -8,6 +8,7 @@
 //	make cluster-up e2e cluster-down
 //
 // The suite installs the chart into splice-system (replacing a previous release of the suite),
-// creates one namespace per run and deletes both at the end unless E2E_KEEP=1. Everything it
+// creates two namespaces per run (the workloads', and one its trust policy covers, with a key
+// made for the run) and deletes them at the end unless E2E_KEEP=1. Everything it
 // creates talks only to the cluster's own addresses; every wait is bounded.
 package e2e

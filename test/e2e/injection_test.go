@@ -64,9 +64,10 @@ var _ = Describe("Agent injection", Ordered, ContinueOnFailure, func() {
 			Expect(agent.ReadinessProbe).NotTo(BeNil())
 			Expect(agent.LivenessProbe).NotTo(BeNil())
 			Expect(agent.VolumeMounts).To(ContainElement(HaveField("Name", sharedVolume)))
-			// The API server's ServiceAccount admission runs before the webhooks: it mounts the
-			// token only into the containers the pod had then, so the webhook must give the agent
-			// the same mount, or the agent cannot reach the API.
+			// The API server's ServiceAccount admission runs before the webhooks and mounts its
+			// token only into the containers the pod had then: the webhook gives the agent a
+			// token volume of its own (and takes the API server's away from the app), or the
+			// agent could not reach the API. "Agent isolation" checks the rest.
 			Expect(agent.VolumeMounts).To(ContainElement(HaveField("MountPath", serviceAccountDir)),
 				"the agent has no ServiceAccount token mount at %s: it cannot talk to the API server", serviceAccountDir)
 			Expect(p.Spec.Containers[0].VolumeMounts).To(ContainElement(HaveField("Name", sharedVolume)), "the app container mounts the shared volume")

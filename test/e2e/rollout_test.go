@@ -246,7 +246,7 @@ var _ = Describe("Rollout under load", Ordered, func() {
 		for _, b := range builds {
 			built, err := gb.Plugin(ctx, b.source, fmt.Sprintf("e2e-%s-%d", b.nonce, run))
 			Expect(err).NotTo(HaveOccurred())
-			refs[b.name], digests[b.name], err = artifact.Push(ctx, registryAddr+"/greeter-rollout", built.Path, artifact.Config{APIVersion: b.api})
+			refs[b.name], digests[b.name], err = artifact.Push(ctx, registryAddr+"/greeter-rollout", built.Path, artifact.Config{APIVersion: b.api}, artifact.WithInsecureRegistries(registryAddr))
 			Expect(err).NotTo(HaveOccurred())
 			GinkgoWriter.Printf("plugin %s (%s): %s\n", b.name, b.source, refs[b.name])
 		}

@@ -80,7 +80,7 @@ var _ = Describe("Nothing Splice delivers takes the Service down", Ordered, func
 			gb := &greeterbuild.Builder{Root: repoRoot, Out: filepath.Join(repoRoot, ".local", "e2e", "plugins"), Flags: b.flags}
 			built, err := gb.Plugin(ctx, b.source, fmt.Sprintf("e2e-safety-%d-%d", i, run))
 			Expect(err).NotTo(HaveOccurred())
-			refs[b.name], digests[b.name], err = artifact.Push(ctx, registryAddr+"/greeter-safety", built.Path, artifact.Config{APIVersion: b.api})
+			refs[b.name], digests[b.name], err = artifact.Push(ctx, registryAddr+"/greeter-safety", built.Path, artifact.Config{APIVersion: b.api}, artifact.WithInsecureRegistries(registryAddr))
 			Expect(err).NotTo(HaveOccurred())
 			apis[b.name] = b.api
 		}

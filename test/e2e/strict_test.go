@@ -103,7 +103,7 @@ func pushGreeterPlugin(ctx context.Context, variant, repo, apiVersion string) (r
 	gb := &greeterbuild.Builder{Root: repoRoot, Out: filepath.Join(repoRoot, ".local", "e2e", "plugins")}
 	built, err := gb.Plugin(ctx, variant, fmt.Sprintf("e2e-%s-%d", repo, time.Now().UnixNano()))
 	Expect(err).NotTo(HaveOccurred())
-	ref, digest, err = artifact.Push(ctx, registryAddr+"/"+repo, built.Path, artifact.Config{APIVersion: apiVersion})
+	ref, digest, err = artifact.Push(ctx, registryAddr+"/"+repo, built.Path, artifact.Config{APIVersion: apiVersion}, artifact.WithInsecureRegistries(registryAddr))
 	Expect(err).NotTo(HaveOccurred())
 	return ref, digest
 }

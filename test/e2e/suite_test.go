@@ -39,9 +39,11 @@ var (
 	kube       *kubernetes.Clientset
 	// testNamespace is this run's namespace for workloads.
 	testNamespace string
-	repoRoot      string
-	helm          string
-	kubeconfig    string
+	// trustNamespace is the namespace the chart's trust policy covers (trust_test.go).
+	trustNamespace string
+	repoRoot       string
+	helm           string
+	kubeconfig     string
 )
 
 func TestE2E(t *testing.T) {
@@ -88,6 +90,14 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	}}, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred())
 
+	trustNamespace = testNamespace + "-trust"
+	By("creating namespace " + trustNamespace + " and the key its trust policy holds")
+	_, err = kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: trustNamespace, Labels: map[string]string{"splice.dev/e2e": "true"},
+	}}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	trustPub := newTrustKey()
+
 	By("building kubectl-splice")
 	buildKubectlSplice(ctx)
 
@@ -98,6 +108,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		"--set", "image.pullPolicy=Never", "--set", "agent.image.pullPolicy=Never",
 		"--set", "logLevel=debug",
 		"--set", "build.env.GOPROXY=http://"+goproxyIP,
+		"--set", "manager.insecureRegistries[0]="+registryAddr,
 		"--set", "agent.rbacBindings[0].namespace="+testNamespace,
 		"--set", "agent.rbacBindings[0].serviceAccount=greeter",
 		"--set", "agent.rbacBindings[1].namespace="+testNamespace,
@@ -105,20 +116,33 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		"--set", "agent.rbacBindings[2].namespace="+testNamespace,
 		"--set", "agent.rbacBindings[2].serviceAccount="+strictServiceAccount,
 		"--set", "agent.rbacBindings[3].namespace="+testNamespace,
-		"--set", "agent.rbacBindings[3].serviceAccount="+safetyServiceAccount)
+		"--set", "agent.rbacBindings[3].serviceAccount="+safetyServiceAccount,
+		"--set", "agent.rbacBindings[4].namespace="+testNamespace,
+		"--set", "agent.rbacBindings[4].serviceAccount="+isolationServiceAccount,
+		"--set", "agent.rbacBindings[5].namespace="+trustNamespace,
+		"--set", "agent.rbacBindings[5].serviceAccount="+trustServiceAccount,
+		// One namespace under a trust policy: artifacts of the registry's trust/ repositories,
+		// signed by the suite's key (trust_test.go).
+		"--set", "trust.policies[0].name="+trustPolicy,
+		"--set", "trust.policies[0].namespaces[0]="+trustNamespace,
+		"--set", "trust.policies[0].registries[0]="+registryAddr+"/trust/",
+		"--set-file", "trust.policies[0].keys[0]="+trustPub)
 	GinkgoWriter.Printf("helm install and manager Ready: %s\n", time.Since(start).Round(100*time.Millisecond))
 }, NodeTimeout(6*time.Minute))
 
 var _ = AfterSuite(func(ctx SpecContext) {
 	if os.Getenv("E2E_KEEP") == "1" {
-		GinkgoWriter.Printf("E2E_KEEP=1: leaving release %s/%s and namespace %s\n", releaseNamespace, releaseName, testNamespace)
+		GinkgoWriter.Printf("E2E_KEEP=1: leaving release %s/%s and namespaces %s, %s\n", releaseNamespace, releaseName, testNamespace, trustNamespace)
 		return
 	}
 	if kube == nil {
 		return
 	}
-	if testNamespace != "" {
-		err := kube.CoreV1().Namespaces().Delete(ctx, testNamespace, metav1.DeleteOptions{})
+	for _, ns := range []string{testNamespace, trustNamespace} {
+		if ns == "" {
+			continue
+		}
+		err := kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			Fail(err.Error())
 		}
