@@ -59,6 +59,19 @@ type Config struct {
 	APIVersion string `json:"apiVersion"`
 	// BuiltAt is when the plugin was built.
 	BuiltAt time.Time `json:"builtAt"`
+	// Vulnerabilities are what the build's vulnerability scan found; nil when none ran.
+	Vulnerabilities *Vulnerabilities `json:"vulnerabilities,omitempty"`
+}
+
+// Vulnerabilities are the known vulnerabilities a plugin calls, as a scan of the built plugin
+// (govulncheck in binary mode) found them.
+type Vulnerabilities struct {
+	// Database is the vulnerability database scanned against.
+	Database string `json:"database"`
+	// Found is how many known vulnerabilities the plugin calls.
+	Found int `json:"found"`
+	// IDs are their identifiers (GO-YYYY-NNNN), sorted, at most 16.
+	IDs []string `json:"ids,omitempty"`
 }
 
 // Info describes an artifact as its manifest and config state it.

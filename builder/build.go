@@ -32,6 +32,9 @@ func Build(ctx context.Context, o Options, w io.Writer) (*Result, error) {
 	if o.Repository != "" {
 		steps++
 	}
+	if o.VulnDB != "" {
+		steps++
+	}
 	b := &pluginBuild{o: &o, p: newProgress(w, steps)}
 	work, removeWork, err := workDir(o.WorkDir)
 	if err != nil {
@@ -66,6 +69,10 @@ func Build(ctx context.Context, o Options, w io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := b.vulnGate(ctx, soPath); err != nil {
+		return nil, err
+	}
+	res.Vulnerabilities = b.vulns
 	if err := b.push(ctx, res, soPath, facts); err != nil {
 		return nil, err
 	}
@@ -95,6 +102,8 @@ type pluginBuild struct {
 	// directory and pluginPath its import path.
 	short, unique, pluginPath string
 	apiVersion                string
+	// vulns are what the vulnerability scan found; nil when none ran.
+	vulns *artifact.Vulnerabilities
 }
 
 // workDir makes the working directory absolute, creates its tmp directory, and returns how to
@@ -250,7 +259,7 @@ func (b *pluginBuild) push(ctx context.Context, res *Result, soPath string, fact
 			opts = append(opts, artifact.WithVersion(b.o.Revision))
 		}
 	}
-	cfg := artifact.Config{Facts: *facts, APIVersion: b.apiVersion, BuiltAt: res.BuiltAt}
+	cfg := artifact.Config{Facts: *facts, APIVersion: b.apiVersion, BuiltAt: res.BuiltAt, Vulnerabilities: b.vulns}
 	var err error
 	res.Ref, res.Digest, err = artifact.Push(ctx, b.o.Repository, soPath, cfg, opts...)
 	if err != nil {

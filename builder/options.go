@@ -53,6 +53,13 @@ type Options struct {
 	// Insecure allows plain HTTP to the registry; without it every request goes over TLS,
 	// loopback and private addresses included.
 	Insecure bool
+	// VulnDB is the vulnerability database the built plugin is scanned against (govulncheck
+	// in binary mode): an https:// mirror of vuln.go.dev or a file:// directory. Empty scans
+	// nothing.
+	VulnDB string
+	// VulnPolicy decides what a scan that finds a called vulnerability does: VulnPolicyWarn
+	// (the default) records it and pushes, VulnPolicyBlock fails the build (ReasonVulnerable).
+	VulnPolicy string
 	// WorkDir holds the clone and the build output; empty uses a temporary directory that
 	// is removed afterwards.
 	WorkDir string
@@ -88,6 +95,8 @@ const (
 	FlagInsecure               = "insecure"
 	FlagWorkDir                = "workdir"
 	FlagOutput                 = "output"
+	FlagVulnDB                 = "vuln-db"
+	FlagVulnPolicy             = "vuln-policy"
 	FlagBuildKey               = "build-key"
 	FlagSourceDateEpoch        = "source-date-epoch"
 	FlagTerminationMessagePath = "termination-message-path"
@@ -108,6 +117,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.APIVersion, FlagAPIVersion, o.APIVersion, "plugin API version expected (default: the plugin's own `var APIVersion = \"x.y.z\"`)")
 	fs.StringVar(&o.Repository, FlagRepository, o.Repository, "OCI repository to push the artifact to (registry/path/name); without it the plugin is only built")
 	fs.BoolVar(&o.Insecure, FlagInsecure, o.Insecure, "use plain HTTP for the registry")
+	fs.StringVar(&o.VulnDB, FlagVulnDB, o.VulnDB, "vulnerability database to scan the built plugin against (govulncheck -mode=binary): an https:// mirror of vuln.go.dev or a file:// directory (default: no scan)")
+	fs.StringVar(&o.VulnPolicy, FlagVulnPolicy, o.VulnPolicy, "what a scan that finds a called vulnerability does: Warn (record it and push) or Block (fail the build)")
 	fs.StringVar(&o.WorkDir, FlagWorkDir, o.WorkDir, "working directory for the clone and the build (default: a temporary directory, removed afterwards)")
 	fs.StringVar(&o.Output, FlagOutput, o.Output, "keep the plugin and its build facts in this directory")
 	fs.StringVar(&o.BuildKey, FlagBuildKey, o.BuildKey, "opaque key echoed in the result (set by the build controller)")
@@ -156,6 +167,22 @@ func (o *Options) Validate() error {
 		if !tagRE.MatchString(t) {
 			bad("--%s: tag %q may contain only letters, digits, '_' and '.'", FlagTags, t)
 		}
+	}
+	if o.VulnDB != "" {
+		if err := ValidVulnDB(o.VulnDB); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	switch o.VulnPolicy {
+	case "":
+		o.VulnPolicy = VulnPolicyWarn
+	case VulnPolicyWarn:
+	case VulnPolicyBlock:
+		if o.VulnDB == "" {
+			bad("%s %s needs a vulnerability database to scan against: %s; or set %s to %s", n.name(fieldVulnPolicy), VulnPolicyBlock, n.name(fieldVulnDB), n.name(fieldVulnPolicy), VulnPolicyWarn)
+		}
+	default:
+		bad("%s %q must be %s or %s", n.name(fieldVulnPolicy), o.VulnPolicy, VulnPolicyWarn, VulnPolicyBlock)
 	}
 	if o.SourceDateEpoch < 0 {
 		bad("--%s must not be negative", FlagSourceDateEpoch)
@@ -234,6 +261,8 @@ const (
 	fieldContract   = "contract"
 	fieldGitSecret  = "gitSecret"
 	fieldPushSecret = "pushSecret"
+	fieldVulnDB     = "vulnDB"
+	fieldVulnPolicy = "vulnerabilityPolicy"
 )
 
 var fieldFlags = map[string]string{
@@ -241,6 +270,7 @@ var fieldFlags = map[string]string{
 	fieldGoVersion: "--" + FlagGoVersion, fieldContract: "--" + FlagContract,
 	fieldGitSecret:  "--" + FlagGitCredentials,
 	fieldPushSecret: "the registry login (docker login, or DOCKER_CONFIG)",
+	fieldVulnDB:     "--" + FlagVulnDB, fieldVulnPolicy: "--" + FlagVulnPolicy,
 }
 
 var fieldCRD = map[string]string{
@@ -248,6 +278,8 @@ var fieldCRD = map[string]string{
 	fieldGoVersion: "spec.goVersion", fieldContract: "--" + FlagContract, // no Build field sets it
 	fieldGitSecret:  "spec.plugin.source.git.secretRef",
 	fieldPushSecret: "spec.plugin.pushSecretRef",
+	fieldVulnDB:     "the manager's vulnerability database (--vuln-db, the chart's build.vulnDB)",
+	fieldVulnPolicy: "spec.plugin.vulnerabilityPolicy",
 }
 
 // name is how n names field.

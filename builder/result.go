@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/splice-dev/splice/artifact"
 	"github.com/splice-dev/splice/host/control"
 )
 
@@ -37,6 +38,8 @@ type Result struct {
 	// BuildKey echoes --build-key: the controller's hash of the spec that asked for this build,
 	// so a result can be matched to the request that produced it.
 	BuildKey string `json:"buildKey,omitempty"`
+	// Vulnerabilities are what the vulnerability scan found (--vuln-db); nil when none ran.
+	Vulnerabilities *artifact.Vulnerabilities `json:"vulnerabilities,omitempty"`
 	// Path is the plugin file left on disk (only with --output; never sent to the controller).
 	Path string `json:"path,omitempty"`
 	// Seconds is how long each step took (toolchain, source, inputs, copy, compile, facts,
@@ -79,6 +82,12 @@ const (
 	ReasonAPIVersionMismatch = "APIVersionMismatch"
 	// ReasonPushFailed: the artifact could not be pushed (credentials, network, registry).
 	ReasonPushFailed = "PushFailed"
+	// ReasonVulnerable: under the Block vulnerability policy, the plugin calls a known
+	// vulnerability; nothing was pushed.
+	ReasonVulnerable = "Vulnerable"
+	// ReasonVulnScanFailed: the vulnerability scan could not run (the database unreachable or
+	// malformed); nothing was pushed.
+	ReasonVulnScanFailed = "VulnScanFailed"
 	// ReasonInternal: anything else (a bug, a full disk).
 	ReasonInternal = "Internal"
 )
@@ -88,6 +97,7 @@ var KnownReasons = map[string]bool{
 	ReasonInvalidInput: true, ReasonToolchainMismatch: true, ReasonSourceUnavailable: true,
 	ReasonPackageInvalid: true, ReasonCompileFailed: true, ReasonSymbolNotFound: true, ReasonSymbolTypeMismatch: true,
 	ReasonAPIVersionMismatch: true, ReasonPushFailed: true, ReasonInternal: true,
+	ReasonVulnerable: true, ReasonVulnScanFailed: true,
 }
 
 // Error is a build error with its Reason.

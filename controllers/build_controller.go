@@ -444,7 +444,8 @@ func (r *BuildReconciler) reconcileArtifact(ctx context.Context, s *buildScope) 
 }
 
 // permanentRefusal are the reasons for which retrying the same spec cannot help.
-var permanentRefusal = map[string]bool{ReasonInvalidArtifact: true, ReasonGoVersionMismatch: true, builder.ReasonAPIVersionMismatch: true}
+var permanentRefusal = map[string]bool{ReasonInvalidArtifact: true, ReasonGoVersionMismatch: true, builder.ReasonAPIVersionMismatch: true,
+	builder.ReasonVulnerable: true, ReasonVulnerabilitiesNotScanned: true}
 
 func (r *BuildReconciler) refuse(s *buildScope, reason, msg string) {
 	s.decision = decided(nil, metav1.ConditionFalse, reason, msg)

@@ -569,6 +569,85 @@ var _ = Describe("Build controller", Ordered, func() {
 		}).Should(Succeed())
 	})
 
+	It("passes the vulnerability policy to the build, records the findings, and holds a prebuilt artifact to Block", func() {
+		ns := newNamespace()
+		cv := newGitCV(ns)
+		job := theJob(cv)
+		args := job.Spec.Template.Spec.Containers[0].Args
+		Expect(args).NotTo(ContainElement(HavePrefix("--" + builder.FlagVulnPolicy)))
+		// A result with findings (under Warn) reaches status.
+		digest := "sha256:" + strings.Repeat("7a", 32)
+		msg, err := json.Marshal(builder.Result{
+			Ref: "registry.example.com/team/greeter-plugin@" + digest, Digest: digest, GoVersion: "go1.26.8", APIVersion: "1.0.0",
+			PluginPath: "github.com/splice-dev/splice/examples/greeter/plugins/v1/splice-0123456789abcdef", SourceHash: strings.Repeat("01", 32),
+			BuiltAt: time.Now(), BuildKey: job.Annotations[AnnotationBuildKey],
+			Vulnerabilities: &artifact.Vulnerabilities{Database: "https://vuln.example.com", Found: 1, IDs: []string{"GO-2099-0001"}},
+		})
+		Expect(err).NotTo(HaveOccurred())
+		finishBuild(job, 0, string(msg))
+		Eventually(func(g Gomega) {
+			got, built := builtOf(g, cv)
+			g.Expect(built.Reason).To(Equal(ReasonBuildSucceeded))
+			g.Expect(got.Status.Artifact).NotTo(BeNil())
+			g.Expect(got.Status.Artifact.Vulnerabilities).To(Equal(&splicev1.VulnerabilitySummary{
+				Database: "https://vuln.example.com", Found: 1, IDs: []string{"GO-2099-0001"}}))
+		}).Should(Succeed())
+
+		// Block is another build, and the builder is told.
+		Eventually(func(g Gomega) {
+			got := getCV(cv)(g)
+			got.Spec.Plugin.VulnerabilityPolicy = splicev1.VulnerabilityPolicyBlock
+			g.Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			jobs := jobsOf(g, cv)
+			g.Expect(jobs).To(ContainElement(HaveField("Spec.Template.Spec.Containers", ContainElement(
+				HaveField("Args", ContainElement("--"+builder.FlagVulnPolicy+"="+builder.VulnPolicyBlock))))))
+		}).Should(Succeed())
+
+		// A prebuilt artifact whose config records a finding: resolved under Warn, refused
+		// under Block; one that records no scan is refused under Block too.
+		pulled, err := artifact.Pull(ctx, greeterRef, GinkgoT().TempDir(), artifact.WithInsecureRegistries(registryURL))
+		Expect(err).NotTo(HaveOccurred())
+		scanned, _, err := artifact.Push(ctx, registryURL+"/team/scanned", pulled.Path, artifact.Config{
+			Facts: *pulled.Facts, APIVersion: "1.0.0", BuiltAt: greeterRes.BuiltAt,
+			Vulnerabilities: &artifact.Vulnerabilities{Database: "https://vuln.example.com", Found: 2, IDs: []string{"GO-2099-0001", "GO-2099-0002"}},
+		}, artifact.WithInsecureRegistries(registryURL))
+		Expect(err).NotTo(HaveOccurred())
+		prebuilt := &splicev1.CompilerVersion{
+			ObjectMeta: metav1.ObjectMeta{Name: "scanned", Namespace: ns, Labels: map[string]string{testLabel: "build"}},
+			Spec: splicev1.CompilerVersionSpec{
+				GoVersion: goOnPath(),
+				Plugin:    splicev1.PluginSpec{Source: splicev1.PluginSource{Artifact: scanned}},
+				Selector:  metav1.LabelSelector{MatchLabels: map[string]string{"app": "scanned"}},
+			},
+		}
+		Expect(k8sClient.Create(ctx, prebuilt)).To(Succeed())
+		Eventually(func(g Gomega) {
+			got, built := builtOf(g, prebuilt)
+			g.Expect(built.Reason).To(Equal(ReasonArtifactResolved))
+			g.Expect(got.Status.Artifact).NotTo(BeNil())
+			g.Expect(got.Status.Artifact.Vulnerabilities).To(HaveField("Found", int32(2)))
+		}).Should(Succeed())
+		block := func(ref, reason, says string) {
+			Eventually(func(g Gomega) {
+				got := getCV(prebuilt)(g)
+				got.Spec.Plugin.Source.Artifact = ref
+				got.Spec.Plugin.VulnerabilityPolicy = splicev1.VulnerabilityPolicyBlock
+				g.Expect(k8sClient.Update(ctx, got)).To(Succeed())
+			}).Should(Succeed())
+			Eventually(func(g Gomega) {
+				got, built := builtOf(g, prebuilt)
+				g.Expect(built.ObservedGeneration).To(Equal(got.Generation))
+				g.Expect(built.Reason).To(Equal(reason))
+				g.Expect(built.Message).To(ContainSubstring(says))
+				g.Expect(got.Status.Artifact).To(BeNil())
+			}).Should(Succeed())
+		}
+		block(scanned, builder.ReasonVulnerable, "GO-2099-0001, GO-2099-0002")
+		block(greeterRef, ReasonVulnerabilitiesNotScanned, "records no vulnerability scan")
+	})
+
 	// With a trust policy for one namespace, the build controller signs what its Jobs push and
 	// holds every artifact of that namespace to the policy: in its own manager (its own
 	// CompilerVersions), against the suite's real registry.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -219,8 +221,24 @@ func revalidateRecord(rec *buildRecord, cv *splicev1.CompilerVersion, key string
 // artifactFromResult is status.artifact for a build result.
 func artifactFromResult(r *builder.Result) *splicev1.ArtifactStatus {
 	t := metav1.NewTime(r.BuiltAt)
-	return &splicev1.ArtifactStatus{Ref: r.Ref, Digest: r.Digest, GoVersion: r.GoVersion, APIVersion: r.APIVersion, BuiltAt: &t}
+	return &splicev1.ArtifactStatus{Ref: r.Ref, Digest: r.Digest, GoVersion: r.GoVersion, APIVersion: r.APIVersion, BuiltAt: &t,
+		Vulnerabilities: vulnSummary(r.Vulnerabilities)}
 }
+
+// vulnSummary is a scan's findings as status records them; nil when no scan ran.
+func vulnSummary(v *artifact.Vulnerabilities) *splicev1.VulnerabilitySummary {
+	if v == nil {
+		return nil
+	}
+	ids := slices.Clone(v.IDs)
+	if len(ids) > maxVulnIDs {
+		ids = ids[:maxVulnIDs]
+	}
+	return &splicev1.VulnerabilitySummary{Database: clipMessage(v.Database, 512), Found: int32(min(v.Found, math.MaxInt32)), IDs: ids}
+}
+
+// maxVulnIDs is status.artifact.vulnerabilities.ids' bound.
+const maxVulnIDs = 16
 
 // succeededPod returns the build pod whose build container finished with status 0.
 func succeededPod(pods []corev1.Pod) *corev1.Pod {
@@ -311,7 +329,8 @@ func artifactFromInfo(ref string, info *artifact.Info) *splicev1.ArtifactStatus 
 		t := metav1.NewTime(info.Config.BuiltAt)
 		builtAt = &t
 	}
-	return &splicev1.ArtifactStatus{Ref: ref, Digest: info.Digest, GoVersion: info.Config.GoVersion, APIVersion: info.Config.APIVersion, BuiltAt: builtAt}
+	return &splicev1.ArtifactStatus{Ref: ref, Digest: info.Digest, GoVersion: info.Config.GoVersion, APIVersion: info.Config.APIVersion, BuiltAt: builtAt,
+		Vulnerabilities: vulnSummary(info.Config.Vulnerabilities)}
 }
 
 // checkArtifact refuses a prebuilt artifact that does not match the spec, with a reason and
@@ -326,8 +345,21 @@ func checkArtifact(cv *splicev1.CompilerVersion, art *splicev1.ArtifactStatus) (
 		return builder.ReasonAPIVersionMismatch, fmt.Sprintf("artifact %s declares plugin API version %s but spec.plugin.apiVersion is %s: make them agree or leave spec.plugin.apiVersion empty",
 			art.Ref, art.APIVersion, want)
 	}
+	if cv.Spec.Plugin.VulnerabilityPolicy == splicev1.VulnerabilityPolicyBlock {
+		switch v := art.Vulnerabilities; {
+		case v == nil:
+			return ReasonVulnerabilitiesNotScanned, fmt.Sprintf("artifact %s records no vulnerability scan and spec.plugin.vulnerabilityPolicy is Block: build it with a vulnerability database (splice-builder --vuln-db), or set the policy to Warn", art.Ref)
+		case v.Found > 0:
+			return builder.ReasonVulnerable, fmt.Sprintf("artifact %s calls %d known vulnerabilities (%s, in %s) and spec.plugin.vulnerabilityPolicy is Block: rebuild it with the fixed modules or Go release, or set the policy to Warn",
+				art.Ref, v.Found, strings.Join(v.IDs, ", "), v.Database)
+		}
+	}
 	return "", ""
 }
+
+// ReasonVulnerabilitiesNotScanned: spec.plugin.vulnerabilityPolicy is Block and the prebuilt
+// artifact's config records no vulnerability scan.
+const ReasonVulnerabilitiesNotScanned = "VulnerabilitiesNotScanned"
 
 // permanentArtifactError reports whether a FetchConfig error will not go away by retrying.
 func permanentArtifactError(err error) bool {

@@ -93,6 +93,10 @@ type BuildJobOptions struct {
 	// manager's --insecure-registries): the builder gets --insecure only when the
 	// CompilerVersion's repository is on one of them.
 	InsecureRegistries []string
+	// VulnDB is the vulnerability database builds scan their plugin against (the builder's
+	// --vuln-db: an https:// mirror of vuln.go.dev or a file:// directory in the build
+	// image); empty scans nothing.
+	VulnDB string
 	// RunAsUser and RunAsGroup run the build pod; the default 65534 is "nobody", which the
 	// golang images (Debian) know by name, as ssh insists on.
 	RunAsUser, RunAsGroup int64
@@ -138,7 +142,7 @@ var buildOwnedEnv = map[string]bool{"HOME": true, "GOPATH": true, "GOCACHE": tru
 
 // BuildJobOptionsFromEnv starts from the defaults and applies the manager's environment:
 // SPLICE_BUILDER_IMAGE, SPLICE_BUILD_GO_IMAGE (with {goVersion}), SPLICE_BUILD_CACHE_PVC (a
-// claim name in each CompilerVersion's namespace), SPLICE_BUILD_SERVICE_ACCOUNT, and every SPLICE_BUILD_ENV_<NAME> (BuildEnvPrefix).
+// claim name in each CompilerVersion's namespace), SPLICE_BUILD_SERVICE_ACCOUNT, SPLICE_BUILD_VULN_DB, and every SPLICE_BUILD_ENV_<NAME> (BuildEnvPrefix).
 func BuildJobOptionsFromEnv() (BuildJobOptions, error) {
 	o := DefaultBuildJobOptions()
 	for _, kv := range os.Environ() {
@@ -159,6 +163,12 @@ func BuildJobOptionsFromEnv() (BuildJobOptions, error) {
 	}
 	if v := os.Getenv("SPLICE_BUILD_SERVICE_ACCOUNT"); v != "" {
 		o.ServiceAccountName = v
+	}
+	if v := os.Getenv("SPLICE_BUILD_VULN_DB"); v != "" {
+		if err := builder.ValidVulnDB(v); err != nil {
+			return o, fmt.Errorf("SPLICE_BUILD_VULN_DB (the chart's build.vulnDB): %w", err)
+		}
+		o.VulnDB = v
 	}
 	return o, o.Validate()
 }
@@ -205,6 +215,9 @@ type buildInputs struct {
 	Repository string   `json:"repository"`
 	Symbol     string   `json:"symbol"`
 	APIVersion string   `json:"apiVersion,omitempty"`
+	// VulnBlock: spec.plugin.vulnerabilityPolicy is Block (a Warn build of the same inputs is
+	// not reused for it).
+	VulnBlock bool `json:"vulnBlock,omitempty"`
 }
 
 const buildFormat = 1
@@ -215,7 +228,8 @@ func inputsOf(cv *splicev1.CompilerVersion) buildInputs {
 	sort.Strings(tags)
 	symbol := p.SymbolOrDefault()
 	in := buildInputs{Format: buildFormat, GoVersion: cv.Spec.GoVersion, Package: p.Package, Tags: slices.Compact(tags),
-		Repository: p.Repository, Symbol: symbol, APIVersion: p.APIVersion}
+		Repository: p.Repository, Symbol: symbol, APIVersion: p.APIVersion,
+		VulnBlock: p.VulnerabilityPolicy == splicev1.VulnerabilityPolicyBlock}
 	if g := p.Source.Git; g != nil {
 		in.URL, in.Revision = g.URL, g.Revision
 	}
@@ -319,6 +333,13 @@ func builderArgs(in buildInputs, key string, o BuildJobOptions) []string {
 	}
 	if artifact.RegistryIn(in.Repository, o.InsecureRegistries) {
 		args = append(args, "--"+builder.FlagInsecure)
+	}
+	if o.VulnDB != "" {
+		args = append(args, longFlag(builder.FlagVulnDB, o.VulnDB))
+	}
+	if in.VulnBlock {
+		// Without a database the builder refuses Block, rather than build unscanned.
+		args = append(args, longFlag(builder.FlagVulnPolicy, builder.VulnPolicyBlock))
 	}
 	return args
 }

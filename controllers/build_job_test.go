@@ -354,6 +354,20 @@ func TestBuildJobOptionsValidate(t *testing.T) {
 	if fmt.Sprint(o.Env) != fmt.Sprint(want) {
 		t.Fatalf("build env %v, want %v", o.Env, want)
 	}
+	// The vulnerability database reaches every build's arguments; a malformed one is refused
+	// at start.
+	t.Setenv("SPLICE_BUILD_VULN_DB", "https://vuln.example.com")
+	if o, err = BuildJobOptionsFromEnv(); err != nil || o.VulnDB != "https://vuln.example.com" {
+		t.Fatalf("vuln db from env %q, %v", o.VulnDB, err)
+	}
+	if args := builderArgs(buildInputs{Repository: "registry.example.com/team/p"}, "k", o); !slices.Contains(args, "--"+builder.FlagVulnDB+"=https://vuln.example.com") {
+		t.Fatalf("builder args %v lack the vulnerability database", args)
+	}
+	t.Setenv("SPLICE_BUILD_VULN_DB", "http://vuln.example.com")
+	if _, err := BuildJobOptionsFromEnv(); err == nil || !strings.Contains(err.Error(), "SPLICE_BUILD_VULN_DB") {
+		t.Fatalf("a plain-HTTP vulnerability database was accepted: %v", err)
+	}
+	t.Setenv("SPLICE_BUILD_VULN_DB", "")
 	// A variable the Job sets itself cannot be replaced: the error names it and the fix.
 	t.Setenv(BuildEnvPrefix+"GOTOOLCHAIN", "auto")
 	if _, err := BuildJobOptionsFromEnv(); err == nil || !strings.Contains(err.Error(), BuildEnvPrefix+"GOTOOLCHAIN") {

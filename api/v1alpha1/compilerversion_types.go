@@ -115,7 +115,27 @@ type PluginSpec struct {
 	// their owner released to builds.
 	// +optional
 	PushSecretRef *LocalObjectReference `json:"pushSecretRef,omitempty"`
+
+	// vulnerabilityPolicy decides what a known vulnerability the plugin calls does, as the
+	// vulnerability scan (govulncheck in binary mode on the built plugin, against the
+	// manager's database: --vuln-db, the chart's build.vulnDB) finds it. Warn (the default)
+	// records the findings in status.artifact.vulnerabilities and rolls out. Block fails the
+	// build (reason Vulnerable) and pushes nothing; it also refuses a build when the manager
+	// has no database, and a prebuilt artifact whose config records no scan or any finding.
+	// +optional
+	VulnerabilityPolicy VulnerabilityPolicy `json:"vulnerabilityPolicy,omitempty"`
 }
+
+// VulnerabilityPolicy is Warn or Block.
+// +kubebuilder:validation:Enum=Warn;Block
+type VulnerabilityPolicy string
+
+const (
+	// VulnerabilityPolicyWarn records findings and rolls out.
+	VulnerabilityPolicyWarn VulnerabilityPolicy = "Warn"
+	// VulnerabilityPolicyBlock refuses an artifact with findings, or without a scan.
+	VulnerabilityPolicyBlock VulnerabilityPolicy = "Block"
+)
 
 // LabelBuildCredentials must be "true" on a Secret named by spec.plugin.source.git.secretRef or
 // spec.plugin.pushSecretRef: whoever may edit a CompilerVersion could otherwise send any Secret
@@ -441,6 +461,10 @@ type ArtifactStatus struct {
 	// was not checked).
 	// +optional
 	Signature *SignatureStatus `json:"signature,omitempty"`
+	// vulnerabilities are what the vulnerability scan of the build found; empty when no scan
+	// ran.
+	// +optional
+	Vulnerabilities *VulnerabilitySummary `json:"vulnerabilities,omitempty"`
 }
 
 // SignatureStatus is a verified signature.
@@ -453,6 +477,22 @@ type SignatureStatus struct {
 	// +required
 	// +kubebuilder:validation:MaxLength=128
 	Key string `json:"key"`
+}
+
+// VulnerabilitySummary is what a build's vulnerability scan found.
+type VulnerabilitySummary struct {
+	// database is the vulnerability database scanned against.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Database string `json:"database,omitempty"`
+	// found is how many known vulnerabilities the plugin calls.
+	// +optional
+	Found int32 `json:"found"`
+	// ids are their identifiers (GO-YYYY-NNNN), sorted, at most 16.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=64
+	IDs []string `json:"ids,omitempty"`
 }
 
 // PodFailure is a recent failure of one pod.

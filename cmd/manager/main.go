@@ -32,6 +32,9 @@ func main() {
 	flag.TextVar((*listFlag)(&o.InsecureRegistries), "insecure-registries", listFlag(nil),
 		"Registries (host or host:port as in references, comma-separated or the flag repeated) reached over plain HTTP: by the manager, its build Jobs "+
 			"and the agents it injects. Every other registry gets TLS, loopback and in-cluster addresses included. Default: none.")
+	flag.TextVar((*listFlag)(&o.Namespaces), "namespaces", listFlag(nil),
+		"The only namespaces the manager works in (comma-separated or repeated): CompilerVersions, their pods and build Jobs elsewhere are not seen, "+
+			"so Roles in these namespaces are all the RBAC it needs beyond its cluster-scoped rules. Default: every namespace.")
 	flag.StringVar(&o.TrustPolicyFile, "trust-policy", "", "Trust policy file (YAML: policies of namespaces, keys and registries): artifacts of covered namespaces "+
 		"must be signed by a policy key, checked by the manager and again by each agent. Default: none, nothing checked.")
 	flag.StringVar(&o.SigningKeyFile, "signing-key", "", "Private key (cosign format or PKCS#8 PEM) the manager signs the artifacts its builds push with. Default: none.")

@@ -10,13 +10,16 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -52,6 +55,14 @@ type Options struct {
 	// the agents it injects. Every other registry gets TLS, loopback and in-cluster addresses
 	// included (artifact.WithInsecureRegistries).
 	InsecureRegistries []string
+	// Namespaces, when set, are the only namespaces the manager works in: its cache lists and
+	// watches CompilerVersions, pods and Jobs there alone, so its RBAC can be Roles in those
+	// namespaces (the chart's manager.namespaces) instead of cluster-wide grants. Empty: every
+	// namespace.
+	Namespaces []string
+	// skipNameValidation lets a test run a second manager in one process (controller names
+	// are registered process-wide, for their metrics).
+	skipNameValidation bool
 	// TrustPolicyFile is the trust policy (trust.Config, YAML); "" checks no signatures.
 	TrustPolicyFile string
 	// SigningKeyFile is the key the manager signs its builds' artifacts with (cosign's
@@ -102,6 +113,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return fmt.Errorf("--insecure-registries: %w", err)
 		}
 	}
+	for _, ns := range o.Namespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("--namespaces: %q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+	}
 	o.Webhooks.InsecureRegistries = o.InsecureRegistries
 	at, err := loadTrust(o)
 	if err != nil {
@@ -129,7 +145,8 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		// Release the lease on a clean shutdown so a successor takes over at once.
 		LeaderElectionReleaseOnCancel: true,
 		WebhookServer:                 wh.server(),
-		Cache:                         cache.Options{ByObject: controllers.BuildCacheOptions()},
+		Cache:                         cache.Options{ByObject: controllers.BuildCacheOptions(), DefaultNamespaces: cacheNamespaces(o.Namespaces)},
+		Controller:                    ctrlconfig.Controller{SkipNameValidation: &o.skipNameValidation},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -164,6 +181,18 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	ctrl.LoggerFrom(ctx).Info("starting manager", "metricsAddr", o.MetricsAddr, "metricsSecure", o.MetricsSecure, "probeAddr", o.ProbeAddr,
 		"leaderElection", o.LeaderElection, "prometheusAllowedAddresses", promAllowed.String())
 	return mgr.Start(ctx)
+}
+
+// cacheNamespaces is the cache's namespace restriction for --namespaces; nil is every namespace.
+func cacheNamespaces(namespaces []string) map[string]cache.Config {
+	if len(namespaces) == 0 {
+		return nil
+	}
+	m := map[string]cache.Config{}
+	for _, ns := range namespaces {
+		m[ns] = cache.Config{}
+	}
+	return m
 }
 
 // loadTrust reads the trust policy and the signing key, failing at start with what to fix.

@@ -15,9 +15,14 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	splicev1 "github.com/splice-dev/splice/api/v1alpha1"
+	"github.com/splice-dev/splice/internal/testenv"
 )
 
 // The metrics are unauthenticated unless MetricsSecure, so by default they are served on
@@ -145,4 +150,61 @@ func serviceAccountToken(t *testing.T, cs kubernetes.Interface, name string, all
 		t.Fatal(fmt.Errorf("token for %s: %w", name, err))
 	}
 	return tr.Status.Token
+}
+
+// With Namespaces the manager works in those namespaces alone: a CompilerVersion elsewhere is
+// never reconciled (its cache does not even list it).
+func TestNamespacesConfineTheManager(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a control plane")
+	}
+	// No webhooks (the manager runs without them).
+	env, err := testenv.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testenv.StartEnv(t, env)
+	c := adminClient(t, cfg)
+	ctx := context.Background()
+	cvIn := func(ns string) *splicev1.CompilerVersion {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+		cv := &splicev1.CompilerVersion{
+			ObjectMeta: metav1.ObjectMeta{Name: "greeter", Namespace: ns},
+			Spec: splicev1.CompilerVersionSpec{
+				GoVersion: "1.26.8",
+				Plugin:    splicev1.PluginSpec{Source: splicev1.PluginSource{Artifact: "127.0.0.1:1/team/greeter@sha256:" + strings.Repeat("ab", 32)}},
+				Selector:  metav1.LabelSelector{MatchLabels: map[string]string{"app": "greeter"}},
+			},
+		}
+		if err := c.Create(ctx, cv); err != nil {
+			t.Fatal(err)
+		}
+		return cv
+	}
+	watched, other := cvIn("team-a"), cvIn("team-b")
+
+	o := DefaultOptions()
+	o.MetricsAddr, o.ProbeAddr = "0", "0"
+	o.Webhooks.Enabled = false
+	o.Namespaces = []string{"team-a"}
+	o.skipNameValidation = true // the package's other tests run managers in this process too
+	runManager(t, cfg, o)
+
+	g := NewWithT(t)
+	built := func(cv *splicev1.CompilerVersion) func() *metav1.Condition {
+		return func() *metav1.Condition {
+			got := &splicev1.CompilerVersion{}
+			g.Expect(c.Get(ctx, client.ObjectKeyFromObject(cv), got)).To(Succeed())
+			return apimeta.FindStatusCondition(got.Status.Conditions, splicev1.ConditionBuilt)
+		}
+	}
+	g.Eventually(built(watched), 30*time.Second, 200*time.Millisecond).ShouldNot(BeNil(), "the CompilerVersion in team-a was not reconciled")
+	g.Consistently(built(other), 3*time.Second, 200*time.Millisecond).Should(BeNil(), "the CompilerVersion in team-b, outside --namespaces, was reconciled")
+
+	o.Namespaces = []string{"Team_B"}
+	if err := Run(ctx, cfg, o); err == nil || !strings.Contains(err.Error(), "--namespaces") {
+		t.Fatalf("Run with a malformed namespace: %v", err)
+	}
 }

@@ -215,6 +215,12 @@ func inOwnProcess(t *testing.T) bool {
 func startControlPlane(t *testing.T) (*envtest.Environment, client.Client, *rest.Config) {
 	t.Helper()
 	env, cfg := testenv.StartWithWebhooks(t)
+	return env, adminClient(t, cfg), cfg
+}
+
+// adminClient is a client of the test's control plane with the manager's scheme.
+func adminClient(t *testing.T, cfg *rest.Config) client.Client {
+	t.Helper()
 	scheme, err := Scheme()
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +229,7 @@ func startControlPlane(t *testing.T) (*envtest.Environment, client.Client, *rest
 	if err != nil {
 		t.Fatal(err)
 	}
-	return env, c, cfg
+	return c
 }
 
 func testOptions(env *envtest.Environment) Options {

@@ -289,6 +289,60 @@ func TestRBACMatchesConfig(t *testing.T) {
 	}
 }
 
+// With manager.namespaces the manager's ClusterRole keeps only the cluster-scoped rules, and a
+// Role in each listed namespace, bound to the manager, holds the namespaced ones: together they
+// are exactly config/rbac's ClusterRole, and the manager is told the namespaces.
+func TestManagerNamespacedRBAC(t *testing.T) {
+	c := newChart(t)
+	objs := c.mustRender(t, "splice-system", "manager.namespaces[0]=team-a", "manager.namespaces[1]=team-b")
+	want := ruleSet(mustFind(t, "config/rbac", c.config(t, "rbac/role.yaml"), "ClusterRole", "splice-manager"))
+	cluster := ruleSet(mustFind(t, "the chart", objs, "ClusterRole", "splice-manager"))
+	namespaced := map[string]bool{"pods": true, "pods/log": true, "pods/eviction": true, "secrets": true, "jobs": true, "events": true,
+		"compilerversions": true, "compilerversions/finalizers": true, "compilerversions/status": true}
+	for _, r := range cluster {
+		res := regexp.MustCompile(`resource="([^"]*)"`).FindStringSubmatch(r)[1]
+		if namespaced[res] {
+			t.Errorf("with manager.namespaces the ClusterRole still grants %s", r)
+		}
+	}
+	var roles []object
+	for _, ns := range []string{"team-a", "team-b"} {
+		var role object
+		for _, o := range objs {
+			if str(o, "kind") == "Role" && str(o, "metadata", "name") == "splice-manager-workloads" && str(o, "metadata", "namespace") == ns {
+				role = o
+			}
+		}
+		if role == nil {
+			t.Fatalf("no Role splice-manager-workloads in %s", ns)
+		}
+		roles = append(roles, role)
+		var bound bool
+		for _, o := range objs {
+			if str(o, "kind") == "RoleBinding" && str(o, "metadata", "namespace") == ns && str(o, "roleRef", "name") == "splice-manager-workloads" &&
+				reflect.DeepEqual(o["subjects"], []any{map[string]any{"kind": "ServiceAccount", "name": "splice-manager", "namespace": "splice-system"}}) {
+				bound = true
+			}
+		}
+		if !bound {
+			t.Errorf("the Role in %s is not bound to the manager's ServiceAccount", ns)
+		}
+	}
+	union := append(append([]string{}, cluster...), ruleSet(roles[0])...)
+	if d := diffSets(want, union); d != "" {
+		t.Errorf("the ClusterRole and a namespace's Role together differ from config/rbac:%s", d)
+	}
+	if d := diffSets(ruleSet(roles[0]), ruleSet(roles[1])); d != "" {
+		t.Errorf("the Roles of team-a and team-b differ:%s", d)
+	}
+	dep := mustFind(t, "the chart", objs, "Deployment", "splice-manager")
+	containers, _ := get(dep, "spec", "template", "spec", "containers").([]any)
+	args := fmt.Sprint(get(containers[0], "args"))
+	if !strings.Contains(args, "--namespaces=team-a") || !strings.Contains(args, "--namespaces=team-b") {
+		t.Errorf("manager args %s: want --namespaces for team-a and team-b", args)
+	}
+}
+
 // withNamespace returns subjects with every namespace set to ns (config/ hard-codes
 // splice-system; the chart uses the release namespace).
 func withNamespace(subjects any, ns string) any {
@@ -418,7 +472,7 @@ func TestManagerFlags(t *testing.T) {
 		known[string(m[1])] = true
 	}
 	for _, mode := range []string{"self", "cert-manager"} {
-		objs := c.mustRender(t, "splice-system", "webhook.certificates.mode="+mode, "metrics.enabled=false")
+		objs := c.mustRender(t, "splice-system", "webhook.certificates.mode="+mode, "metrics.enabled=false", "manager.namespaces[0]=team-a")
 		dep := mustFind(t, "the chart", objs, "Deployment", "splice-manager")
 		containers, _ := get(dep, "spec", "template", "spec", "containers").([]any)
 		args, _ := get(containers[0], "args").([]any)
