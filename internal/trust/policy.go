@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -12,8 +13,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"k8s.io/apimachinery/pkg/util/validation"
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 )
 
 // AllNamespaces in Policy.Namespaces covers every namespace.
@@ -85,7 +85,7 @@ func LoadConfig(path string) (*Config, error) {
 // P-256 PEM public key. The error names the policy and what to fix.
 func ParseConfig(data []byte) (*Config, error) {
 	var c Config
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+	if err := decodeStrict(data, &c); err != nil {
 		return nil, fmt.Errorf("decode trust policy: %w (want `policies:`, a list of {name, namespaces, registries, keys})", err)
 	}
 	if err := c.validate(); err != nil {
@@ -93,6 +93,26 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	return &c, nil
 }
+
+// decodeStrict decodes YAML (JSON is YAML) into v by its JSON field names: duplicate keys and
+// fields v does not have are errors. The YAML library is not Kubernetes' (sigs.k8s.io/yaml),
+// so that the splice command, which verifies signatures, links no Kubernetes package.
+func decodeStrict(data []byte, v any) error {
+	var doc any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return err
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("not a JSON-shaped document: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// namespaceRE is a DNS-1123 label, what a namespace name must be (at most 63 bytes).
+var namespaceRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 func (c *Config) validate() error {
 	if len(c.Policies) == 0 {
@@ -201,8 +221,8 @@ func checkNamespaces(namespaces []string) error {
 	seen := map[string]bool{}
 	for i, ns := range namespaces {
 		if ns != AllNamespaces {
-			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-				return fmt.Errorf("namespaces[%d] %q is not a namespace name (%s): give a namespace, or \"*\" for every namespace", i, ns, strings.Join(errs, "; "))
+			if len(ns) > 63 || !namespaceRE.MatchString(ns) {
+				return fmt.Errorf("namespaces[%d] %q is not a namespace name (lower-case letters, digits and '-', at most 63): give a namespace, or \"*\" for every namespace", i, ns)
 			}
 		}
 		if seen[ns] {

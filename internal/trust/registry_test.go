@@ -159,7 +159,8 @@ func (r *testRegistry) cutShort(path string, size int64) {
 	})
 }
 
-var regOpts = []artifact.Option{artifact.WithAuth(authn.Anonymous)}
+// The tests' registries are httptest servers without TLS.
+var regOpts = []artifact.Option{artifact.WithAuth(authn.Anonymous), artifact.WithInsecure(true)}
 
 func ctxFor(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
