@@ -155,6 +155,15 @@ func ephemeralProblems(old, pod *corev1.Pod) []string {
 	return problems
 }
 
+// injectedAgent is the pod's agent container, for a mutator that needs the agent step's
+// output; the error says what the mutator wanted to do with it.
+func injectedAgent(pod *corev1.Pod, what string) (*corev1.Container, error) {
+	if c := findInit(pod, AgentContainerName); c != nil {
+		return c, nil
+	}
+	return nil, fmt.Errorf("no %s container to %s", AgentContainerName, what)
+}
+
 // findInit is the pod's init container name, or nil.
 func findInit(pod *corev1.Pod, name string) *corev1.Container {
 	i := slices.IndexFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == name })

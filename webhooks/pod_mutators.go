@@ -315,9 +315,9 @@ const apiServerTokenPrefix = "kube-api-access-"
 // pass, or in a pod created from this one's spec). A pod that set automountServiceAccountToken:
 // false itself gets the same: the agent cannot work without credentials, and only it holds them.
 func ensureAgentToken(pod *corev1.Pod, in *injection) error {
-	i := slices.IndexFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == AgentContainerName })
-	if i < 0 {
-		return fmt.Errorf("no agent container to give the token to")
+	agent, err := injectedAgent(pod, "give the token to")
+	if err != nil {
+		return err
 	}
 	want := agentTokenVolume()
 	if j := slices.IndexFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == AgentTokenVolumeName }); j >= 0 {
@@ -334,7 +334,6 @@ func ensureAgentToken(pod *corev1.Pod, in *injection) error {
 	if pod.Spec.ServiceAccountName == "" {
 		pod.Spec.ServiceAccountName = cmp.Or(pod.Spec.DeprecatedServiceAccount, "default")
 	}
-	agent := &pod.Spec.InitContainers[i]
 	agent.VolumeMounts = append(agent.VolumeMounts, corev1.VolumeMount{Name: AgentTokenVolumeName, MountPath: serviceAccountTokenPath, ReadOnly: true})
 	if in.appToken {
 		return nil
@@ -410,9 +409,9 @@ func nilIfEmpty[S ~[]E, E any](s S) S {
 // delay and threshold give the app over a minute. There is deliberately no startup probe: on a
 // native sidecar it would hold the app containers back, and /livez needs the app.
 func ensureAgentProbes(pod *corev1.Pod, in *injection) error {
-	i := slices.IndexFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == AgentContainerName })
-	if i < 0 {
-		return fmt.Errorf("no %s container to put the probes on", AgentContainerName)
+	agent, err := injectedAgent(pod, "put the probes on")
+	if err != nil {
+		return err
 	}
 	port := intstr.FromInt32(in.agent.HTTPPort)
 	// One second above the agent's own bound on the host request behind the probe.
@@ -420,7 +419,6 @@ func ensureAgentProbes(pod *corev1.Pod, in *injection) error {
 	get := func(path string) corev1.ProbeHandler {
 		return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: port, Scheme: corev1.URISchemeHTTP}}
 	}
-	agent := &pod.Spec.InitContainers[i]
 	agent.ReadinessProbe = &corev1.Probe{
 		ProbeHandler:     get(sidecar.PathReadyz),
 		TimeoutSeconds:   timeout,

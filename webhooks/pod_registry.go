@@ -26,11 +26,10 @@ const (
 // does not exist keeps the pod from starting, with the kubelet's event naming it: the volume is
 // not optional, so missing credentials are never mistaken for a registry that refuses.
 func ensureRegistryCredentials(pod *corev1.Pod, _ *injection) error {
-	i := slices.IndexFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == AgentContainerName })
-	if i < 0 {
-		return fmt.Errorf("no agent container to give registry credentials to")
+	agent, err := injectedAgent(pod, "give registry credentials to")
+	if err != nil {
+		return err
 	}
-	agent := &pod.Spec.InitContainers[i]
 	pod.Spec.Volumes = slices.DeleteFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == RegistryCredentialsVolumeName })
 	agent.VolumeMounts = slices.DeleteFunc(agent.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == RegistryCredentialsVolumeName })
 	agent.Env = slices.DeleteFunc(agent.Env, func(e corev1.EnvVar) bool { return e.Name == "DOCKER_CONFIG" })

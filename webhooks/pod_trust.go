@@ -20,11 +20,10 @@ import (
 // The namespace is the pod's; Handle fills it from the admission request when the pod omits
 // it. A pod without one, while policies are configured, is refused rather than left unchecked.
 func ensureTrustPolicy(pod *corev1.Pod, in *injection) error {
-	i := slices.IndexFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == AgentContainerName })
-	if i < 0 {
-		return fmt.Errorf("no agent container to give the trust policy to")
+	agent, err := injectedAgent(pod, "give the trust policy to")
+	if err != nil {
+		return err
 	}
-	agent := &pod.Spec.InitContainers[i]
 	agent.Env = slices.DeleteFunc(agent.Env, func(e corev1.EnvVar) bool { return e.Name == sidecar.EnvTrustPolicy })
 	if in.agent.Trust == nil || len(in.agent.Trust.Policies) == 0 {
 		return nil
