@@ -1,14 +1,15 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
+	"github.com/docker/cli/cli/config/configfile"
+	"github.com/docker/cli/cli/config/credentials"
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -111,9 +112,7 @@ func (r *BuildReconciler) checkTrust(ctx context.Context, s *buildScope, source 
 	return nil
 }
 
-// pushKeychain reads the registry credentials of a dockerconfigjson Secret for signing. Only
-// the "auths" entries are used: a credential helper ("credsStore", "credHelpers") named by
-// whoever wrote the Secret is never executed in the manager.
+// pushKeychain reads the registry credentials of a dockerconfigjson Secret for signing.
 func (r *BuildReconciler) pushKeychain(ctx context.Context, ns, name string) (authn.Keychain, error) {
 	var sec corev1.Secret
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &sec); err != nil {
@@ -122,33 +121,39 @@ func (r *BuildReconciler) pushKeychain(ctx context.Context, ns, name string) (au
 	if sec.Labels[splicev1.LabelBuildCredentials] != "true" {
 		return nil, fmt.Errorf("push credentials %s/%s are no longer labelled %s=true: label the Secret again to let the build's artifact be signed", ns, name, splicev1.LabelBuildCredentials)
 	}
-	var cfg struct {
-		Auths map[string]authn.AuthConfig `json:"auths"`
-	}
-	if err := json.Unmarshal(sec.Data[corev1.DockerConfigJsonKey], &cfg); err != nil {
+	kc, err := dockerConfigKeychain(sec.Data[corev1.DockerConfigJsonKey])
+	if err != nil {
 		return nil, fmt.Errorf("push credentials %s/%s: %s is not a Docker config: %w", ns, name, corev1.DockerConfigJsonKey, err)
 	}
-	return authsKeychain(cfg.Auths), nil
+	return kc, nil
 }
 
-// authsKeychain resolves a registry to its "auths" entry (keys may carry a scheme or path,
-// as `docker login` writes them), anonymous when there is none.
-type authsKeychain map[string]authn.AuthConfig
-
-func (k authsKeychain) Resolve(res authn.Resource) (authn.Authenticator, error) {
-	for host, ac := range k {
-		h := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(host, "https://"), "http://"), "/")
-		h, _, _ = strings.Cut(h, "/")
-		if h != res.RegistryStr() {
-			continue
-		}
-		if ac.Auth != "" && ac.Username == "" {
-			if raw, err := base64.StdEncoding.DecodeString(ac.Auth); err == nil {
-				ac.Username, ac.Password, _ = strings.Cut(string(raw), ":")
-				ac.Auth = ""
-			}
-		}
-		return authn.FromConfig(ac), nil
+// dockerConfigKeychain resolves registries from a Docker config's "auths" entries alone, with
+// docker/cli's file store (keys may carry a scheme or a path, as `docker login` writes them):
+// a credential helper ("credsStore", "credHelpers") named by whoever wrote the Secret is never
+// executed in the manager, and the manager's own environment (DOCKER_AUTH_CONFIG) is not read.
+func dockerConfigKeychain(data []byte) (authn.Keychain, error) {
+	cf := configfile.New("")
+	if err := cf.LoadFromReader(bytes.NewReader(data)); err != nil {
+		return nil, err
 	}
-	return authn.Anonymous, nil
+	return fileStoreKeychain{credentials.NewFileStore(cf)}, nil
+}
+
+type fileStoreKeychain struct{ store credentials.Store }
+
+func (k fileStoreKeychain) Resolve(res authn.Resource) (authn.Authenticator, error) {
+	key := res.RegistryStr()
+	if key == name.DefaultRegistry {
+		key = authn.DefaultAuthKey
+	}
+	ac, err := k.store.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	if ac.Username == "" && ac.Password == "" && ac.IdentityToken == "" && ac.RegistryToken == "" {
+		return authn.Anonymous, nil
+	}
+	return authn.FromConfig(authn.AuthConfig{Username: ac.Username, Password: ac.Password,
+		IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken}), nil
 }
