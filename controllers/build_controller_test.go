@@ -88,9 +88,11 @@ var _ = Describe("Build controller", Ordered, func() {
 		})
 	})
 
-	// buildSecret creates a Secret a build may mount, labelled for builds or not.
+	// buildSecret creates a Secret a build may mount, labelled for builds or not: a git token,
+	// and a Docker config without credentials (what the manager signs with, pushKeychain).
 	buildSecret := func(ns, name string, labelled bool) *corev1.Secret {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: map[string]string{"token": "t0ken"}}
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			StringData: map[string]string{"token": "t0ken", corev1.DockerConfigJsonKey: `{"auths":{}}`}}
 		if labelled {
 			s.Labels = map[string]string{splicev1.LabelBuildCredentials: "true"}
 		}
@@ -98,7 +100,9 @@ var _ = Describe("Build controller", Ordered, func() {
 		return s
 	}
 
-	newGitCV := func(ns string) *splicev1.CompilerVersion {
+	// newGitCV creates the CompilerVersion "greeter" building from git in ns, with its labelled
+	// Secrets; edits change it before it is created.
+	newGitCV := func(ns string, edits ...func(*splicev1.CompilerVersion)) *splicev1.CompilerVersion {
 		if err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "git-creds"}, &corev1.Secret{}); apierrors.IsNotFound(err) {
 			buildSecret(ns, "git-creds", true)
 			buildSecret(ns, "push-creds", true)
@@ -119,6 +123,9 @@ var _ = Describe("Build controller", Ordered, func() {
 				},
 				Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "greeter"}},
 			},
+		}
+		for _, edit := range edits {
+			edit(cv)
 		}
 		Expect(k8sClient.Create(ctx, cv)).To(Succeed())
 		return cv
@@ -156,8 +163,12 @@ var _ = Describe("Build controller", Ordered, func() {
 	}
 
 	// finishBuild plays the Job controller and the kubelet: a pod of the Job whose build
-	// container terminated with exitCode and message, then the Job's terminal status.
-	finishBuild := func(job *batchv1.Job, exitCode int32, message string) {
+	// container terminated with exitCode and the builder's report (a builder.Result or
+	// Failure) as its message, then the Job's terminal status.
+	finishBuild := func(job *batchv1.Job, exitCode int32, report any) {
+		raw, err := json.Marshal(report)
+		Expect(err).NotTo(HaveOccurred())
+		message := string(raw)
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{
 				Name: job.Name + "-x7k2p", Namespace: job.Namespace,
@@ -347,9 +358,7 @@ var _ = Describe("Build controller", Ordered, func() {
 			PluginPath: "github.com/splice-dev/splice/examples/greeter/plugins/v1/splice-0123456789abcdef", SourceHash: strings.Repeat("01", 32),
 			BuiltAt: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC), BuildKey: key,
 		}
-		msg, err := json.Marshal(result)
-		Expect(err).NotTo(HaveOccurred())
-		finishBuild(job, 0, string(msg))
+		finishBuild(job, 0, result)
 
 		Eventually(func(g Gomega) {
 			got, built := builtOf(g, cv)
@@ -450,9 +459,7 @@ var _ = Describe("Build controller", Ordered, func() {
 		}
 		before := failed()
 		f := builder.Failure{Reason: builder.ReasonCompileFailed, Error: "build plugin ./examples/greeter/plugins/v1: go build: exit status 1:\n./main.go:12:9: undefined: greet", BuildKey: job.Annotations[AnnotationBuildKey]}
-		msg, err := json.Marshal(f)
-		Expect(err).NotTo(HaveOccurred())
-		finishBuild(job, 1, string(msg))
+		finishBuild(job, 1, f)
 
 		Eventually(func(g Gomega) {
 			got, built := builtOf(g, cv)
@@ -477,13 +484,11 @@ var _ = Describe("Build controller", Ordered, func() {
 		cv := newGitCV(ns)
 		job := theJob(cv)
 		digest := "sha256:" + strings.Repeat("6f", 32)
-		msg, err := json.Marshal(builder.Result{
+		finishBuild(job, 0, builder.Result{
 			Ref: "registry.example.com/someone-else/plugin@" + digest, Digest: digest, GoVersion: "go1.26.8", APIVersion: "1.0.0",
 			PluginPath: "example.com/p/splice-0123456789abcdef", SourceHash: strings.Repeat("01", 32), BuiltAt: time.Now(),
 			BuildKey: job.Annotations[AnnotationBuildKey],
 		})
-		Expect(err).NotTo(HaveOccurred())
-		finishBuild(job, 0, string(msg))
 		Eventually(func(g Gomega) {
 			got, built := builtOf(g, cv)
 			g.Expect(built.Reason).To(Equal(ReasonInvalidBuildResult))
@@ -577,14 +582,12 @@ var _ = Describe("Build controller", Ordered, func() {
 		Expect(args).NotTo(ContainElement(HavePrefix("--" + builder.FlagVulnPolicy)))
 		// A result with findings (under Warn) reaches status.
 		digest := "sha256:" + strings.Repeat("7a", 32)
-		msg, err := json.Marshal(builder.Result{
+		finishBuild(job, 0, builder.Result{
 			Ref: "registry.example.com/team/greeter-plugin@" + digest, Digest: digest, GoVersion: "go1.26.8", APIVersion: "1.0.0",
 			PluginPath: "github.com/splice-dev/splice/examples/greeter/plugins/v1/splice-0123456789abcdef", SourceHash: strings.Repeat("01", 32),
 			BuiltAt: time.Now(), BuildKey: job.Annotations[AnnotationBuildKey],
 			Vulnerabilities: &artifact.Vulnerabilities{Database: "https://vuln.example.com", Found: 1, IDs: []string{"GO-2099-0001"}},
 		})
-		Expect(err).NotTo(HaveOccurred())
-		finishBuild(job, 0, string(msg))
 		Eventually(func(g Gomega) {
 			got, built := builtOf(g, cv)
 			g.Expect(built.Reason).To(Equal(ReasonBuildSucceeded))
@@ -784,39 +787,17 @@ var _ = Describe("Build controller", Ordered, func() {
 		})
 
 		It("signs what a build pushed, for this CompilerVersion and build, and refuses a record rewritten to another signed artifact", func() {
-			for _, n := range []string{"git-creds", "push-creds"} {
-				Expect(k8sClient.Create(ctx, &corev1.Secret{
-					ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: covered, Labels: map[string]string{splicev1.LabelBuildCredentials: "true"}},
-					Type:       corev1.SecretTypeDockerConfigJson,
-					StringData: map[string]string{corev1.DockerConfigJsonKey: `{"auths":{}}`},
-				})).To(Succeed())
-			}
-			cv := &splicev1.CompilerVersion{
-				ObjectMeta: metav1.ObjectMeta{Name: "built", Namespace: covered, Labels: map[string]string{testLabel: trustLabel}},
-				Spec: splicev1.CompilerVersionSpec{
-					GoVersion: goOnPath(),
-					Plugin: splicev1.PluginSpec{
-						Source: splicev1.PluginSource{Git: &splicev1.GitSource{
-							URL: "https://git.example.com/team/greeter.git", Revision: "v1.3.0",
-							SecretRef: &splicev1.LocalObjectReference{Name: "git-creds"},
-						}},
-						Package:       "./examples/greeter/plugins/v1",
-						Repository:    repo,
-						PushSecretRef: &splicev1.LocalObjectReference{Name: "push-creds"},
-					},
-					Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "greeter"}},
-				},
-			}
-			Expect(k8sClient.Create(ctx, cv)).To(Succeed())
+			cv := newGitCV(covered, func(cv *splicev1.CompilerVersion) {
+				cv.Name, cv.Labels[testLabel] = "built", trustLabel
+				cv.Spec.GoVersion, cv.Spec.Plugin.Repository = goOnPath(), repo
+			})
 			job := theJob(cv)
 			key := job.Annotations[AnnotationBuildKey]
 			pushed := copyOf(greeterRef, "built")
 			res := *greeterRes
 			res.Ref, res.BuildKey = pushed, key
 			res.Digest = strings.TrimPrefix(pushed, repo+"@")
-			msg, err := json.Marshal(res)
-			Expect(err).NotTo(HaveOccurred())
-			finishBuild(job, 0, string(msg))
+			finishBuild(job, 0, res)
 
 			Eventually(func(g Gomega) {
 				got, built := builtOf(g, cv)
